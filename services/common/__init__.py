@@ -1,0 +1,1 @@
+"""Infrastructure shared by every Vigil service: settings, bus, gRPC runtime, logging, metrics."""

@@ -1,0 +1,190 @@
+"""Bus interface and the delivery semantics both implementations share.
+
+Semantics (identical for the in-process bus and Kafka):
+
+* ``publish`` takes a key (partitioning, ordering per key) and headers.
+* A consumer belongs to a group; the group's committed offset is where a new
+  consumer of that group starts. Topics are read from the committed offset, or
+  from the earliest record when the group has none.
+* An offset is committed only after the handler returned *and* everything the
+  handler published was acknowledged (``Bus.flush``): work is durable first.
+* A handler that raises :class:`RetryableError` is retried, with back-off, on
+  the same message; nothing after it is handled until it succeeds.
+* A handler that raises :class:`PoisonMessage`, or any other exception
+  ``max_attempts`` times in a row, sends the message to the dead-letter topic
+  (original headers kept, plus ``vigil-error`` and ``vigil-origin``), then its
+  offset is committed: one bad message never blocks or crashes the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+ERROR_HEADER = "vigil-error"
+ORIGIN_HEADER = "vigil-origin"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One record as a handler sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Mapping[str, bytes] = field(default_factory=dict)
+    timestamp_ms: int = 0
+
+
+Handler = Callable[[Message], None]
+
+
+class PoisonMessage(Exception):
+    """The message can never be handled (undecodable, invalid): dead-letter it."""
+
+
+class RetryableError(Exception):
+    """Handling failed for a reason that may pass (a dependency is down): retry the same message."""
+
+
+class Bus(ABC):
+    """Publish/subscribe with keys, headers and consumer groups."""
+
+    @abstractmethod
+    def publish(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | str | None = None,
+        headers: Mapping[str, bytes | str] | None = None,
+    ) -> None:
+        """Queue one record for `topic`; durable once :meth:`flush` returns."""
+
+    @abstractmethod
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Block until every published record is acknowledged; raise if that fails."""
+
+    @abstractmethod
+    def consumer(
+        self,
+        topics: Sequence[str],
+        group: str,
+        handler: Handler,
+        *,
+        dead_letter_topic: str | None = None,
+        max_attempts: int = 3,
+    ) -> Consumer:
+        """Create a consumer of `topics` in consumer group `group`."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+def encode_key(key: bytes | str | None) -> bytes | None:
+    """Keys travel as bytes."""
+    return key.encode() if isinstance(key, str) else key
+
+
+def encode_headers(headers: Mapping[str, bytes | str] | None) -> dict[str, bytes]:
+    """Header values travel as bytes."""
+    return {k: (v.encode() if isinstance(v, str) else v) for k, v in (headers or {}).items()}
+
+
+class Consumer(ABC):
+    """Runs a handler over a group's share of some topics; see the module docstring."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        handler: Handler,
+        *,
+        dead_letter_topic: str | None,
+        max_attempts: int,
+        retry_backoff_s: float = 0.2,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self._bus = bus
+        self._handler = handler
+        self._dead_letter_topic = dead_letter_topic
+        self._max_attempts = max_attempts
+        self._backoff0 = retry_backoff_s
+        self._max_backoff = max_backoff_s
+        self.handled = 0
+        self.dead_lettered = 0
+
+    @abstractmethod
+    def poll(self, timeout_s: float = 0.5) -> int:
+        """Handle what arrives within `timeout_s` and commit it; return how many were handled."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Leave the group; committed offsets stay."""
+
+    def run(self, stop: threading.Event, idle_timeout_s: float = 0.5) -> None:
+        """Poll until `stop` is set."""
+        while not stop.is_set():
+            self.poll(idle_timeout_s)
+
+    def _handle(self, msg: Message, stop: threading.Event | None = None) -> bool:
+        """Run the handler with the retry/dead-letter policy; True when the offset may be committed.
+
+        Returns False only when a retryable failure is still failing and `stop` was set.
+        """
+        attempts = 0
+        backoff = self._backoff0
+        while True:
+            try:
+                self._handler(msg)
+                self.handled += 1
+                return True
+            except RetryableError as exc:
+                log.warning(
+                    "retryable failure on %s[%d]@%d: %s; retrying in %.1fs",
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    exc,
+                    backoff,
+                )
+            except PoisonMessage as exc:
+                self._dead_letter(msg, f"poison: {exc}")
+                return True
+            except Exception as exc:  # a handler bug must not stall the stream forever
+                attempts += 1
+                log.exception(
+                    "handler failed on %s[%d]@%d (attempt %d/%d)",
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    attempts,
+                    self._max_attempts,
+                )
+                if attempts >= self._max_attempts:
+                    self._dead_letter(msg, f"{type(exc).__name__}: {exc}")
+                    return True
+            if stop is not None and stop.is_set():
+                return False
+            time.sleep(backoff)
+            backoff = min(backoff * 2, self._max_backoff)
+
+    def _dead_letter(self, msg: Message, reason: str) -> None:
+        origin = f"{msg.topic}/{msg.partition}/{msg.offset}"
+        if self._dead_letter_topic is None:
+            log.error("dropping undeliverable message %s (no dead-letter topic): %s", origin, reason)
+            return
+        log.error("dead-lettering %s to %s: %s", origin, self._dead_letter_topic, reason)
+        headers = dict(msg.headers)
+        headers[ERROR_HEADER] = reason.encode()[:1000]
+        headers[ORIGIN_HEADER] = origin.encode()
+        self._bus.publish(self._dead_letter_topic, msg.value, key=msg.key, headers=headers)
+        self._bus.flush()
+        self.dead_lettered += 1

@@ -1,0 +1,463 @@
+"""Kafka bus (distributed mode) over kafka-python, with the semantics documented in ``base``.
+
+Every client is created lazily, on first use, so importing or constructing a bus never
+touches the network and a broker that is down at start-up only delays work.
+
+Delivery is at least once: a consumer commits a record's offset only after its handler
+returned and :meth:`KafkaBus.flush` confirmed everything published so far; a crash or an
+outage in between re-delivers the record instead of losing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.net import KafkaNetClient
+
+from services.common.bus.base import (
+    Bus,
+    Consumer,
+    Handler,
+    Message,
+    RetryableError,
+    encode_headers,
+    encode_key,
+)
+from services.common.config import BusConfig
+
+log = logging.getLogger(__name__)
+
+Compression = Literal["gzip"] | None
+
+# Records handled between two commits. Small enough that a crash re-delivers little and a
+# slow handler (a VLM call) still returns to poll() well within max_poll_interval_ms.
+MAX_POLL_RECORDS = 50
+# Succeeded futures are dropped once a thread holds this many, so a publisher that never
+# flushes (a camera loop) does not grow without bound; failed ones are kept for flush().
+_PRUNE_PENDING_AT = 10_000
+# Room on top of max_message_bytes for the record batch, headers and request framing.
+_FRAMING_BYTES = 64 * 1024
+# Offset commits are small; if one takes longer than this the broker is away, and the next
+# poll tries again.
+_COMMIT_TIMEOUT_MS = 5_000
+# How long a consumer waits before trying again to reach a broker it could not bootstrap from.
+_RECONNECT_PAUSE_S = 1.0
+
+
+class PublishError(RuntimeError):
+    """A published record was not acknowledged and will not be (rejected, too large, ...)."""
+
+
+class BrokerUnavailable(PublishError, RetryableError):
+    """The broker could not be reached within ``BusConfig.publish_timeout_s``.
+
+    A :class:`RetryableError`, so a handler that lets it escape is retried on the same
+    message once the broker is back, instead of being dead-lettered.
+    """
+
+
+class KafkaBus(Bus):
+    """A :class:`Bus` on a Kafka-protocol broker (Apache Kafka, Tansu)."""
+
+    def __init__(
+        self,
+        config: BusConfig,
+        client_id: str = "vigil",
+        *,
+        compression: Compression = None,
+        linger_ms: int = 5,
+    ) -> None:
+        self._config = config
+        self._client_id = client_id
+        self._compression = compression
+        self._linger_ms = linger_ms
+        self._lock = threading.Lock()
+        self._producer: KafkaProducer | None = None
+        self._admin: KafkaAdminClient | None = None
+        self._broker_version: tuple[int, ...] | None = None
+        # Each thread flushes (and sees the failures of) only what it published itself, so one
+        # consumer thread never commits on the strength of another thread's acknowledgements.
+        self._local = threading.local()
+        self._consumers: weakref.WeakSet[KafkaGroupConsumer] = weakref.WeakSet()
+        self._closed = False
+
+    @property
+    def config(self) -> BusConfig:
+        """The settings this bus was built from."""
+        return self._config
+
+    @property
+    def client_id(self) -> str:
+        """Prefix of the client ids this bus reports to the broker."""
+        return self._client_id
+
+    # -- publishing ------------------------------------------------------------------
+    def publish(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | str | None = None,
+        headers: Mapping[str, bytes | str] | None = None,
+    ) -> None:
+        """Queue one record; raises :class:`BrokerUnavailable` if the topic stays unreachable."""
+        producer = self._get_producer()
+        record_headers = list(encode_headers(headers).items())
+        try:
+            future = producer.send(topic, value=bytes(value), key=encode_key(key), headers=record_headers)
+        except KafkaTimeoutError as exc:
+            raise BrokerUnavailable(
+                f"publish to {topic!r}: broker {self._config.bootstrap} unreachable "
+                f"for {self._config.publish_timeout_s:.0f}s"
+            ) from exc
+        except KafkaError as exc:
+            raise PublishError(f"publish to {topic!r} refused: {exc}") from exc
+        pending = self._pending()
+        pending.append((topic, future))
+        if len(pending) >= _PRUNE_PENDING_AT:
+            pending[:] = [(t, f) for t, f in pending if not f.succeeded()]
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Block until everything this thread published is acknowledged; raise if any of it failed."""
+        pending = self._pending()
+        if not pending:
+            return
+        producer = self._get_producer()
+        # A record gives up after delivery_timeout_ms (= publish_timeout_s); the margin lets the
+        # producer report that failure itself rather than this wait timing out first.
+        wait_s = timeout_s if timeout_s is not None else self._config.publish_timeout_s + 10.0
+        try:
+            producer.flush(timeout=wait_s)
+        except KafkaTimeoutError as exc:
+            # Keep the records pending: they may still be delivered and a later flush will tell.
+            raise BrokerUnavailable(f"{len(pending)} records not acknowledged within {wait_s:.1f}s") from exc
+        failures = [(t, f.exception) for t, f in pending if f.failed()]
+        unfinished = sum(1 for _, f in pending if not f.is_done)
+        self._local.pending = [(t, f) for t, f in pending if not f.is_done]
+        if failures:
+            topic, first = failures[0]
+            message = f"{len(failures)} of {len(pending)} records were not delivered (first: {topic!r}: {first!r})"
+            if all(_is_transient(exc) for _, exc in failures):
+                raise BrokerUnavailable(message) from first
+            raise PublishError(message) from first
+        if unfinished:
+            # Only possible when another thread's flush raced this one; nothing has failed yet.
+            raise BrokerUnavailable(f"{unfinished} records still in flight after flush")
+
+    def _pending(self) -> list[tuple[str, Any]]:
+        pending: list[tuple[str, Any]] | None = getattr(self._local, "pending", None)
+        if pending is None:
+            pending = []
+            self._local.pending = pending
+        return pending
+
+    def _get_producer(self) -> KafkaProducer:
+        with self._lock:
+            if self._closed:
+                raise PublishError("bus is closed")
+            if self._producer is None:
+                self._producer = self._new_producer()
+            return self._producer
+
+    def _new_producer(self) -> KafkaProducer:
+        cfg = self._config
+        timeout_ms = int(cfg.publish_timeout_s * 1000)
+        # Bounded by delivery_timeout_ms, which kafka-python requires to cover one request + linger.
+        request_timeout_ms = max(1000, min(30_000, timeout_ms - self._linger_ms))
+        try:
+            return KafkaProducer(
+                bootstrap_servers=cfg.bootstrap,
+                client_id=f"{self._client_id}-producer",
+                acks="all",
+                # Idempotence (the default) keeps retries across a reconnect from duplicating
+                # records; infinite retries are bounded by delivery_timeout_ms.
+                enable_idempotence=True,
+                delivery_timeout_ms=timeout_ms,
+                max_block_ms=timeout_ms,
+                bootstrap_timeout_ms=timeout_ms,
+                request_timeout_ms=request_timeout_ms,
+                linger_ms=self._linger_ms,
+                compression_type=self._compression,
+                max_request_size=cfg.max_message_bytes + _FRAMING_BYTES,
+                reconnect_backoff_max_ms=1000,
+            )
+        except KafkaTimeoutError as exc:
+            raise BrokerUnavailable(f"no broker at {cfg.bootstrap} within {cfg.publish_timeout_s:.0f}s") from exc
+
+    def broker_version(self, timeout_ms: int) -> tuple[int, ...]:
+        """The broker's protocol version, asked once and remembered; KafkaTimeoutError if unreachable.
+
+        Clients given this version skip their eager bootstrap, which in kafka-python 3.0 leaks an
+        IO thread every time it fails: a consumer started while the broker is away must not.
+        """
+        with self._lock:
+            if self._broker_version is not None:
+                return self._broker_version
+        client = KafkaNetClient(bootstrap_servers=self._config.bootstrap, client_id=f"{self._client_id}-probe")
+        try:
+            version = tuple(client.get_broker_version(timeout_ms))
+        finally:
+            client.close()
+        with self._lock:
+            self._broker_version = version
+        return version
+
+    # -- consuming ----------------------------------------------------------------------
+    def consumer(
+        self,
+        topics: Sequence[str],
+        group: str,
+        handler: Handler,
+        *,
+        dead_letter_topic: str | None = None,
+        max_attempts: int = 3,
+    ) -> KafkaGroupConsumer:
+        """Create a group member; it connects on its first :meth:`~KafkaGroupConsumer.poll`."""
+        consumer = KafkaGroupConsumer(
+            self,
+            list(topics),
+            group,
+            handler,
+            dead_letter_topic=dead_letter_topic,
+            max_attempts=max_attempts,
+        )
+        self._consumers.add(consumer)
+        return consumer
+
+    # -- administration -----------------------------------------------------------------
+    def create_topics(self, names: Iterable[str], num_partitions: int | None = None) -> list[str]:
+        """Create the topics that do not exist yet; return the ones created.
+
+        `num_partitions` None means the broker's default. Partitions cannot be added later on
+        every broker (Tansu has no CreatePartitions), so choose the final count up front.
+        """
+        wanted = list(dict.fromkeys(names))
+        if not wanted:
+            return []
+        spec: dict[str, dict[str, int]] = {
+            name: {"num_partitions": num_partitions if num_partitions is not None else -1} for name in wanted
+        }
+        response = self._get_admin().create_topics(spec, raise_errors=False)
+        created: list[str] = []
+        for topic in response["topics"]:
+            code = topic["error_code"]
+            if code == 0:
+                created.append(topic["name"])
+            elif code != TopicAlreadyExistsError.errno:
+                raise PublishError(
+                    f"creating topic {topic['name']!r} failed: error {code} {topic.get('error_message')}"
+                )
+        if created:
+            log.info("created topics %s", created)
+        return created
+
+    def _get_admin(self) -> KafkaAdminClient:
+        with self._lock:
+            if self._closed:
+                raise PublishError("bus is closed")
+            if self._admin is None:
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=self._config.bootstrap,
+                    client_id=f"{self._client_id}-admin",
+                    bootstrap_timeout_ms=int(self._config.publish_timeout_s * 1000),
+                )
+            return self._admin
+
+    def close(self) -> None:
+        """Close every consumer of this bus, deliver what is queued (bounded), release connections."""
+        for consumer in list(self._consumers):
+            consumer.close()
+        with self._lock:
+            self._closed = True
+            producer, self._producer = self._producer, None
+            admin, self._admin = self._admin, None
+        if producer is not None:
+            producer.close(timeout=min(self._config.publish_timeout_s, 10.0))
+        if admin is not None:
+            admin.close()
+
+
+class KafkaGroupConsumer(Consumer):
+    """A consumer-group member: handles records in order and commits after handler and flush."""
+
+    def __init__(
+        self,
+        bus: KafkaBus,
+        topics: list[str],
+        group: str,
+        handler: Handler,
+        *,
+        dead_letter_topic: str | None,
+        max_attempts: int,
+    ) -> None:
+        super().__init__(bus, handler, dead_letter_topic=dead_letter_topic, max_attempts=max_attempts)
+        self._kbus = bus
+        self._topics = topics
+        self._group = group
+        self._consumer: KafkaConsumer | None = None
+        # Offsets handled and flushed but not yet committed (the commit failed); retried each poll.
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._stop = threading.Event()
+        # poll() and close() may run on different threads; KafkaConsumer is not thread-safe.
+        self._poll_lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def group(self) -> str:
+        """The consumer group this member belongs to."""
+        return self._group
+
+    def poll(self, timeout_s: float = 0.5) -> int:
+        """Handle what arrives within `timeout_s`, in order per partition, then commit it."""
+        with self._poll_lock:
+            if self._closed:
+                return 0
+            consumer = self._connect()
+            if consumer is None:
+                self._stop.wait(min(timeout_s, _RECONNECT_PAUSE_S))
+                return 0
+            self._commit(consumer)
+            try:
+                batch = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=MAX_POLL_RECORDS)
+            except KafkaError as exc:
+                # The client reconnects and rejoins by itself; keep polling.
+                log.warning("poll of %s (group %s) failed: %s", self._topics, self._group, exc)
+                self._stop.wait(min(timeout_s, _RECONNECT_PAUSE_S))
+                return 0
+            if not batch:
+                return 0
+            return self._handle_batch(consumer, batch)
+
+    def _handle_batch(self, consumer: KafkaConsumer, batch: Mapping[TopicPartition, list[Any]]) -> int:
+        handled: dict[TopicPartition, int] = {}
+        # Where each partition must resume if this batch is not finished.
+        rewind: dict[TopicPartition, int] = {}
+        interrupted = False
+        n = 0
+        for tp, records in batch.items():
+            for record in records:
+                if interrupted:
+                    rewind.setdefault(tp, record.offset)
+                    break
+                msg = _to_message(record)
+                try:
+                    ok = self._handle(msg, self._stop)
+                except Exception:
+                    # The dead-letter publish failed (broker away): handle the record again later.
+                    log.exception("could not finish %s[%d]@%d", msg.topic, msg.partition, msg.offset)
+                    ok = False
+                if not ok:
+                    interrupted = True
+                    rewind[tp] = record.offset
+                    break
+                handled[tp] = record.offset + 1
+                n += 1
+        if handled:
+            try:
+                self._bus.flush()
+            except Exception as exc:
+                # What the handlers published may be lost: re-handle the whole batch.
+                log.error("flush failed, re-handling %d records: %s", sum(len(r) for r in batch.values()), exc)
+                handled, n = {}, 0
+                rewind = {tp: records[0].offset for tp, records in batch.items() if records}
+        for tp, offset in rewind.items():
+            try:
+                consumer.seek(tp, offset)
+            except ValueError:
+                log.info("%s was revoked; its new owner resumes from the committed offset", tp)
+        self._uncommitted.update(handled)
+        self._commit(consumer)
+        return n
+
+    def _commit(self, consumer: KafkaConsumer) -> None:
+        if not self._uncommitted:
+            return
+        assigned = consumer.assignment()
+        # A partition lost in a rebalance is re-delivered to its new owner: never commit it from here.
+        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._uncommitted.items() if tp in assigned}
+        if offsets:
+            try:
+                consumer.commit(offsets=offsets, timeout_ms=_COMMIT_TIMEOUT_MS)
+            except KafkaError as exc:
+                log.warning(
+                    "commit of %d partitions (group %s) failed, retrying next poll: %s",
+                    len(offsets),
+                    self._group,
+                    exc,
+                )
+                return
+        self._uncommitted.clear()
+
+    def _connect(self) -> KafkaConsumer | None:
+        if self._consumer is not None:
+            return self._consumer
+        cfg = self._kbus.config
+        session_ms = cfg.session_timeout_ms
+        try:
+            api_version = self._kbus.broker_version(int(_RECONNECT_PAUSE_S * 1000))
+            consumer = KafkaConsumer(
+                bootstrap_servers=cfg.bootstrap,
+                client_id=f"{self._kbus.client_id}-{self._group}",
+                group_id=self._group,
+                enable_auto_commit=False,
+                # Tansu's end offsets are unreliable and a new group must see everything.
+                auto_offset_reset="earliest",
+                session_timeout_ms=session_ms,
+                heartbeat_interval_ms=max(100, session_ms // 3),
+                max_poll_records=MAX_POLL_RECORDS,
+                # One record may be as large as max_message_bytes.
+                max_partition_fetch_bytes=max(1024 * 1024, cfg.max_message_bytes + _FRAMING_BYTES),
+                fetch_max_bytes=max(50 * 1024 * 1024, cfg.max_message_bytes + _FRAMING_BYTES),
+                api_version=api_version,
+                reconnect_backoff_max_ms=1000,
+            )
+            consumer.subscribe(self._topics)
+        except KafkaError as exc:
+            log.warning("cannot reach %s for group %s yet: %s", cfg.bootstrap, self._group, exc)
+            return None
+        self._consumer = consumer
+        return consumer
+
+    def run(self, stop: threading.Event, idle_timeout_s: float = 0.5) -> None:
+        """Poll until `stop` is set; a retry loop in the handler gives up when it is."""
+        self._stop = stop
+        super().run(stop, idle_timeout_s)
+
+    def close(self) -> None:
+        """Commit what was handled, leave the group; the group's offsets stay with the broker."""
+        self._stop.set()
+        with self._poll_lock:
+            if self._closed:
+                return
+            self._closed = True
+            consumer, self._consumer = self._consumer, None
+            if consumer is None:
+                return
+            try:
+                self._commit(consumer)
+                consumer.close(autocommit=False, timeout_ms=_COMMIT_TIMEOUT_MS)
+            except KafkaError as exc:
+                log.warning("closing consumer of group %s: %s", self._group, exc)
+
+
+def _to_message(record: Any) -> Message:
+    return Message(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value if record.value is not None else b"",
+        headers={k: (v if v is not None else b"") for k, v in (record.headers or [])},
+        timestamp_ms=int(record.timestamp or 0),
+    )
+
+
+def _is_transient(exc: BaseException | None) -> bool:
+    """True for failures an outage explains (timeouts, lost connections), as kafka-python marks them."""
+    return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))

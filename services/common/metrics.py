@@ -1,0 +1,47 @@
+"""Prometheus helpers shared by services, and an in-process latency recorder for run summaries."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+import numpy as np
+from prometheus_client import start_http_server
+
+# Buckets from 1 ms to 30 s: the stages range from JPEG decode to a VLM call.
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def start_metrics_server(port: int) -> None:
+    """Expose /metrics on `port` (0 = disabled)."""
+    if port:
+        start_http_server(port)
+
+
+class LatencyRecorder:
+    """Keeps raw per-stage samples (bounded) so a run can report exact p50/p95."""
+
+    def __init__(self, max_samples: int = 100_000) -> None:
+        self._samples: dict[str, list[float]] = defaultdict(list)
+        self._max = max_samples
+        self._lock = threading.Lock()
+
+    def record(self, stage: str, ms: float) -> None:
+        """Add one sample in milliseconds."""
+        with self._lock:
+            s = self._samples[stage]
+            if len(s) < self._max:
+                s.append(ms)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """{stage: {n, p50_ms, p95_ms}} over the recorded samples."""
+        with self._lock:
+            return {
+                stage: {
+                    "n": len(v),
+                    "p50_ms": round(float(np.percentile(v, 50)), 2),
+                    "p95_ms": round(float(np.percentile(v, 95)), 2),
+                }
+                for stage, v in sorted(self._samples.items())
+                if v
+            }

@@ -1,0 +1,214 @@
+"""One process, every edge stage: ingest -> gating -> uplink (pass-through) -> alert sink.
+
+This is `vigil run`. The stages are the same handlers the distributed services
+run, connected by a bus: the in-process bus by default, or Kafka when a
+bootstrap is given (then the stages' consumer groups are the services' own,
+and the alert sink only reports the alerts this run produced).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vigil.alert.v1 import alert_pb2
+
+from services.common.bus import Bus, Message
+from services.common.config import TopicsConfig
+from services.common.metrics import LatencyRecorder
+from services.gating.consumer import FrameHandler
+from services.gating.pipeline import FrameGater
+from services.ingest.ingest import IngestResult, run_ingest
+from services.ingest.source import VideoSource
+from services.uplink.consumer import EventForwarder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    """What `vigil run` reports at the end."""
+
+    source: str
+    frames_read: int = 0
+    frames_published: int = 0
+    corrupt_frames: int = 0
+    ended_early: bool = False
+    frames_gated: int = 0
+    detector_runs: int = 0
+    mllm_calls: int = 0
+    events: int = 0
+    invalid_model_outputs: int = 0
+    alerts: int = 0
+    wall_s: float = 0.0
+    structurer: str = ""
+    detector: str = ""
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready summary with the derived shares."""
+        n = max(self.frames_published, 1)
+        return {
+            "type": "summary",
+            "source": self.source,
+            "frames_read": self.frames_read,
+            "frames": self.frames_published,
+            "corrupt_frames": self.corrupt_frames,
+            "ended_early": self.ended_early,
+            "frames_gated": self.frames_gated,
+            "gated_share": round(self.frames_gated / n, 4),
+            "detector_runs": self.detector_runs,
+            "motion_skip_rate": round(1 - self.detector_runs / n, 4) if self.frames_published else 0.0,
+            "mllm_calls": self.mllm_calls,
+            "mllm_load": round(self.mllm_calls / n, 4),
+            "events": self.events,
+            "invalid_model_outputs": self.invalid_model_outputs,
+            "alerts": self.alerts,
+            "wall_s": round(self.wall_s, 2),
+            "fps": round(self.frames_published / self.wall_s, 2) if self.wall_s else 0.0,
+            "detector": self.detector,
+            "structurer": self.structurer,
+            "latency_ms": self.latency_ms,
+        }
+
+
+class _RunTracker:
+    """Progress of this run: frames gated and events alerted (completion ignores older traffic)."""
+
+    def __init__(self) -> None:
+        self.started_ns = time.time_ns()
+        self.frames_seen: set[tuple[int, int]] = set()
+        self.alerted: set[str] = set()
+        self.cond = threading.Condition()
+
+
+class EmbeddedPipeline:
+    """Wires the stages on one bus and runs a source to its end."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        gater: FrameGater,
+        topics: TopicsConfig,
+        *,
+        camera_id: str = "cam0",
+        group_prefix: str = "vigil",
+        on_alert: Callable[[alert_pb2.Alert, float], None] | None = None,
+    ) -> None:
+        self.bus = bus
+        self.gater = gater
+        self.topics = topics
+        self.camera_id = camera_id
+        self.latency = LatencyRecorder()
+        self._group_prefix = group_prefix
+        self._on_alert = on_alert
+
+    def run(
+        self,
+        source: VideoSource,
+        *,
+        jpeg_quality: int = 90,
+        max_side: int = 1280,
+        realtime: bool = False,
+        on_frame: Callable[[int], None] | None = None,
+        drain_timeout_s: float = 120.0,
+    ) -> RunSummary:
+        """Ingest the whole source, wait until every frame is gated and every event alerted, summarise."""
+        t0 = time.monotonic()
+        tracker = _RunTracker()
+        frame_handler = FrameHandler(self.gater, self.bus, self.topics.events, self.latency)
+        forwarder = EventForwarder(self.bus, self.topics.alerts, self.topics.evidence, latency=self.latency)
+
+        def on_frame_msg(msg: Message) -> None:
+            try:
+                frame_handler(msg)
+            finally:
+                # A frame counts as done once handled or given up on (dead-lettered after retries).
+                with tracker.cond:
+                    tracker.frames_seen.add((msg.partition, msg.offset))
+                    tracker.cond.notify_all()
+
+        def on_alert_msg(msg: Message) -> None:
+            alert = alert_pb2.Alert.FromString(msg.value)
+            with tracker.cond:
+                # Only this run's events: a shared Kafka topic may hold older alerts.
+                mine = alert.event_id in frame_handler.event_ids and alert.event_id not in tracker.alerted
+                if mine:
+                    tracker.alerted.add(alert.event_id)
+                    tracker.cond.notify_all()
+            if mine:
+                delivered_ms = (time.time_ns() - alert.capture_time_ns) / 1e6
+                self.latency.record("frame_to_delivered", delivered_ms)
+                if self._on_alert is not None:
+                    self._on_alert(alert, delivered_ms)
+
+        p = self._group_prefix
+        dlq = self.topics.dead_letter
+        consumers = [
+            self.bus.consumer(
+                [self.topics.frames], f"{p}-gating", on_frame_msg, dead_letter_topic=dlq(self.topics.frames)
+            ),
+            self.bus.consumer(
+                [self.topics.events], f"{p}-uplink", forwarder, dead_letter_topic=dlq(self.topics.events)
+            ),
+            self.bus.consumer([self.topics.alerts], f"{p}-run-sink-{tracker.started_ns}", on_alert_msg),
+        ]
+        stop = threading.Event()
+        threads = [
+            threading.Thread(target=c.run, args=(stop,), daemon=True, name=f"stage-{i}")
+            for i, c in enumerate(consumers)
+        ]
+        for t in threads:
+            t.start()
+        result: IngestResult | None = None
+        try:
+            result = run_ingest(
+                source,
+                self.bus,
+                self.topics.frames,
+                self.camera_id,
+                jpeg_quality=jpeg_quality,
+                max_side=max_side,
+                realtime=realtime,
+                on_frame=on_frame,
+                latency=self.latency,
+            )
+            deadline = time.monotonic() + drain_timeout_s
+            with tracker.cond:
+                while (
+                    len(tracker.frames_seen) < result.published
+                    or not set(frame_handler.event_ids) <= tracker.alerted
+                ):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        log.error("pipeline did not drain within %.0fs", drain_timeout_s)
+                        break
+                    tracker.cond.wait(min(remaining, 0.5))
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=10)
+            for c in consumers:
+                c.close()
+        stats = source.stats
+        return RunSummary(
+            source=source.source,
+            frames_read=stats.frames_read,
+            frames_published=result.published if result else 0,
+            corrupt_frames=stats.corrupt_frames + frame_handler.corrupt,
+            ended_early=stats.ended_early,
+            frames_gated=frame_handler.gated,
+            detector_runs=frame_handler.detector_runs,
+            mllm_calls=frame_handler.events + frame_handler.invalid_outputs,
+            events=frame_handler.events,
+            invalid_model_outputs=frame_handler.invalid_outputs,
+            alerts=len(tracker.alerted),
+            wall_s=time.monotonic() - t0,
+            structurer=self.gater.structurer.producer.kind + ":" + self.gater.structurer.producer.name,
+            detector=self.gater.detector.name,
+            latency_ms=self.latency.summary(),
+        )

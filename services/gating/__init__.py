@@ -1,0 +1,1 @@
+"""gating: the DAT detector gate and structured event writer (edge)."""

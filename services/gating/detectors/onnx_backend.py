@@ -1,0 +1,107 @@
+"""YOLOv8 ONNX through onnxruntime: letterbox, one forward pass, decode, class-aware NMS."""
+
+from __future__ import annotations
+
+import ast
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from services.gating.detections import Box, Detection, nms
+from services.gating.detectors.base import (
+    Detector,
+    DetectorError,
+    OnnxDetectorConfig,
+    check_image,
+    shipped_weights_dir,
+)
+
+log = logging.getLogger(__name__)
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Resize keeping aspect ratio and pad to size x size with grey 114, as ultralytics does."""
+    h, w = image.shape[:2]
+    r = min(size / h, size / w)
+    nw, nh = round(w * r), round(h * r)
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nw, nh) != (w, h) else image
+    pad_w, pad_h = (size - nw) / 2, (size - nh) / 2
+    top, bottom = round(pad_h - 0.1), round(pad_h + 0.1)
+    left, right = round(pad_w - 0.1), round(pad_w + 0.1)
+    out = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    return out, r, (left, top)
+
+
+class OnnxDetector(Detector):
+    """A YOLOv8 detection export: input (1, 3, S, S) RGB in [0, 1], output (1, 4 + nc, anchors)."""
+
+    def __init__(self, config: OnnxDetectorConfig) -> None:
+        import onnxruntime as ort
+
+        weights = Path(config.weights) if config.weights else shipped_weights_dir() / "best_fp16.onnx"
+        if not weights.is_file():
+            raise DetectorError(f"detector weights not found: {weights}")
+        opts = ort.SessionOptions()
+        if config.intra_op_threads:
+            opts.intra_op_num_threads = config.intra_op_threads
+        self._session = ort.InferenceSession(str(weights), sess_options=opts, providers=config.providers)
+        self._config = config
+        inp = self._session.get_inputs()[0]
+        self._input_name = inp.name
+        self._input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+        static = inp.shape[2] if isinstance(inp.shape[2], int) else None
+        size = config.imgsz or static or 640
+        if static is not None and size != static:
+            raise DetectorError(
+                f"{weights.name} was exported with a static {static}x{static} input and cannot run at {size}; "
+                f"export one at {size} with `python scripts/export_detector_onnx.py --imgsz {size}`"
+            )
+        self._size = size
+        meta = self._session.get_modelmeta().custom_metadata_map
+        names = ast.literal_eval(meta["names"]) if "names" in meta else {}
+        self._names = {int(k): str(v) for k, v in names.items()}
+        self._name = f"onnx:{weights.name}@{size}"
+        log.info("loaded %s classes=%s", self._name, self._names)
+
+    @property
+    def name(self) -> str:
+        """Backend, weights file and input size."""
+        return self._name
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        """Class id -> label from the export's metadata."""
+        return self._names
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        """Letterbox, run, decode (cx, cy, w, h, class scores), class-aware NMS, map back to pixels."""
+        check_image(image_bgr)
+        h, w = image_bgr.shape[:2]
+        img, ratio, (pad_x, pad_y) = letterbox(image_bgr, self._size)
+        blob = (
+            np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))[None].astype(self._input_dtype) / 255.0
+        )
+        out = self._session.run(None, {self._input_name: blob.astype(self._input_dtype)})[0][0]
+        preds = out.T.astype(np.float32)  # (anchors, 4 + nc)
+        scores_all = preds[:, 4:]
+        cls = scores_all.argmax(axis=1)
+        conf = scores_all[np.arange(len(cls)), cls]
+        keep = conf >= self._config.min_confidence
+        if not keep.any():
+            return []
+        preds, cls, conf = preds[keep], cls[keep], conf[keep]
+        cx, cy, bw, bh = preds[:, 0], preds[:, 1], preds[:, 2], preds[:, 3]
+        xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+        # Offsetting boxes by class makes one NMS pass class-aware.
+        offsets = cls[:, None].astype(np.float32) * (self._size * 4)
+        kept = nms(xyxy + offsets, conf, self._config.iou_threshold)[:300]
+        xyxy = xyxy[kept]
+        xyxy[:, [0, 2]] = (xyxy[:, [0, 2]] - pad_x) / ratio
+        xyxy[:, [1, 3]] = (xyxy[:, [1, 3]] - pad_y) / ratio
+        dets = []
+        for b, c, p in zip(xyxy, cls[kept], conf[kept], strict=True):
+            box = Box(*map(float, b)).clip(w, h)
+            dets.append(Detection(box, int(c), self._names.get(int(c), str(c)), float(p)))
+        return dets

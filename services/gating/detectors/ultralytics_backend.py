@@ -1,0 +1,68 @@
+"""YOLO through ultralytics on a .pt checkpoint (the shipped YOLOv8s fall detector by default)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.gating.detections import Box, Detection
+from services.gating.detectors.base import (
+    Detector,
+    DetectorError,
+    UltralyticsDetectorConfig,
+    check_image,
+    shipped_weights_dir,
+)
+
+log = logging.getLogger(__name__)
+
+
+class UltralyticsDetector(Detector):
+    """Runs `YOLO.predict` on one frame at a time; the weights are a local file, never a hub name."""
+
+    def __init__(self, config: UltralyticsDetectorConfig) -> None:
+        from ultralytics import YOLO
+
+        weights = Path(config.weights) if config.weights else shipped_weights_dir() / "best.pt"
+        if not weights.is_file():
+            raise DetectorError(f"detector weights not found: {weights}")
+        self._config = config
+        self._model = YOLO(str(weights), task="detect")
+        self._names = {int(k): str(v) for k, v in self._model.names.items()}
+        self._name = f"ultralytics:{weights.name}@{config.imgsz}"
+        log.info("loaded %s classes=%s", self._name, self._names)
+
+    @property
+    def name(self) -> str:
+        """Backend, weights file and input size."""
+        return self._name
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        """Class id -> label from the checkpoint."""
+        return self._names
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        """One forward pass with ultralytics' own pre/post-processing and NMS."""
+        check_image(image_bgr)
+        # ultralytics' return types are a wide union; one image in, one Results out.
+        results: Any = self._model.predict(
+            image_bgr,
+            imgsz=self._config.imgsz,
+            conf=self._config.min_confidence,
+            iou=self._config.iou_threshold,
+            device=self._config.device,
+            verbose=False,
+        )
+        boxes = results[0].boxes
+        xyxy = boxes.xyxy.cpu().numpy()
+        cls = boxes.cls.cpu().numpy().astype(int)
+        conf = boxes.conf.cpu().numpy()
+        dets = [
+            Detection(Box(*map(float, b)), int(c), self._names.get(int(c), str(c)), float(p))
+            for b, c, p in zip(xyxy, cls, conf, strict=True)
+        ]
+        return sorted(dets, key=lambda d: -d.confidence)

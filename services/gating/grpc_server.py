@@ -1,0 +1,74 @@
+"""gRPC transport of gating: proto -> FrameGater.detect_and_gate -> proto, errors mapped once here."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import grpc
+from vigil.detection.v1 import detection_pb2, detection_pb2_grpc
+
+from services.common.grpc_runtime import create_server as _create_server
+from services.gating.consumer import decode_image
+from services.gating.convert import detection_to_proto
+from services.gating.detectors.base import DetectorError
+from services.gating.pipeline import FrameGater
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = detection_pb2.DESCRIPTOR.services_by_name["GatingService"].full_name
+
+
+class GatingServicer(detection_pb2_grpc.GatingServiceServicer):
+    """Detect: one image in, D_t, s_t, g_t and D+_t out."""
+
+    def __init__(self, gater: FrameGater, max_image_bytes: int) -> None:
+        self._gater = gater
+        self._max_bytes = max_image_bytes
+
+    def Detect(
+        self, request: detection_pb2.DetectRequest, context: grpc.ServicerContext
+    ) -> detection_pb2.DetectResponse:
+        """Validate the request, run the detector and the gate."""
+        if not request.image:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "image is empty: send JPEG or PNG bytes in `image`"
+            )
+        if len(request.image) > self._max_bytes:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"image is {len(request.image)} bytes, over the {self._max_bytes}-byte limit: "
+                "downscale or re-encode it",
+            )
+        if request.tau_g and not 0.0 < request.tau_g <= 1.0:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"tau_g must be in (0, 1], got {request.tau_g}")
+        try:
+            image = decode_image(request.image)
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"cannot decode image: {exc}")
+        t0 = time.perf_counter()
+        try:
+            dets, g = self._gater.detect_and_gate(image, request.tau_g or None)
+        except DetectorError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return detection_pb2.DetectResponse(
+            detections=[detection_to_proto(d) for d in dets],
+            trigger_score=g.trigger_score,
+            gated=g.gated,
+            valid_detections=[detection_to_proto(d) for d in g.valid],
+            tau_g=request.tau_g or self._gater.params.tau_g,
+            model=self._gater.detector.name,
+            inference_ms=(time.perf_counter() - t0) * 1e3,
+        )
+
+
+def create_server(address: str, gater: FrameGater, max_image_bytes: int) -> tuple[grpc.Server, int, object]:
+    """Gating gRPC server (not started) with health and reflection; port 0 picks a free one."""
+    servicer = GatingServicer(gater, max_image_bytes)
+    return _create_server(
+        address,
+        lambda s: detection_pb2_grpc.add_GatingServiceServicer_to_server(servicer, s),
+        [SERVICE_NAME],
+        # Room above the limit so an oversized image reaches Detect and gets a clear INVALID_ARGUMENT.
+        max_message_bytes=max(2 * max_image_bytes, 16 * 1024 * 1024),
+    )

@@ -1,0 +1,180 @@
+"""The per-frame gating pipeline: motion pre-gate -> detector -> gate -> incident grouping -> evidence -> event.
+
+Pure domain code: frames in, domain events out. The Kafka consumer and the
+gRPC server are thin layers over :class:`FrameGater`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from services.gating.detections import Detection
+from services.gating.detectors.base import Detector
+from services.gating.evidence import EncodedEvidence, make_evidence
+from services.gating.gate import GateResult, gate
+from services.gating.incidents import IncidentGrouper
+from services.gating.motion import MotionGate
+from services.gating.structuring import (
+    EventStructurer,
+    InvalidModelOutput,
+    StructuredEvent,
+    StructuringRequest,
+)
+
+log = logging.getLogger(__name__)
+
+# Event ids are UUID5 of (camera, frame time, frame seq): a frame handled twice
+# after a crash yields the same id, so users can de-duplicate redeliveries.
+EVENT_NAMESPACE = uuid.UUID("6f1c2a7e-3b9d-4c51-9a0e-5d2f8b7c1e40")
+
+
+def event_id_for(camera_id: str, capture_time_ns: int, seq: int) -> str:
+    """Deterministic event UUID for the frame that opened an incident."""
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{camera_id}/{capture_time_ns}/{seq}"))
+
+
+@dataclass(frozen=True)
+class GatingParams:
+    """Thresholds of the gate and of incident grouping."""
+
+    tau_g: float = 0.25
+    target_classes: frozenset[str] | None = frozenset({"Fall"})
+    severe_classes: frozenset[str] = frozenset({"Fall"})
+    iou_threshold: float = 0.3
+    cooldown_s: float = 5.0
+    motion_gate: bool = True
+    motion_threshold: float = 2.0
+    motion_max_skip: int = 30
+    jpeg_quality: int = 85
+
+
+@dataclass(frozen=True)
+class GatedEvent:
+    """An event written for the frame that opened an incident."""
+
+    event_id: str
+    camera_id: str
+    frame_seq: int
+    pts_s: float
+    capture_time_ns: int
+    created_time_ns: int
+    structured: StructuredEvent
+    gate: GateResult
+    detections: tuple[Detection, ...]
+    evidence: EncodedEvidence
+    stage_ms: dict[str, float]
+
+
+@dataclass
+class FrameOutcome:
+    """What happened to one frame."""
+
+    detector_ran: bool
+    gate: GateResult
+    event: GatedEvent | None = None
+    invalid_model_output: str | None = None
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+
+class FrameGater:
+    """DAT's small-large cascade for a set of cameras."""
+
+    def __init__(self, detector: Detector, structurer: EventStructurer, params: GatingParams) -> None:
+        self.detector = detector
+        self.structurer = structurer
+        self.params = params
+        self._grouper = IncidentGrouper(params.iou_threshold, params.cooldown_s)
+        self._motion: dict[str, MotionGate] = {}
+        self._last: dict[str, GateResult] = {}
+
+    def _motion_gate(self, camera_id: str) -> MotionGate:
+        if camera_id not in self._motion:
+            self._motion[camera_id] = MotionGate(
+                self.params.motion_threshold, max_skip=self.params.motion_max_skip
+            )
+        return self._motion[camera_id]
+
+    def detect_and_gate(
+        self, image: np.ndarray, tau_g: float | None = None
+    ) -> tuple[list[Detection], GateResult]:
+        """Run the detector and the gate on one image (the gRPC Detect path; no state)."""
+        dets = self.detector.detect(image)
+        return dets, gate(dets, tau_g or self.params.tau_g, self.params.target_classes)
+
+    def process(
+        self, camera_id: str, seq: int, pts_s: float, capture_time_ns: int, image: np.ndarray
+    ) -> FrameOutcome:
+        """Gate one frame; write an event when it opens an incident (or retries one whose output was invalid)."""
+        stage_ms: dict[str, float] = {}
+        t0 = time.perf_counter()
+        run_detector = True
+        if self.params.motion_gate:
+            run_detector = self._motion_gate(camera_id).check(image).changed or camera_id not in self._last
+            stage_ms["motion"] = (time.perf_counter() - t0) * 1e3
+        if run_detector:
+            t1 = time.perf_counter()
+            _, g = self.detect_and_gate(image)
+            stage_ms["detect"] = (time.perf_counter() - t1) * 1e3
+            self._last[camera_id] = g
+        else:
+            # Unchanged scene: the previous detections still describe it.
+            g = self._last[camera_id]
+        outcome = FrameOutcome(detector_ran=run_detector, gate=g, stage_ms=stage_ms)
+        if not g.gated:
+            self._grouper.expire(camera_id, pts_s)
+            return outcome
+        assignment = self._grouper.assign(camera_id, pts_s, g.valid)
+        incident = assignment.incident
+        if incident.event_id:
+            return outcome
+        t2 = time.perf_counter()
+        evidence = make_evidence(image, g.valid, self.params.severe_classes, self.params.jpeg_quality)
+        stage_ms["evidence"] = (time.perf_counter() - t2) * 1e3
+        h, w = image.shape[:2]
+        t3 = time.perf_counter()
+        try:
+            structured = self.structurer.structure(
+                StructuringRequest(
+                    boxed_image=evidence.boxed_image,
+                    detections=g.valid,
+                    width=w,
+                    height=h,
+                    camera_id=camera_id,
+                )
+            )
+        except InvalidModelOutput as exc:
+            # The incident stays without an event, so its next frame tries again.
+            stage_ms["structure"] = (time.perf_counter() - t3) * 1e3
+            outcome.invalid_model_output = str(exc)
+            log.warning("invalid model output for %s frame %d: %s", camera_id, seq, exc)
+            return outcome
+        stage_ms["structure"] = (time.perf_counter() - t3) * 1e3
+        incident.event_id = event_id_for(camera_id, capture_time_ns, seq)
+        outcome.event = GatedEvent(
+            event_id=incident.event_id,
+            camera_id=camera_id,
+            frame_seq=seq,
+            pts_s=pts_s,
+            capture_time_ns=capture_time_ns,
+            created_time_ns=time.time_ns(),
+            structured=structured,
+            gate=g,
+            detections=g.valid,
+            evidence=evidence,
+            stage_ms=stage_ms,
+        )
+        return outcome
+
+
+def parse_classes(value: Collection[str] | str | None) -> frozenset[str] | None:
+    """Settings accept a comma-separated string or a list; '*' or empty means all classes."""
+    if value is None:
+        return None
+    items = [s.strip() for s in (value.split(",") if isinstance(value, str) else value) if s.strip()]
+    return None if not items or items == ["*"] else frozenset(items)

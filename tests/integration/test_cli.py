@@ -1,0 +1,81 @@
+"""The `vigil` command on real videos and on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.gating.structuring import validate_event
+from tests.fixtures.media import shared
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def vigil(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.slow
+def test_run_json_on_accident_clip() -> None:
+    video = shared("videos", "static_camera", "accident_cctv_test1.mp4")
+    res = vigil("run", "--video", str(video), "--json", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    records = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+    alerts = [r for r in records if r["type"] == "alert"]
+    summary = records[-1]
+    assert summary["type"] == "summary" and summary["frames"] > 0
+    assert summary["alerts"] == len(alerts) == summary["events"]
+    assert len({a["event_id"] for a in alerts}) == len(alerts)
+    for a in alerts:
+        validate_event(a["event"], gamma=0.5)
+    for stage in ("decode", "detect", "ingest_encode"):
+        assert summary["latency_ms"][stage]["p95_ms"] >= summary["latency_ms"][stage]["p50_ms"] > 0
+
+
+def test_nonexistent_video_fails_clearly() -> None:
+    res = vigil("run", "--video", "/nonexistent.mp4")
+    assert res.returncode == 2
+    assert "video file not found: /nonexistent.mp4" in res.stderr
+
+
+def test_not_a_video_fails_clearly(tmp_path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a video")
+    res = vigil("run", "--video", str(bad))
+    assert res.returncode == 2 and "cannot decode" in res.stderr
+
+
+def test_truncated_mp4_fails_clearly(tmp_path) -> None:
+    video = shared("videos", "static_camera", "accident_cctv_test1.mp4")
+    cut = tmp_path / "cut.mp4"
+    data = video.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    res = vigil("run", "--video", str(cut))
+    # This clip keeps its index (moov atom) at the end: cut in half, nothing can be decoded.
+    assert res.returncode == 2 and "truncated" in res.stderr
+
+
+def test_truncated_avi_reads_what_it_can(tmp_path) -> None:
+    video = shared("videos", "static_camera", "bgslibrary_video02.avi")
+    cut = tmp_path / "cut.avi"
+    data = video.read_bytes()
+    cut.write_bytes(data[: len(data) // 10])
+    res = vigil("run", "--video", str(cut), "--json", "--no-progress", "--fps", "2")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout.splitlines()[-1])
+    assert summary["ended_early"] and 0 < summary["frames_read"] < 748
+
+
+def test_stream_that_does_not_answer() -> None:
+    res = vigil("run", "--camera", "rtsp://127.0.0.1:9/none", "--open-timeout", "2", timeout=60)
+    assert res.returncode == 2 and "did not answer" in res.stderr

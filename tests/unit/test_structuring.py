@@ -1,0 +1,95 @@
+"""Event schema, DAT eq. 4 and the detector-prior structurer."""
+
+import json
+
+import numpy as np
+import pytest
+
+from services.gating.detections import Box, Detection
+from services.gating.structuring import (
+    DetectorPriorStructurer,
+    InvalidModelOutput,
+    StructuringRequest,
+    check_eq4,
+    validate_event,
+)
+
+GOOD = {
+    "event_type": "fall",
+    "count": 1,
+    "severity": "severe",
+    "level": 1,
+    "score": 0.8,
+    "objects": [{"label": "fallen_person", "bbox": [10, 20, 300, 400]}],
+    "summary": "one person fell",
+}
+
+
+def test_valid_event_passes() -> None:
+    assert validate_event(json.dumps(GOOD), 0.5)["count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("level", "score", "ok"),
+    [(0, 0.0, True), (0, 0.49, True), (0, 0.5, False), (1, 0.5, True), (1, 1.0, True), (1, 0.49, False)],
+)
+def test_eq4_boundaries(level: int, score: float, ok: bool) -> None:
+    if ok:
+        check_eq4(level, score, 0.5)
+    else:
+        with pytest.raises(InvalidModelOutput, match=r"eq\. 4"):
+            check_eq4(level, score, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"score": 0.2}, "eq. 4"),
+        ({"severity": "minor"}, "inconsistent"),
+        ({"count": -1}, "schema"),
+        ({"event_type": "explosion"}, "schema"),
+        ({"extra": 1}, "schema"),
+        ({"objects": [{"label": "person", "bbox": [1, 2, 3]}]}, "schema"),
+        ({"objects": [{"label": "person", "bbox": [500, 0, 100, 10]}]}, "bbox"),
+    ],
+)
+def test_invalid_events_rejected(patch: dict, message: str) -> None:
+    with pytest.raises(InvalidModelOutput, match=message):
+        validate_event({**GOOD, **patch}, 0.5)
+
+
+def test_unparsable_rejected() -> None:
+    with pytest.raises(InvalidModelOutput, match="not JSON"):
+        validate_event('{"event_type": "fall"', 0.5)
+    with pytest.raises(InvalidModelOutput, match="object"):
+        validate_event("[1, 2]", 0.5)
+
+
+def _req(dets: list[Detection]) -> StructuringRequest:
+    return StructuringRequest(np.zeros((100, 200, 3), np.uint8), dets, width=200, height=100)
+
+
+@pytest.mark.parametrize("gamma", [0.1, 0.5, 0.9])
+@pytest.mark.parametrize("p", [0.0, 0.25, 0.999, 1.0])
+def test_detector_prior_keeps_eq4(gamma: float, p: float) -> None:
+    s = DetectorPriorStructurer("test-detector", gamma=gamma)
+    fall = s.structure(_req([Detection(Box(0, 0, 100, 50), 1, "Fall", p)]))
+    assert fall.level == 1 and gamma <= fall.score <= 1
+    normal = s.structure(_req([Detection(Box(0, 0, 100, 50), 0, "Normal", p)]))
+    assert normal.level == 0 and 0 <= normal.score < gamma
+
+
+def test_detector_prior_fields() -> None:
+    s = DetectorPriorStructurer("det", gamma=0.5)
+    ev = s.structure(
+        _req(
+            [
+                Detection(Box(0, 0, 100, 50), 1, "Fall", 0.9),
+                Detection(Box(100, 50, 200, 100), 0, "Normal", 0.8),
+            ]
+        )
+    )
+    assert ev.data["event_type"] == "fall" and ev.data["count"] == 1 and ev.data["severity"] == "severe"
+    assert ev.data["objects"][0] == {"label": "fallen_person", "bbox": [0, 0, 500, 500]}
+    assert ev.producer.kind == "detector-prior" and not ev.producer.random_init
+    assert json.loads(ev.to_json_bytes()) == ev.data
