@@ -131,9 +131,7 @@ def main() -> int:
         wall = time.perf_counter() - t
         gater_all = build_gater(GatingConfig(motion_gate=False))
         t = time.perf_counter()
-        gated_all = sum(
-            gater_all.process("bench", i, i / args.fps, 0, f).gate.gated for i, f in enumerate(frames)
-        )
+        gated_all = sum(gater_all.process("bench", i, i / args.fps, 0, f).gate.gated for i, f in enumerate(frames))
         wall_all = time.perf_counter() - t
         n = len(frames)
         emit(

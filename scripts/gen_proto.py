@@ -55,9 +55,7 @@ def main() -> int:
                 f for f in committed & new if not filecmp.cmp(fresh / f, OUT_DIR / f, shallow=False)
             )
             if drift:
-                print(
-                    "generated protobuf code is stale; run `make proto`:", *drift, sep="\n  ", file=sys.stderr
-                )
+                print("generated protobuf code is stale; run `make proto`:", *drift, sep="\n  ", file=sys.stderr)
                 return 1
             print("protobuf stubs up to date")
             return 0

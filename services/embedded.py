@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vigil.alert.v1 import alert_pb2
-
 from services.common.bus import Bus, Message
 from services.common.config import TopicsConfig
 from services.common.metrics import LatencyRecorder
@@ -25,6 +23,7 @@ from services.gating.pipeline import FrameGater
 from services.ingest.ingest import IngestResult, run_ingest
 from services.ingest.source import VideoSource
 from services.uplink.consumer import EventForwarder
+from vigil.alert.v1 import alert_pb2
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +115,14 @@ class EmbeddedPipeline:
         realtime: bool = False,
         on_frame: Callable[[int], None] | None = None,
         drain_timeout_s: float = 120.0,
+        max_inflight: int = 2,
     ) -> RunSummary:
-        """Ingest the whole source, wait until every frame is gated and every event alerted, summarise."""
+        """Ingest the whole source, wait until every frame is gated and every event alerted, summarise.
+
+        A file decodes far faster than the detector runs; ingest waits while more than
+        `max_inflight` frames are ungated, as a camera's bounded buffer would, so the
+        latencies measure processing rather than an ever-growing backlog (0 = no limit).
+        """
         t0 = time.monotonic()
         tracker = _RunTracker()
         frame_handler = FrameHandler(self.gater, self.bus, self.topics.events, self.latency)
@@ -145,6 +150,18 @@ class EmbeddedPipeline:
                 self.latency.record("frame_to_delivered", delivered_ms)
                 if self._on_alert is not None:
                     self._on_alert(alert, delivered_ms)
+
+        published = [0]
+
+        def throttled(index: int) -> None:
+            published[0] += 1
+            if max_inflight:
+                with tracker.cond:
+                    tracker.cond.wait_for(
+                        lambda: published[0] - len(tracker.frames_seen) <= max_inflight, timeout=drain_timeout_s
+                    )
+            if on_frame is not None:
+                on_frame(index)
 
         p = self._group_prefix
         dlq = self.topics.dead_letter
@@ -174,14 +191,13 @@ class EmbeddedPipeline:
                 jpeg_quality=jpeg_quality,
                 max_side=max_side,
                 realtime=realtime,
-                on_frame=on_frame,
+                on_frame=throttled,
                 latency=self.latency,
             )
             deadline = time.monotonic() + drain_timeout_s
             with tracker.cond:
                 while (
-                    len(tracker.frames_seen) < result.published
-                    or not set(frame_handler.event_ids) <= tracker.alerted
+                    len(tracker.frames_seen) < result.published or not set(frame_handler.event_ids) <= tracker.alerted
                 ):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -150,12 +150,26 @@ def number_node(
     s = 10**decimals
     lo = math.ceil(Fraction(minimum) * s)
     hi = math.floor(Fraction(maximum) * s)
-    # Validators compare float(text) with float bounds; rounding is monotone, so fixing both ends
-    # makes every value in between pass too.
-    while float(Fraction(lo, s)) < minimum or (exclusive_min and float(Fraction(lo, s)) <= minimum):
+    # Validators compare float(text) with float bounds; rounding is monotone, so getting both ends
+    # right makes every value in between right too.
+
+    def above_min(v: int) -> bool:
+        f = float(Fraction(v, s))
+        return f > minimum if exclusive_min else f >= minimum
+
+    def below_max(v: int) -> bool:
+        f = float(Fraction(v, s))
+        return f < maximum if exclusive_max else f <= maximum
+
+    # Move each bound to exactly where the float comparison flips (a step or two at most).
+    while not above_min(lo):
         lo += 1
-    while float(Fraction(hi, s)) > maximum or (exclusive_max and float(Fraction(hi, s)) >= maximum):
+    while above_min(lo - 1):
+        lo -= 1
+    while not below_max(hi):
         hi -= 1
+    while below_max(hi + 1):
+        hi += 1
     if lo > hi:
         raise UnsupportedSchema(f"no {decimals}-decimal number in the range {minimum}..{maximum}")
     return NumberNode(lo=lo, hi=hi, decimals=decimals, integer=False)
@@ -421,7 +435,7 @@ class _NumberFrame(_Frame):
 
     @staticmethod
     def syntax_ok(node: NumberNode, text: str, ch: str) -> bool:
-        neg, ip, fp = _number_parts(text)
+        _, ip, fp = _number_parts(text)
         if ch == "-":
             return text == "" and node.lo < 0
         if ch == ".":
@@ -643,12 +657,12 @@ class ParseState:
 
     def feed(self, text: str) -> ParseState | None:
         """The state after `text`, or None if `text` makes the output an invalid prefix."""
-        stack: tuple[_Frame, ...] | None = self._stack
+        stack = self._stack
         for ch in text:
-            stack = _feed_char(stack, ch)  # type: ignore[arg-type]
-            if stack is None:
+            nxt = _feed_char(stack, ch)
+            if nxt is None:
                 return None
-        assert stack is not None
+            stack = nxt
         return ParseState(stack)
 
     def accepts(self, ch: str) -> bool:
@@ -733,14 +747,6 @@ def is_complete_document(grammar: Node, text: str) -> bool:
 # ---------------------------------------------------------------- logits processor
 
 
-class _Tokenizer(Protocol):
-    all_special_ids: list[int]
-
-    def __len__(self) -> int: ...
-
-    def batch_decode(self, sequences: list[list[int]], **kwargs: Any) -> list[str]: ...
-
-
 class TokenTable:
     """The text of every usable token, decoded once; tokens with characters the grammar never accepts are dropped."""
 
@@ -765,8 +771,8 @@ class TokenTable:
             )
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: _Tokenizer, alphabet: frozenset[str]) -> TokenTable:
-        """Decode each token id of a (Hugging Face) tokenizer once; special tokens are skipped."""
+    def from_tokenizer(cls, tokenizer: Any, alphabet: frozenset[str]) -> TokenTable:
+        """Decode each id of a Hugging Face tokenizer (len, all_special_ids, batch_decode) once; skip specials."""
         special = set(tokenizer.all_special_ids)
         ids = [tid for tid in range(len(tokenizer)) if tid not in special]
         decoded = tokenizer.batch_decode(
@@ -849,6 +855,8 @@ class JsonSchemaLogitsProcessor:
         table = self.table
         ok_chars = torch.tensor([state.accepts(c) for c in table.alphabet], dtype=torch.bool)
         positions = torch.nonzero(ok_chars[table.first_char], as_tuple=False).squeeze(1)
+        # A tokenizer may know ids the model's head has no logit for (and the reverse: padded heads).
+        positions = positions[table.ids[positions] < scores.shape[-1]]
         if positions.numel() == 0:
             return []
         candidate_scores = scores[table.ids[positions]]
@@ -884,6 +892,8 @@ class JsonSchemaLogitsProcessor:
         if self.prompt_length is None:
             self.prompt_length = int(input_ids.shape[1])
         out = torch.full_like(scores, float("-inf"))
+        # Token choice happens in Python: one copy to the CPU per step instead of many small syncs.
+        cpu_scores = scores.detach().float().cpu()
         new_states: dict[tuple[int, ...], ParseState | None] = {}
         for row in range(input_ids.shape[0]):
             key = tuple(input_ids[row, self.prompt_length :].tolist())
@@ -896,7 +906,7 @@ class JsonSchemaLogitsProcessor:
                 # A token this processor did not allow was forced in; the output is already invalid.
                 keep = list(self.eos_token_ids)
             else:
-                keep = self.allowed(state, scores[row], len(key))
+                keep = self.allowed(state, cpu_scores[row], len(key))
                 if not keep:
                     # Only possible when the vocabulary cannot spell a needed character.
                     self.stuck_rows += 1

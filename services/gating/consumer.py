@@ -8,13 +8,13 @@ import time
 import cv2
 import numpy as np
 from google.protobuf.message import DecodeError
-from vigil.media.v1 import frame_pb2
 
 from services.common.bus import Bus, Message, PoisonMessage
 from services.common.metrics import LatencyRecorder
 from services.gating import metrics
 from services.gating.convert import event_to_proto
 from services.gating.pipeline import FrameGater, FrameOutcome
+from vigil.media.v1 import frame_pb2
 
 log = logging.getLogger(__name__)
 

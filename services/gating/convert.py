@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from vigil.detection.v1 import detection_pb2
-from vigil.event.v1 import event_pb2
-
 from services.gating.detections import Detection
 from services.gating.pipeline import GatedEvent
 from services.gating.structuring import ProducerInfo
+from vigil.detection.v1 import detection_pb2
+from vigil.event.v1 import event_pb2
 
 
 def detection_to_proto(d: Detection) -> detection_pb2.Detection:

@@ -22,9 +22,7 @@ def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
     return buf.tobytes()
 
 
-def draw_boxes(
-    image: np.ndarray, detections: Sequence[Detection], severe: Collection[str] = ()
-) -> np.ndarray:
+def draw_boxes(image: np.ndarray, detections: Sequence[Detection], severe: Collection[str] = ()) -> np.ndarray:
     """A copy of `image` with each detection's box and 'label confidence' drawn on it."""
     out = image.copy()
     h, w = out.shape[:2]
@@ -39,9 +37,7 @@ def draw_boxes(
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         ty = max(int(b.y1), th + 2)
         cv2.rectangle(out, (p1[0], ty - th - 2), (p1[0] + tw, ty), colour, -1)
-        cv2.putText(
-            out, text, (p1[0], ty - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
-        )
+        cv2.putText(out, text, (p1[0], ty - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return out
 
 

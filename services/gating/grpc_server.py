@@ -6,13 +6,13 @@ import logging
 import time
 
 import grpc
-from vigil.detection.v1 import detection_pb2, detection_pb2_grpc
 
 from services.common.grpc_runtime import create_server as _create_server
 from services.gating.consumer import decode_image
 from services.gating.convert import detection_to_proto
 from services.gating.detectors.base import DetectorError
 from services.gating.pipeline import FrameGater
+from vigil.detection.v1 import detection_pb2, detection_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,7 @@ class GatingServicer(detection_pb2_grpc.GatingServiceServicer):
     ) -> detection_pb2.DetectResponse:
         """Validate the request, run the detector and the gate."""
         if not request.image:
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "image is empty: send JPEG or PNG bytes in `image`"
-            )
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image is empty: send JPEG or PNG bytes in `image`")
         if len(request.image) > self._max_bytes:
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,

@@ -5,15 +5,9 @@ from prometheus_client import Counter, Histogram
 from services.common.metrics import LATENCY_BUCKETS_S
 
 FRAMES = Counter("vigil_gating_frames_total", "Frames received by the gate")
-DETECTOR_SKIPPED = Counter(
-    "vigil_gating_detector_skipped_total", "Frames the motion pre-gate kept from the detector"
-)
+DETECTOR_SKIPPED = Counter("vigil_gating_detector_skipped_total", "Frames the motion pre-gate kept from the detector")
 GATED = Counter("vigil_gating_frames_gated_total", "Frames with g_t = 1")
 EVENTS = Counter("vigil_gating_events_total", "Structured events published", ["level"])
-INVALID_OUTPUT = Counter(
-    "vigil_gating_invalid_model_output_total", "Structurer outputs rejected by validation"
-)
+INVALID_OUTPUT = Counter("vigil_gating_invalid_model_output_total", "Structurer outputs rejected by validation")
 CORRUPT_FRAMES = Counter("vigil_gating_corrupt_frames_total", "Frames whose payload could not be decoded")
-STAGE_SECONDS = Histogram(
-    "vigil_gating_stage_seconds", "Time per gating stage", ["stage"], buckets=LATENCY_BUCKETS_S
-)
+STAGE_SECONDS = Histogram("vigil_gating_stage_seconds", "Time per gating stage", ["stage"], buckets=LATENCY_BUCKETS_S)

@@ -34,9 +34,7 @@ class MotionGate:
 
     def check(self, image_bgr: np.ndarray) -> MotionDecision:
         """Decide for one frame; a frame judged 'changed' becomes the new reference."""
-        thumb = cv2.resize(
-            cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY), self._size, interpolation=cv2.INTER_AREA
-        )
+        thumb = cv2.resize(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY), self._size, interpolation=cv2.INTER_AREA)
         thumb = thumb.astype(np.int16)
         if self._reference is None or self._reference.shape != thumb.shape:
             self._reference, self._skipped = thumb, 0

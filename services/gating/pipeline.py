@@ -95,21 +95,15 @@ class FrameGater:
 
     def _motion_gate(self, camera_id: str) -> MotionGate:
         if camera_id not in self._motion:
-            self._motion[camera_id] = MotionGate(
-                self.params.motion_threshold, max_skip=self.params.motion_max_skip
-            )
+            self._motion[camera_id] = MotionGate(self.params.motion_threshold, max_skip=self.params.motion_max_skip)
         return self._motion[camera_id]
 
-    def detect_and_gate(
-        self, image: np.ndarray, tau_g: float | None = None
-    ) -> tuple[list[Detection], GateResult]:
+    def detect_and_gate(self, image: np.ndarray, tau_g: float | None = None) -> tuple[list[Detection], GateResult]:
         """Run the detector and the gate on one image (the gRPC Detect path; no state)."""
         dets = self.detector.detect(image)
         return dets, gate(dets, tau_g or self.params.tau_g, self.params.target_classes)
 
-    def process(
-        self, camera_id: str, seq: int, pts_s: float, capture_time_ns: int, image: np.ndarray
-    ) -> FrameOutcome:
+    def process(self, camera_id: str, seq: int, pts_s: float, capture_time_ns: int, image: np.ndarray) -> FrameOutcome:
         """Gate one frame; write an event when it opens an incident (or retries one whose output was invalid)."""
         stage_ms: dict[str, float] = {}
         t0 = time.perf_counter()

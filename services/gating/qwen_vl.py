@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,7 @@ def expand_image_tokens(text: str, image_token_counts: Sequence[int]) -> str:
 
 
 class QwenVLStructurer(EventStructurer):
-    """Qwen2.5-VL (optionally + LoRA) with schema-constrained greedy decoding."""
+    """Qwen2.5-VL (optionally + LoRA) with schema-constrained decoding (greedy unless `sample`)."""
 
     def __init__(
         self,
@@ -119,6 +120,7 @@ class QwenVLStructurer(EventStructurer):
         gamma: float = 0.5,
         *,
         merge_lora: bool = True,
+        sample: bool = False,
         top_k_valid: int = 1,
         max_image_pixels: int | None = None,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
@@ -134,25 +136,37 @@ class QwenVLStructurer(EventStructurer):
         self._gamma = gamma
         self._device = device
         self._max_new_tokens = max_new_tokens
+        self._sample = sample
         self._top_k_valid = top_k_valid
         self._max_image_pixels = max_image_pixels
         self._system_prompt = system_prompt
         self._lock = threading.Lock()
         self.last_stats: GenerationStats | None = None
 
+        if lora is not None and not (Path(lora) / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"no PEFT adapter (adapter_config.json) in {lora}")
         # fp32 on CPU: bf16/fp16 matmuls there are slow or unsupported.
-        torch_dtype = getattr(torch, dtype) if dtype else (torch.float32 if device == "cpu" else torch.bfloat16)
-        self._tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-        self._image_processor = AutoImageProcessor.from_pretrained(checkpoint)
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(checkpoint, dtype=torch_dtype)
+        torch_dtype = getattr(torch, dtype, None) if dtype else (torch.float32 if device == "cpu" else torch.bfloat16)
+        if not isinstance(torch_dtype, torch.dtype):
+            raise ValueError(f"unknown torch dtype {dtype!r}")
+        # Local files only: a deployment points at a directory, and nothing may be downloaded.
+        # Hugging Face objects are typed Any: their stubs do not cover how they are used here.
+        self._tokenizer: Any = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True)
+        self._image_processor: Any = AutoImageProcessor.from_pretrained(checkpoint, local_files_only=True)
+        model: Any = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            checkpoint, dtype=torch_dtype, local_files_only=True
+        )
         if lora is not None:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, Path(lora))
+            with warnings.catch_warnings():
+                # peft 0.21 still reads a transformers attribute deprecated in 5.x; nothing to act on.
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                model = PeftModel.from_pretrained(model, Path(lora))
             if merge_lora:
                 # W' = W + (alpha/r) B A folded in once: no adapter overhead per token.
                 model = model.merge_and_unload()
-        self._model = model.to(device).eval()
+        self._model: Any = model.to(device).eval()
 
         config = self._model.config
         self._image_token_id = int(config.image_token_id)
@@ -204,7 +218,7 @@ class QwenVLStructurer(EventStructurer):
 
     def _chat_text(self, user_text: str) -> str:
         if getattr(self._tokenizer, "chat_template", None):
-            messages = [
+            messages: list[dict[str, Any]] = [
                 {"role": "system", "content": [{"type": "text", "text": self._system_prompt}]},
                 {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user_text}]},
             ]
@@ -248,10 +262,10 @@ class QwenVLStructurer(EventStructurer):
         from transformers import LogitsProcessorList
 
         gen_config = copy.deepcopy(self._model.generation_config)
-        # Greedy: the constrained processor keeps top_k_valid tokens; sampling knobs from the checkpoint
-        # (Qwen ships temperature/top_p/top_k) would only add warnings.
-        gen_config.do_sample = False
-        gen_config.temperature = None
+        # The constrained processor already keeps only the top_k_valid valid tokens: the checkpoint's own
+        # sampling knobs (Qwen ships temperature/top_p/top_k) would only cut into that set.
+        gen_config.do_sample = self._sample
+        gen_config.temperature = 1.0 if self._sample else None
         gen_config.top_p = None
         gen_config.top_k = None
         gen_config.max_new_tokens = self._max_new_tokens
@@ -292,8 +306,6 @@ class QwenVLStructurer(EventStructurer):
             log.warning("decoded text differs from the constrained token texts")
         if processor.stuck_rows:
             raise InvalidModelOutput(f"constrained decoding got stuck; partial output {text[:200]!r}")
-        log.debug(
-            "structured event in %.3f s (%d new tokens): %s", self.last_stats.seconds, len(generated), text
-        )
+        log.debug("structured event in %.3f s (%d new tokens): %s", self.last_stats.seconds, len(generated), text)
         data = validate_event(text, self._gamma)
         return StructuredEvent(data=data, producer=self._producer)

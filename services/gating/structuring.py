@@ -183,9 +183,7 @@ class DetectorPriorStructurer(EventStructurer):
         return self._producer
 
     def _sem(self, label: str) -> ClassSemantics:
-        return self._semantics.get(
-            label, ClassSemantics(object_label="other", event_type="other", severe=False)
-        )
+        return self._semantics.get(label, ClassSemantics(object_label="other", event_type="other", severe=False))
 
     def structure(self, request: StructuringRequest) -> StructuredEvent:
         """Map D+_t to the schema."""
@@ -210,9 +208,7 @@ class DetectorPriorStructurer(EventStructurer):
             for d in dets[: self._max_objects]
         ]
         summary = (
-            f"{count} x {deciding[0].label} detected (max confidence {p_max:.2f})"
-            if deciding
-            else "no detections"
+            f"{count} x {deciding[0].label} detected (max confidence {p_max:.2f})" if deciding else "no detections"
         )
         data = {
             "event_type": event_type,

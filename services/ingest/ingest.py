@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
-from vigil.media.v1 import frame_pb2
 
 from services.common.bus import Bus
 from services.common.metrics import LatencyRecorder
 from services.ingest import metrics
 from services.ingest.source import RawFrame, SourceStats, VideoSource, redact
+from vigil.media.v1 import frame_pb2
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,7 @@ class IngestResult:
     stats: SourceStats
 
 
-def encode_frame(
-    raw: RawFrame, camera_id: str, source: str, jpeg_quality: int, max_side: int
-) -> frame_pb2.Frame:
+def encode_frame(raw: RawFrame, camera_id: str, source: str, jpeg_quality: int, max_side: int) -> frame_pb2.Frame:
     """Downscale to `max_side` if larger, JPEG-encode and wrap as a Frame message."""
     image = raw.image
     h, w = image.shape[:2]

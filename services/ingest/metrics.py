@@ -7,6 +7,4 @@ from services.common.metrics import LATENCY_BUCKETS_S
 FRAMES_READ = Counter("vigil_ingest_frames_read_total", "Frames decoded from the source")
 FRAMES_PUBLISHED = Counter("vigil_ingest_frames_published_total", "Frames published to the frames topic")
 CORRUPT_FRAMES = Counter("vigil_ingest_corrupt_frames_total", "Frames skipped because they failed to decode")
-ENCODE_SECONDS = Histogram(
-    "vigil_ingest_encode_seconds", "JPEG encode time per frame", buckets=LATENCY_BUCKETS_S
-)
+ENCODE_SECONDS = Histogram("vigil_ingest_encode_seconds", "JPEG encode time per frame", buckets=LATENCY_BUCKETS_S)

@@ -117,9 +117,7 @@ class VideoSource:
         ok, first = cap.read()
         if not ok or first is None:
             cap.release()
-            raise SourceError(
-                f"{redact(self.source)} opened but no frame could be decoded (corrupt or truncated)"
-            )
+            raise SourceError(f"{redact(self.source)} opened but no frame could be decoded (corrupt or truncated)")
         # Keep the probe frame instead of seeking back: seeking is inexact for many codecs.
         self._pending_first: np.ndarray | None = first
         return cap

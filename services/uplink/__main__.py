@@ -21,14 +21,8 @@ def main() -> None:
     configure_logging(settings.log_level, settings.log_json)
     start_metrics_server(settings.metrics_port)
     edge = make_bus(settings.bus, client_id="vigil-uplink-edge")
-    cloud = (
-        make_bus(settings.uplink.cloud_bus, client_id="vigil-uplink-cloud")
-        if settings.uplink.cloud_bus
-        else edge
-    )
-    forwarder = EventForwarder(
-        cloud, settings.topics.alerts, settings.topics.evidence, settings.uplink.send_evidence
-    )
+    cloud = make_bus(settings.uplink.cloud_bus, client_id="vigil-uplink-cloud") if settings.uplink.cloud_bus else edge
+    forwarder = EventForwarder(cloud, settings.topics.alerts, settings.topics.evidence, settings.uplink.send_evidence)
     consumer = edge.consumer(
         [settings.topics.events],
         settings.uplink.consumer_group,

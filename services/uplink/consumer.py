@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 from google.protobuf.message import DecodeError
-from vigil.event.v1 import event_pb2
 
 from services.common.bus import Bus, Message, PoisonMessage
 from services.common.metrics import LatencyRecorder
 from services.uplink import metrics
 from services.uplink.passthrough import alert_from_event, evidence_from_event
+from vigil.event.v1 import event_pb2
 
 
 class EventForwarder:
@@ -48,12 +46,9 @@ class EventForwarder:
         metrics.ALERT_DELAY_SECONDS.observe(max(delay_s, 0.0))
         if self._latency is not None:
             self._latency.record("event_to_alert", delay_s * 1e3)
-            self._latency.record("frame_to_alert", (time.time_ns() - event.capture_time_ns) / 1e6)
         if self._send_evidence:
             for ev in evidence_from_event(event, alert.sent_time_ns):
-                self._cloud.publish(
-                    self._evidence, ev.SerializeToString(), key=event.event_id, headers=headers
-                )
+                self._cloud.publish(self._evidence, ev.SerializeToString(), key=event.event_id, headers=headers)
                 kind = "roi" if ev.unit.kind == event_pb2.EVIDENCE_KIND_ROI else "box"
                 metrics.EVIDENCE_SENT.labels(kind=kind).inc()
                 metrics.BYTES_SENT.labels(kind=kind).inc(ev.unit.size_bytes)

@@ -37,6 +37,5 @@ def evidence_from_event(event: event_pb2.Event, sent_time_ns: int | None = None)
     units = sorted((u for u in (event.roi, event.box) if u.size_bytes), key=lambda u: u.size_bytes)
     t = sent_time_ns or time.time_ns()
     return [
-        alert_pb2.Evidence(event_id=event.event_id, camera_id=event.camera_id, unit=u, sent_time_ns=t)
-        for u in units
+        alert_pb2.Evidence(event_id=event.event_id, camera_id=event.camera_id, unit=u, sent_time_ns=t) for u in units
     ]

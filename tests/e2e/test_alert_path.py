@@ -11,15 +11,18 @@ import uuid
 from pathlib import Path
 
 import pytest
-from vigil.alert.v1 import alert_pb2
 
 from services.common.bus.kafka import KafkaBus
 from services.common.config import BusConfig
 from services.gating.bootstrap import build_gater
 from services.gating.config import GatingConfig
+from services.gating.consumer import decode_image
 from services.gating.structuring import validate_event
+from services.ingest.config import IngestConfig
+from services.ingest.ingest import encode_frame
 from services.ingest.source import VideoSource
 from tests.fixtures.media import shared
+from vigil.alert.v1 import alert_pb2
 
 pytestmark = pytest.mark.slow
 
@@ -28,10 +31,15 @@ FPS = 10.0
 
 
 def _expected_frame_seqs(video: Path) -> list[int]:
-    """The same gating code in-process: which frames open incidents (the distributed run must agree)."""
+    """The same code in-process on the same JPEG frames: which frames open incidents (the services must agree)."""
     gater = build_gater(GatingConfig())
     src = VideoSource(str(video), fps=FPS)
-    seqs = [f.index for f in src.frames() if gater.process("cam-e2e", f.index, f.pts_s, 0, f.image).event]
+    seqs = []
+    for f in src.frames():
+        cfg = IngestConfig()
+        image = decode_image(encode_frame(f, "cam-e2e", str(video), cfg.jpeg_quality, cfg.max_side).jpeg)
+        if gater.process("cam-e2e", f.index, f.pts_s, 0, image).event:
+            seqs.append(f.index)
     src.close()
     return seqs
 

@@ -79,3 +79,64 @@ def test_truncated_avi_reads_what_it_can(tmp_path) -> None:
 def test_stream_that_does_not_answer() -> None:
     res = vigil("run", "--camera", "rtsp://127.0.0.1:9/none", "--open-timeout", "2", timeout=60)
     assert res.returncode == 2 and "did not answer" in res.stderr
+
+
+@pytest.mark.slow
+def test_run_on_kafka_then_alerts_command(tansu, unique_topic) -> None:
+    """`vigil run --kafka` publishes the run's alerts; `vigil alerts` prints them once each."""
+    import os
+
+    video = shared("videos", "static_camera", "accident_cctv_test1.mp4")
+    alerts_topic = unique_topic("alerts")
+    env = {
+        **os.environ,
+        "VIGIL_TOPICS__FRAMES": unique_topic("frames"),
+        "VIGIL_TOPICS__EVENTS": unique_topic("events"),
+        "VIGIL_TOPICS__ALERTS": alerts_topic,
+        "VIGIL_TOPICS__EVIDENCE": unique_topic("evidence"),
+    }
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "run",
+            "--video",
+            str(video),
+            "--kafka",
+            tansu.bootstrap,
+            "--json",
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
+    run_ids = {r["event_id"] for r in records if r["type"] == "alert"}
+    assert run_ids and records[-1]["alerts"] == len(run_ids)
+
+    # The uplink may redeliver after a crash; duplicates of one UUID are printed once.
+    from services.common.bus.kafka import KafkaBus
+    from services.common.config import BusConfig
+    from vigil.alert.v1 import alert_pb2
+
+    bus = KafkaBus(BusConfig(kind="kafka", bootstrap=tansu.bootstrap))
+    dup = alert_pb2.Alert()
+    received: list[bytes] = []
+    reader = bus.consumer([alerts_topic], unique_topic("g"), lambda m: received.append(m.value))
+    while not received:
+        reader.poll(1.0)
+    reader.close()
+    dup.ParseFromString(received[0])
+    bus.publish(alerts_topic, dup.SerializeToString(), key=dup.event_id)
+    bus.flush()
+    bus.close()
+
+    res = vigil("alerts", "--kafka", tansu.bootstrap, "--topic", alerts_topic, "--json", "--idle-exit", "8")
+    assert res.returncode == 0, res.stderr
+    printed = [json.loads(line)["event_id"] for line in res.stdout.splitlines() if line.strip()]
+    assert sorted(printed) == sorted(run_ids)

@@ -5,12 +5,12 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from vigil.detection.v1 import detection_pb2, detection_pb2_grpc
 
 from services.gating.bootstrap import build_gater
 from services.gating.config import GatingConfig
 from services.gating.grpc_server import SERVICE_NAME, create_server
 from tests.fixtures.media import bus_jpg
+from vigil.detection.v1 import detection_pb2, detection_pb2_grpc
 
 MAX_BYTES = 2 * 1024 * 1024
 

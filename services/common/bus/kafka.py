@@ -77,7 +77,11 @@ class KafkaBus(Bus):
         self._client_id = client_id
         self._compression = compression
         self._linger_ms = linger_ms
+        # Creating a client can block for publish_timeout_s while the broker is away; separate
+        # locks keep a stuck producer bootstrap from stalling consumers and the admin client.
         self._lock = threading.Lock()
+        self._producer_lock = threading.Lock()
+        self._admin_lock = threading.Lock()
         self._producer: KafkaProducer | None = None
         self._admin: KafkaAdminClient | None = None
         self._broker_version: tuple[int, ...] | None = None
@@ -158,7 +162,7 @@ class KafkaBus(Bus):
         return pending
 
     def _get_producer(self) -> KafkaProducer:
-        with self._lock:
+        with self._producer_lock:
             if self._closed:
                 raise PublishError("bus is closed")
             if self._producer is None:
@@ -258,7 +262,7 @@ class KafkaBus(Bus):
         return created
 
     def _get_admin(self) -> KafkaAdminClient:
-        with self._lock:
+        with self._admin_lock:
             if self._closed:
                 raise PublishError("bus is closed")
             if self._admin is None:
@@ -273,9 +277,10 @@ class KafkaBus(Bus):
         """Close every consumer of this bus, deliver what is queued (bounded), release connections."""
         for consumer in list(self._consumers):
             consumer.close()
-        with self._lock:
-            self._closed = True
+        self._closed = True
+        with self._producer_lock:
             producer, self._producer = self._producer, None
+        with self._admin_lock:
             admin, self._admin = self._admin, None
         if producer is not None:
             producer.close(timeout=min(self._config.publish_timeout_s, 10.0))

@@ -80,9 +80,8 @@ class OnnxDetector(Detector):
         check_image(image_bgr)
         h, w = image_bgr.shape[:2]
         img, ratio, (pad_x, pad_y) = letterbox(image_bgr, self._size)
-        blob = (
-            np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))[None].astype(self._input_dtype) / 255.0
-        )
+        chw: np.ndarray = np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))[None].astype(np.float32)
+        blob = chw / np.float32(255.0)
         out = self._session.run(None, {self._input_name: blob.astype(self._input_dtype)})[0][0]
         preds = out.T.astype(np.float32)  # (anchors, 4 + nc)
         scores_all = preds[:, 4:]

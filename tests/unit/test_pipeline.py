@@ -1,0 +1,109 @@
+"""FrameGater logic with a scripted detector and structurer (pure logic; the real models are in integration)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from services.gating.detections import Box, Detection
+from services.gating.detectors.base import Detector
+from services.gating.pipeline import FrameGater, GatingParams, event_id_for
+from services.gating.structuring import (
+    DetectorPriorStructurer,
+    EventStructurer,
+    InvalidModelOutput,
+    ProducerInfo,
+    StructuredEvent,
+    StructuringRequest,
+)
+
+
+class ScriptedDetector(Detector):
+    """Returns the next scripted detection list on each call."""
+
+    def __init__(self, script: list[list[Detection]]) -> None:
+        self.script = list(script)
+        self.calls = 0
+
+    @property
+    def name(self) -> str:
+        return "scripted"
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        return {0: "Normal", 1: "Fall"}
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        self.calls += 1
+        return self.script.pop(0) if self.script else []
+
+
+class FlakyStructurer(EventStructurer):
+    """Fails validation `failures` times, then delegates to the detector-prior structurer."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.inner = DetectorPriorStructurer("scripted")
+
+    @property
+    def producer(self) -> ProducerInfo:
+        return ProducerInfo(kind="flaky", name="test")
+
+    def structure(self, request: StructuringRequest) -> StructuredEvent:
+        if self.failures:
+            self.failures -= 1
+            raise InvalidModelOutput("schema violation at score: 2 is greater than 1")
+        return self.inner.structure(request)
+
+
+FALL = [Detection(Box(10, 10, 60, 60), 1, "Fall", 0.9)]
+NORMAL = [Detection(Box(10, 10, 60, 60), 0, "Normal", 0.9)]
+
+
+def frames(n: int) -> list[np.ndarray]:
+    # Every frame differs enough that the motion pre-gate lets it through.
+    return [np.full((80, 80, 3), (i * 40) % 256, np.uint8) for i in range(n)]
+
+
+def run(gater: FrameGater, n: int):
+    return [gater.process("cam", i, i * 0.2, 1000 + i, img) for i, img in enumerate(frames(n))]
+
+
+def test_one_incident_one_event() -> None:
+    gater = FrameGater(ScriptedDetector([FALL] * 5), DetectorPriorStructurer("d"), GatingParams())
+    outcomes = run(gater, 5)
+    assert [o.gate.gated for o in outcomes] == [True] * 5
+    events = [o.event for o in outcomes if o.event]
+    assert len(events) == 1 and events[0].event_id == event_id_for("cam", 1000, 0)
+
+
+def test_non_target_classes_do_not_trigger() -> None:
+    gater = FrameGater(ScriptedDetector([NORMAL] * 3), DetectorPriorStructurer("d"), GatingParams())
+    assert not any(o.gate.gated or o.event for o in run(gater, 3))
+
+
+def test_invalid_output_is_counted_and_retried_on_next_frame() -> None:
+    gater = FrameGater(ScriptedDetector([FALL] * 4), FlakyStructurer(failures=2), GatingParams())
+    outcomes = run(gater, 4)
+    assert [o.invalid_model_output is not None for o in outcomes] == [True, True, False, False]
+    assert [o.event is not None for o in outcomes] == [False, False, True, False]
+
+
+def test_motion_pregate_reuses_last_result() -> None:
+    det = ScriptedDetector([FALL])
+    gater = FrameGater(det, DetectorPriorStructurer("d"), GatingParams())
+    still = np.full((80, 80, 3), 50, np.uint8)
+    outs = [gater.process("cam", i, i * 0.2, i, still) for i in range(4)]
+    assert det.calls == 1 and [o.detector_ran for o in outs] == [True, False, False, False]
+    assert all(o.gate.gated for o in outs) and sum(o.event is not None for o in outs) == 1
+
+
+def test_new_incident_after_cooldown() -> None:
+    gater = FrameGater(
+        ScriptedDetector([FALL, [], FALL]),
+        DetectorPriorStructurer("d"),
+        GatingParams(cooldown_s=0.1, motion_gate=False),
+    )
+    outs = [
+        gater.process("cam", i, t, i, img) for i, (t, img) in enumerate(zip([0.0, 1.0, 2.0], frames(3), strict=True))
+    ]
+    assert [o.event is not None for o in outs] == [True, False, True]
