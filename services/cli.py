@@ -153,6 +153,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         return 130
+    except RuntimeError as exc:
+        # The Kafka bus raises PublishError (a RuntimeError) once the broker stayed away for
+        # publish_timeout_s; committed offsets make a rerun resume where this one stopped.
+        if type(exc).__name__ not in {"PublishError", "BrokerUnavailable"}:
+            raise
+        print(f"vigil run: {exc}; nothing acknowledged was lost, rerun to resume", file=sys.stderr)
+        return 3
     finally:
         bar.close()
         source.close()
