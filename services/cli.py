@@ -131,7 +131,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             tqdm.write(format_alert(alert), file=out)
 
-    pipeline = EmbeddedPipeline(bus, gater, topics, camera_id=args.camera_id, on_alert=on_alert)
+    from services.uplink.config import UplinkSettings
+
+    uplink = UplinkSettings().uplink
+    if args.uplink_method:
+        uplink = uplink.model_copy(update={"method": args.uplink_method})
+    pipeline = EmbeddedPipeline(bus, gater, topics, camera_id=args.camera_id, on_alert=on_alert, uplink=uplink)
     total = None
     if source.stats.expected_frames:
         total = source.stats.expected_frames
@@ -227,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--camera-id", default="cam0")
     run.add_argument("--detector", choices=["onnx", "ultralytics"], help="override the configured detector")
     run.add_argument("--tau-g", type=float, help="gating threshold tau_g (default 0.25, as in DAT)")
+    run.add_argument("--uplink-method", help="uplink scheduling method (default dat; see README)")
     run.add_argument("--realtime", action="store_true", help="pace a file at its frame rate like a camera")
     run.add_argument("--open-timeout", type=float, default=10.0, help="seconds to wait for a stream to answer")
     run.add_argument("--no-progress", action="store_true")

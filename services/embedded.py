@@ -1,4 +1,4 @@
-"""One process, every edge stage: ingest -> gating -> uplink (pass-through) -> alert sink.
+"""One process, every edge stage: ingest -> gating -> uplink (scheduled) -> alert sink.
 
 This is `vigil run`. The stages are the same handlers the distributed services
 run, connected by a bus: the in-process bus by default, or Kafka when a
@@ -22,7 +22,8 @@ from services.gating.consumer import FrameHandler
 from services.gating.pipeline import FrameGater
 from services.ingest.ingest import IngestResult, run_ingest
 from services.ingest.source import VideoSource
-from services.uplink.consumer import EventForwarder
+from services.uplink.bootstrap import ScheduledUplink
+from services.uplink.config import UplinkConfig
 from vigil.alert.v1 import alert_pb2
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,10 @@ class EmbeddedPipeline:
         camera_id: str = "cam0",
         group_prefix: str = "vigil",
         on_alert: Callable[[alert_pb2.Alert, float], None] | None = None,
+        uplink: UplinkConfig | None = None,
     ) -> None:
         self.bus = bus
+        self.uplink_config = uplink or UplinkConfig()
         self.gater = gater
         self.topics = topics
         self.camera_id = camera_id
@@ -126,7 +129,8 @@ class EmbeddedPipeline:
         t0 = time.monotonic()
         tracker = _RunTracker()
         frame_handler = FrameHandler(self.gater, self.bus, self.topics.events, self.latency)
-        forwarder = EventForwarder(self.bus, self.topics.alerts, self.topics.evidence, latency=self.latency)
+        uplink_cfg = self.uplink_config.model_copy(update={"consumer_group": f"{self._group_prefix}-uplink"})
+        uplink = ScheduledUplink(self.bus, self.bus, self.topics, uplink_cfg)
 
         def on_frame_msg(msg: Message) -> None:
             try:
@@ -146,6 +150,7 @@ class EmbeddedPipeline:
                     tracker.alerted.add(alert.event_id)
                     tracker.cond.notify_all()
             if mine:
+                self.latency.record("uplink_queue", (alert.sent_time_ns - alert.created_time_ns) / 1e6)
                 delivered_ms = (time.time_ns() - alert.capture_time_ns) / 1e6
                 self.latency.record("frame_to_delivered", delivered_ms)
                 if self._on_alert is not None:
@@ -169,9 +174,6 @@ class EmbeddedPipeline:
             self.bus.consumer(
                 [self.topics.frames], f"{p}-gating", on_frame_msg, dead_letter_topic=dlq(self.topics.frames)
             ),
-            self.bus.consumer(
-                [self.topics.events], f"{p}-uplink", forwarder, dead_letter_topic=dlq(self.topics.events)
-            ),
             self.bus.consumer([self.topics.alerts], f"{p}-run-sink-{tracker.started_ns}", on_alert_msg),
         ]
         stop = threading.Event()
@@ -181,6 +183,7 @@ class EmbeddedPipeline:
         ]
         for t in threads:
             t.start()
+        uplink.start(stop)
         result: IngestResult | None = None
         try:
             result = run_ingest(
@@ -210,6 +213,7 @@ class EmbeddedPipeline:
                 t.join(timeout=10)
             for c in consumers:
                 c.close()
+            uplink.join()
         stats = source.stats
         return RunSummary(
             source=source.source,

@@ -101,6 +101,15 @@ class Scheduler(ABC):
     """Chooses, once per interval, which units go out and in what order."""
 
     name: str = "abstract"
+    # True when the method may send an event's visual evidence in a later interval than its JSON,
+    # so the uplink keeps such events queued until their visual deadline.
+    revisits_visual: bool = False
+    # Units whose delivery gives the cloud the alert. Only JSON for DAT; the Fixed Box / Fixed ROI
+    # baselines send no JSON, so their image is the alert carrier (and, being the alert, is never dropped).
+    alert_kinds: frozenset[UnitKind] = frozenset({UnitKind.JSON})
+    # True when the method also wants plan_on_arrival() called mid-interval, when an event arrives
+    # while the link is idle, instead of only planning at interval boundaries.
+    event_driven: bool = False
 
     def __init__(self, params: SchedulerParams | None = None) -> None:
         self.params = params or SchedulerParams()
@@ -108,6 +117,12 @@ class Scheduler(ABC):
     @abstractmethod
     def plan(self, pending: Sequence[PendingEvent], bandwidth_Bps: float, now_s: float) -> Plan:
         """Units for the interval starting at `now_s`, given the bandwidth estimate for it."""
+
+    def plan_on_arrival(
+        self, pending: Sequence[PendingEvent], bandwidth_Bps: float, now_s: float, budget_bytes: float
+    ) -> Plan:
+        """Units to send at once, mid-interval, within `budget_bytes`; only asked when `event_driven`."""
+        return Plan()
 
 
 class DatScheduler(Scheduler):

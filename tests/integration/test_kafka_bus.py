@@ -381,7 +381,7 @@ def test_outage_longer_than_publish_timeout_rehandles_batch(
         proxy.cut()
         time.sleep(4.0)  # twice the publish timeout: the relay's flush fails
         proxy.restore()
-        _wait(lambda: set(relayed) >= set(values), 20)
+        _wait(lambda: set(relayed) >= set(values), 45)
         out: list[bytes] = []
         reader = bus.consumer([dst], unique_topic("reader"), lambda m: out.append(m.value))
         poll_until(reader, lambda: set(out) >= set(values))

@@ -10,6 +10,10 @@ Semantics (identical for the in-process bus and Kafka):
   handler published was acknowledged (``Bus.flush``): work is durable first.
 * A handler that raises :class:`RetryableError` is retried, with back-off, on
   the same message; nothing after it is handled until it succeeds.
+* With ``manual_ack=True`` a handled record is committed only once the
+  application calls :meth:`Consumer.ack` for it (and for every earlier record
+  of its partition): for a consumer whose work finishes later than the handler,
+  such as the uplink, whose queue is the topic itself.
 * A handler that raises :class:`PoisonMessage`, or any other exception
   ``max_attempts`` times in a row, sends the message to the dead-letter topic
   (original headers kept, plus ``vigil-error`` and ``vigil-origin``), then its
@@ -82,8 +86,9 @@ class Bus(ABC):
         *,
         dead_letter_topic: str | None = None,
         max_attempts: int = 3,
+        manual_ack: bool = False,
     ) -> Consumer:
-        """Create a consumer of `topics` in consumer group `group`."""
+        """Create a consumer of `topics` in consumer group `group` (see the module docstring for manual_ack)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -99,6 +104,51 @@ def encode_headers(headers: Mapping[str, bytes | str] | None) -> dict[str, bytes
     return {k: (v.encode() if isinstance(v, str) else v) for k, v in (headers or {}).items()}
 
 
+class AckTracker:
+    """Committable offsets when records finish out of order: the low watermark of unfinished ones.
+
+    Per (topic, partition): a record is outstanding from when it was handled
+    until it is acked; the committable offset is the smallest outstanding one,
+    or one past the highest handled when none is outstanding.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._outstanding: dict[tuple[str, int], set[int]] = {}
+        self._next: dict[tuple[str, int], int] = {}
+
+    def handled(self, msg: Message) -> None:
+        """`msg` was handled; it stays uncommittable until acked."""
+        tp = (msg.topic, msg.partition)
+        with self._lock:
+            self._outstanding.setdefault(tp, set()).add(msg.offset)
+            self._next[tp] = max(self._next.get(tp, 0), msg.offset + 1)
+
+    def finished(self, msg: Message) -> None:
+        """`msg` needs no ack (dead-lettered): committable as soon as earlier ones are."""
+        tp = (msg.topic, msg.partition)
+        with self._lock:
+            self._next[tp] = max(self._next.get(tp, 0), msg.offset + 1)
+
+    def ack(self, topic: str, partition: int, offset: int) -> None:
+        """The work for this record is durable."""
+        with self._lock:
+            self._outstanding.get((topic, partition), set()).discard(offset)
+
+    def committable(self) -> dict[tuple[str, int], int]:
+        """Offset to commit per (topic, partition)."""
+        with self._lock:
+            return {
+                tp: min(self._outstanding[tp]) if self._outstanding.get(tp) else nxt for tp, nxt in self._next.items()
+            }
+
+    def forget(self, topic: str, partition: int) -> None:
+        """Drop a partition this member lost: its new owner re-reads from the committed offset."""
+        with self._lock:
+            self._outstanding.pop((topic, partition), None)
+            self._next.pop((topic, partition), None)
+
+
 class Consumer(ABC):
     """Runs a handler over a group's share of some topics; see the module docstring."""
 
@@ -111,8 +161,10 @@ class Consumer(ABC):
         max_attempts: int,
         retry_backoff_s: float = 0.2,
         max_backoff_s: float = 5.0,
+        manual_ack: bool = False,
     ) -> None:
         self._bus = bus
+        self._acks: AckTracker | None = AckTracker() if manual_ack else None
         self._handler = handler
         self._dead_letter_topic = dead_letter_topic
         self._max_attempts = max_attempts
@@ -134,6 +186,12 @@ class Consumer(ABC):
         while not stop.is_set():
             self.poll(idle_timeout_s)
 
+    def ack(self, msg: Message) -> None:
+        """With manual_ack: `msg`'s work is durable; its offset may be committed (thread-safe)."""
+        if self._acks is None:
+            raise RuntimeError("ack() needs a consumer created with manual_ack=True")
+        self._acks.ack(msg.topic, msg.partition, msg.offset)
+
     def _handle(self, msg: Message, stop: threading.Event | None = None) -> bool:
         """Run the handler with the retry/dead-letter policy; True when the offset may be committed.
 
@@ -141,6 +199,9 @@ class Consumer(ABC):
         """
         attempts = 0
         backoff = self._backoff0
+        if self._acks is not None:
+            # Outstanding before the handler runs: it may hand the work to a thread that acks at once.
+            self._acks.handled(msg)
         while True:
             try:
                 self._handler(msg)
@@ -157,6 +218,7 @@ class Consumer(ABC):
                 )
             except PoisonMessage as exc:
                 self._dead_letter(msg, f"poison: {exc}")
+                self._finish_without_ack(msg)
                 return True
             except Exception as exc:  # a handler bug must not stall the stream forever
                 attempts += 1
@@ -170,11 +232,22 @@ class Consumer(ABC):
                 )
                 if attempts >= self._max_attempts:
                     self._dead_letter(msg, f"{type(exc).__name__}: {exc}")
+                    self._finish_without_ack(msg)
                     return True
             if stop is not None and stop.is_set():
                 return False
             time.sleep(backoff)
             backoff = min(backoff * 2, self._max_backoff)
+
+    def _finish_without_ack(self, msg: Message) -> None:
+        if self._acks is not None:
+            self._acks.ack(msg.topic, msg.partition, msg.offset)
+
+    def _committable(self, msg: Message) -> int:
+        """The offset to commit on msg's partition once msg is handled."""
+        if self._acks is None:
+            return msg.offset + 1
+        return self._acks.committable().get((msg.topic, msg.partition), msg.offset + 1)
 
     def _dead_letter(self, msg: Message, reason: str) -> None:
         origin = f"{msg.topic}/{msg.partition}/{msg.offset}"

@@ -57,10 +57,17 @@ class InProcessBus(Bus):
         *,
         dead_letter_topic: str | None = None,
         max_attempts: int = 3,
+        manual_ack: bool = False,
     ) -> InProcessConsumer:
         """Create a consumer that starts at the group's committed offsets."""
         return InProcessConsumer(
-            self, list(topics), group, handler, dead_letter_topic=dead_letter_topic, max_attempts=max_attempts
+            self,
+            list(topics),
+            group,
+            handler,
+            dead_letter_topic=dead_letter_topic,
+            max_attempts=max_attempts,
+            manual_ack=manual_ack,
         )
 
     def messages(self, topic: str) -> list[Message]:
@@ -122,8 +129,11 @@ class InProcessConsumer(Consumer):
         *,
         dead_letter_topic: str | None,
         max_attempts: int,
+        manual_ack: bool = False,
     ) -> None:
-        super().__init__(bus, handler, dead_letter_topic=dead_letter_topic, max_attempts=max_attempts)
+        super().__init__(
+            bus, handler, dead_letter_topic=dead_letter_topic, max_attempts=max_attempts, manual_ack=manual_ack
+        )
         self._mem = bus
         self._topics = topics
         self._group = group
@@ -137,8 +147,12 @@ class InProcessConsumer(Consumer):
             if not self._handle(msg, self._stop):
                 break
             self._positions[msg.topic] = msg.offset + 1
-            self._mem._commit(self._group, msg.topic, msg.offset + 1)
+            self._mem._commit(self._group, msg.topic, self._committable(msg))
             n += 1
+        if self._acks is not None:
+            # Acks arrive between polls: advance the commit even when nothing new came in.
+            for (topic, _), offset in self._acks.committable().items():
+                self._mem._commit(self._group, topic, offset)
         return n
 
     def run(self, stop: threading.Event, idle_timeout_s: float = 0.2) -> None:
@@ -147,5 +161,8 @@ class InProcessConsumer(Consumer):
         super().run(stop, idle_timeout_s)
 
     def close(self) -> None:
-        """Nothing to release; offsets stay with the bus."""
+        """Commit what was acknowledged since the last poll; offsets stay with the bus."""
         self._stop.set()
+        if self._acks is not None:
+            for (topic, _), offset in self._acks.committable().items():
+                self._mem._commit(self._group, topic, offset)

@@ -221,6 +221,7 @@ class KafkaBus(Bus):
         *,
         dead_letter_topic: str | None = None,
         max_attempts: int = 3,
+        manual_ack: bool = False,
     ) -> KafkaGroupConsumer:
         """Create a group member; it connects on its first :meth:`~KafkaGroupConsumer.poll`."""
         consumer = KafkaGroupConsumer(
@@ -230,6 +231,7 @@ class KafkaBus(Bus):
             handler,
             dead_letter_topic=dead_letter_topic,
             max_attempts=max_attempts,
+            manual_ack=manual_ack,
         )
         self._consumers.add(consumer)
         return consumer
@@ -300,14 +302,18 @@ class KafkaGroupConsumer(Consumer):
         *,
         dead_letter_topic: str | None,
         max_attempts: int,
+        manual_ack: bool = False,
     ) -> None:
-        super().__init__(bus, handler, dead_letter_topic=dead_letter_topic, max_attempts=max_attempts)
+        super().__init__(
+            bus, handler, dead_letter_topic=dead_letter_topic, max_attempts=max_attempts, manual_ack=manual_ack
+        )
         self._kbus = bus
         self._topics = topics
         self._group = group
         self._consumer: KafkaConsumer | None = None
         # Offsets handled and flushed but not yet committed (the commit failed); retried each poll.
         self._uncommitted: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
         self._stop = threading.Event()
         # poll() and close() may run on different threads; KafkaConsumer is not thread-safe.
         self._poll_lock = threading.Lock()
@@ -361,7 +367,7 @@ class KafkaGroupConsumer(Consumer):
                     interrupted = True
                     rewind[tp] = record.offset
                     break
-                handled[tp] = record.offset + 1
+                handled[tp] = self._committable(msg)
                 n += 1
         if handled:
             try:
@@ -381,6 +387,12 @@ class KafkaGroupConsumer(Consumer):
         return n
 
     def _commit(self, consumer: KafkaConsumer) -> None:
+        if self._acks is not None:
+            # Acks arrive from the application's threads between polls.
+            for (topic, partition), offset in self._acks.committable().items():
+                tp = TopicPartition(topic, partition)
+                if offset > self._committed.get(tp, -1):
+                    self._uncommitted[tp] = offset
         if not self._uncommitted:
             return
         assigned = consumer.assignment()
@@ -397,6 +409,7 @@ class KafkaGroupConsumer(Consumer):
                     exc,
                 )
                 return
+        self._committed.update({tp: o.offset for tp, o in offsets.items()})
         self._uncommitted.clear()
 
     def _connect(self) -> KafkaConsumer | None:

@@ -1,0 +1,119 @@
+"""The uplink's interval loop, bandwidth estimator and emulated link, on a simulated clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.uplink.dispatcher import UplinkDispatcher
+from services.uplink.emulated_link import TraceClock
+from services.uplink.estimator import BandwidthEstimator
+from services.uplink.scheduler import DatScheduler, PendingEvent, SchedulerParams, Unit, UnitKind
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Link:
+    """Sends at `rate` bytes/s on the fake clock and records what went out."""
+
+    def __init__(self, clock: Clock, rate: float) -> None:
+        self.clock, self.rate, self.sent = clock, rate, []
+
+    def __call__(self, unit: Unit, payload: object) -> None:
+        self.clock.t += unit.size_bytes / self.rate
+        self.sent.append((unit.event_id, unit.kind))
+
+
+def ev(eid: str, level: int, score: float, arrival: float = 100.0, c_roi: int = 4000, c_box: int = 50_000):
+    return PendingEvent(eid, arrival, level, score, c_json=300, c_roi=c_roi, c_box=c_box)
+
+
+def make(rate: float, prior: float, scheduler=None):
+    clock = Clock()
+    link = Link(clock, rate)
+    acked: list[str] = []
+    d = UplinkDispatcher(scheduler or DatScheduler(), BandwidthEstimator(prior, safety=1.0), link,
+                         ack=lambda tok: acked.append(tok), clock=clock)
+    return clock, link, acked, d
+
+
+def test_alerts_first_by_priority_then_evidence_then_ack() -> None:
+    clock, link, acked, d = make(rate=20_000, prior=20_000)
+    d.add(ev("low", 0, 0.2), "p", "low")
+    d.add(ev("high", 1, 0.9), "p", "high")
+    report = d.run_interval(clock.t)
+    assert link.sent[:2] == [("high", UnitKind.JSON), ("low", UnitKind.JSON)]
+    assert ("high", UnitKind.ROI) in link.sent
+    assert sorted(acked) == ["high", "low"] and len(d) == 0
+    assert report.bandwidth_Bps == 20_000
+
+
+def test_json_that_does_not_fit_stays_pending() -> None:
+    clock, link, acked, d = make(rate=400, prior=400)
+    d.add(ev("a", 1, 0.9), "p", "a")
+    d.add(ev("b", 1, 0.8), "p", "b")
+    d.run_interval(clock.t)
+    assert link.sent == [("a", UnitKind.JSON)] and acked == ["a"]
+    assert [e.event_id for e in d.pending()] == ["b"]
+    d.run_interval(clock.t)
+    assert acked == ["a", "b"]
+
+
+def test_overrun_defers_the_rest_of_the_plan() -> None:
+    # The estimate says 10 kB/s but the link gives 500 B/s: the interval ends mid-plan.
+    clock, link, acked, d = make(rate=500, prior=10_000)
+    for i in range(5):
+        d.add(ev(f"e{i}", 1, 0.9 - i / 10), "p", f"e{i}")
+    report = d.run_interval(clock.t)
+    assert report.deferred > 0 and len(d) > 0
+    assert d.estimator.estimate() == pytest.approx(500)
+
+
+def test_visual_past_deadline_is_dropped_not_the_alert() -> None:
+    # The event waited 1.6 s for its JSON (a congested link earlier): its evidence is already too late.
+    clock, link, acked, d = make(rate=50_000, prior=50_000, scheduler=DatScheduler(SchedulerParams(d_vis_s=1.5)))
+    d.add(ev("late", 1, 0.9, arrival=clock.t - 1.6), "p", "late")
+    report = d.run_interval(clock.t)
+    assert link.sent == [("late", UnitKind.JSON)] and acked == ["late"]
+    assert report.expired_visual == 1 and d.stats.visual_expired == 1
+
+
+def test_shutdown_acks_delivered_only() -> None:
+    clock, link, acked, d = make(rate=400, prior=400)
+    d.add(ev("a", 1, 0.9), "p", "a")
+    d.add(ev("b", 0, 0.1), "p", "b")
+    d.run_interval(clock.t)
+    assert d.shutdown() == 0 and acked == ["a"] and [e.event_id for e in d.pending()] == ["b"]
+
+
+def test_redelivered_event_is_queued_once() -> None:
+    clock, link, acked, d = make(rate=20_000, prior=20_000)
+    d.add(ev("a", 1, 0.9), "p", "a")
+    d.add(ev("a", 1, 0.9), "p", "a-again")
+    assert len(d) == 1
+
+
+def test_estimator_is_conservative() -> None:
+    est = BandwidthEstimator(prior_Bps=1000, window=3, safety=1.0)
+    assert est.estimate() == 1000
+    for rate in (10_000, 1_000, 10_000):
+        est.observe(rate, 1.0)
+        est.close_interval()
+    assert est.estimate() == pytest.approx(3 / (1 / 10_000 + 1 / 1000 + 1 / 10_000))
+    assert est.close_interval() is None  # idle intervals add no sample
+
+
+def test_trace_clock_spans_seconds() -> None:
+    tc = TraceClock([1000, 0, 500], start_s=0.0)
+    assert tc.finish_time(0.0, 500) == pytest.approx(0.5)
+    # 500 B left after second 0, nothing in second 1, 500 B/s in second 2.
+    assert tc.finish_time(0.5, 1000) == pytest.approx(3.0)
+    # The trace loops.
+    assert tc.finish_time(3.0, 1000) == pytest.approx(4.0)
+    with pytest.raises(ValueError):
+        TraceClock([0, 0], 0.0)
