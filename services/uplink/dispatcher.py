@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.uplink.estimator import BandwidthEstimator
-from services.uplink.scheduler import PendingEvent, Scheduler, Unit, UnitKind
+from services.uplink.scheduler import PendingEvent, Plan, Scheduler, Unit, UnitKind
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class UplinkDispatcher:
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
+        self._arrivals = 0
         self.stats = DispatcherStats()
 
     def add(self, event: PendingEvent, payload: Any, token: Any) -> None:
@@ -88,6 +89,7 @@ class UplinkDispatcher:
         with self._lock:
             if event.event_id not in self._entries:
                 self._entries[event.event_id] = _Entry(event, payload, token)
+                self._arrivals += 1
                 self._arrived.notify_all()
 
     def pending(self) -> list[PendingEvent]:
@@ -103,9 +105,25 @@ class UplinkDispatcher:
         """Plan and send one interval; returns what happened."""
         p = self.scheduler.params
         start = self._clock() if start_s is None else start_s
-        end = start + p.interval_s
         bw = self.estimator.estimate()
         plan = self.scheduler.plan(self.pending(), bw, start)
+        report = self._execute(plan, bw, start + p.interval_s)
+        self.estimator.close_interval()
+        return report
+
+    def run_on_arrival(self, interval_end_s: float, spent_bytes: int) -> IntervalReport:
+        """Event-driven methods: plan now over what is left of this interval's budget (link idle)."""
+        bw = self.estimator.estimate()
+        budget = bw * self.scheduler.params.interval_s - spent_bytes
+        now = self._clock()
+        plan_on_arrival = getattr(self.scheduler, "plan_on_arrival", None)
+        if plan_on_arrival is None or budget <= 0:
+            return IntervalReport(bandwidth_Bps=bw)
+        return self._execute(plan_on_arrival(self.pending(), bw, now, budget), bw, interval_end_s)
+
+    def _execute(self, plan: Plan, bw: float, end: float) -> IntervalReport:
+        """Send a plan's units in order until `end`; the rest stays pending for the next decision."""
+        d_vis = self.scheduler.params.d_vis_s
         report = IntervalReport(planned=len(plan.units), bandwidth_Bps=bw)
         for i, unit in enumerate(plan.units):
             now = self._clock()
@@ -117,7 +135,7 @@ class UplinkDispatcher:
             if entry is None:
                 continue
             # Evidence that would land after arrival + D_vis (at the estimated rate) is useless: drop it.
-            if unit.kind is not UnitKind.JSON and now + unit.size_bytes / bw - entry.event.arrival_s > p.d_vis_s:
+            if unit.kind is not UnitKind.JSON and now + unit.size_bytes / bw - entry.event.arrival_s > d_vis:
                 self._expire_visual(entry, report)
                 continue
             t0 = self._clock()
@@ -135,8 +153,7 @@ class UplinkDispatcher:
                     entry.visual_done = True
                     self.stats.visual_sent += 1
                     self.stats.visual_delays_s.append(t1 - entry.event.arrival_s)
-        self.estimator.close_interval()
-        report.acked = self._ack_finished(final=False, report=report)
+        report.acked = self._ack_finished(final=False)
         return report
 
     def _expire_visual(self, entry: _Entry, report: IntervalReport) -> None:
@@ -145,7 +162,7 @@ class UplinkDispatcher:
         report.expired_visual += 1
         self.stats.visual_expired += 1
 
-    def _ack_finished(self, final: bool, report: IntervalReport | None = None) -> int:
+    def _ack_finished(self, final: bool) -> int:
         now = self._clock()
         d_vis = self.scheduler.params.d_vis_s
         done: list[_Entry] = []
@@ -171,15 +188,29 @@ class UplinkDispatcher:
     def run(self, stop: threading.Event) -> None:
         """Run an interval at every boundary of a fixed Delta grid until `stop`; then shutdown().
 
-        An event arriving mid-interval waits for the next boundary, as in DAT;
-        that wait counts in its latency.
+        An event arriving mid-interval waits for the next boundary, as in DAT
+        (that wait counts in its latency), unless the method is event-driven:
+        then an arrival on the idle link is planned at once over what is left
+        of the interval's budget.
         """
         delta = self.scheduler.params.interval_s
+        event_driven = bool(getattr(self.scheduler, "event_driven", False))
         origin = self._clock()
         while not stop.is_set():
             now = self._clock()
             boundary = origin + math.ceil((now - origin) / delta + 1e-9) * delta
-            if stop.wait(max(boundary - now, 0.0)):
+            spent = 0
+            seen = self._arrivals
+            while event_driven and not stop.is_set():
+                with self._arrived:
+                    self._arrived.wait_for(lambda s=seen: self._arrivals != s or stop.is_set(),
+                                           timeout=max(boundary - self._clock(), 0.0))
+                if self._clock() >= boundary or stop.is_set():
+                    break
+                seen = self._arrivals
+                report = self.run_on_arrival(boundary, spent)
+                spent += sum(u.size_bytes for u in report.sent)
+            if stop.wait(max(boundary - self._clock(), 0.0)):
                 break
             if self.pending():
                 report = self.run_interval(boundary)

@@ -117,3 +117,34 @@ def test_trace_clock_spans_seconds() -> None:
     assert tc.finish_time(3.0, 1000) == pytest.approx(4.0)
     with pytest.raises(ValueError):
         TraceClock([0, 0], 0.0)
+
+
+def test_event_driven_method_sends_on_arrival_not_at_the_boundary() -> None:
+    import threading
+    import time
+
+    from services.uplink.bootstrap import build_scheduler
+
+    def run(method: str) -> float:
+        sent_at: list[float] = []
+
+        def send(unit: Unit, payload: object) -> None:
+            sent_at.append(time.time())
+
+        d = UplinkDispatcher(build_scheduler(method, SchedulerParams(interval_s=1.0)),
+                             BandwidthEstimator(1e6), send, ack=lambda tok: None)
+        stop = threading.Event()
+        worker = threading.Thread(target=d.run, args=(stop,))
+        worker.start()
+        time.sleep(0.2)
+        arrival = time.time()
+        d.add(ev("a", 1, 0.9, arrival=arrival), "p", "a")
+        deadline = time.time() + 3
+        while not sent_at and time.time() < deadline:
+            time.sleep(0.01)
+        stop.set()
+        worker.join()
+        return sent_at[0] - arrival
+
+    assert run("vigil_eventdriven") < 0.2  # at once, on the idle link
+    assert run("dat") > 0.5  # waits for the next boundary, 0.8 s away
