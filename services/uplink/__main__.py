@@ -27,7 +27,9 @@ def _cloud_bus(settings: UplinkSettings, edge: Bus) -> Bus:
         trace = load_trace(cfg.emulated_link_trace, scale=cfg.emulated_link_scale)
         log.warning(
             "EMULATED uplink link: shaped by trace %s x %.2f (mean %.0f B/s)",
-            trace.name, cfg.emulated_link_scale, trace.mean_Bps,
+            trace.name,
+            cfg.emulated_link_scale,
+            trace.mean_Bps,
         )
         cloud = EmulatedLinkBus(cloud, trace.capacity_Bps)
     return cloud
@@ -47,7 +49,10 @@ def main() -> None:
     if settings.uplink.mode == "pass-through":
         forwarder = EventForwarder(cloud, topics.alerts, topics.evidence)
         consumer = edge.consumer(
-            [topics.events], settings.uplink.consumer_group, forwarder, dead_letter_topic=topics.dead_letter(topics.events)
+            [topics.events],
+            settings.uplink.consumer_group,
+            forwarder,
+            dead_letter_topic=topics.dead_letter(topics.events),
         )
         log.info("uplink forwarding %s -> %s (pass-through, unscheduled)", topics.events, topics.alerts)
         consumer.run(stop)

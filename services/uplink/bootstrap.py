@@ -11,9 +11,9 @@ from services.common.config import TopicsConfig
 from services.uplink.cloud import CloudSender
 from services.uplink.config import UplinkConfig
 from services.uplink.consumer import EventQueuer
+from services.uplink.delivery_log import DeliveryLog
 from services.uplink.dispatcher import UplinkDispatcher
 from services.uplink.estimator import BandwidthEstimator
-from services.uplink.delivery_log import DeliveryLog
 from services.uplink.scheduler import Scheduler, SchedulerParams, Unit, UnitKind
 from vigil.event.v1 import event_pb2
 

@@ -31,8 +31,9 @@ class CloudSender:
             metrics.ALERT_DELAY_SECONDS.observe(max(0.0, (now - event.created_time_ns) / 1e9))
         else:
             source = event.roi if unit.kind is UnitKind.ROI else event.box
-            evidence = alert_pb2.Evidence(event_id=event.event_id, camera_id=event.camera_id, unit=source,
-                                          sent_time_ns=now)
+            evidence = alert_pb2.Evidence(
+                event_id=event.event_id, camera_id=event.camera_id, unit=source, sent_time_ns=now
+            )
             self._cloud.publish(self._evidence, evidence.SerializeToString(), key=event.event_id, headers=headers)
             metrics.EVIDENCE_SENT.labels(kind=unit.kind.value).inc()
         metrics.BYTES_SENT.labels(kind=unit.kind.value).inc(unit.size_bytes)

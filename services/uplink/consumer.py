@@ -43,9 +43,7 @@ def pending_from_event(event: event_pb2.Event) -> PendingEvent:
 class EventQueuer:
     """Handles one message of the events topic in scheduled mode: queue it; the offset waits for its ack."""
 
-    def __init__(
-        self, dispatcher: UplinkDispatcher, delivered: DeliveryLog, ack: Callable[[Message], None]
-    ) -> None:
+    def __init__(self, dispatcher: UplinkDispatcher, delivered: DeliveryLog, ack: Callable[[Message], None]) -> None:
         self._dispatcher = dispatcher
         self._delivered = delivered
         self._ack = ack

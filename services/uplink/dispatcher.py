@@ -203,11 +203,14 @@ class UplinkDispatcher:
             seen = self._arrivals
             while event_driven and not stop.is_set():
                 with self._arrived:
-                    self._arrived.wait_for(lambda s=seen: self._arrivals != s or stop.is_set(),
-                                           timeout=max(boundary - self._clock(), 0.0))
+                    if self._arrivals == seen:
+                        self._arrived.wait(timeout=max(boundary - self._clock(), 0.0))
+                    arrived = self._arrivals != seen
+                    seen = self._arrivals
                 if self._clock() >= boundary or stop.is_set():
                     break
-                seen = self._arrivals
+                if not arrived:
+                    continue
                 report = self.run_on_arrival(boundary, spent)
                 spent += sum(u.size_bytes for u in report.sent)
             if stop.wait(max(boundary - self._clock(), 0.0)):
@@ -216,6 +219,9 @@ class UplinkDispatcher:
                 report = self.run_interval(boundary)
                 log.debug(
                     "interval: %d sent, %d expired, %d deferred, B=%.0f B/s",
-                    len(report.sent), report.expired_visual, report.deferred, report.bandwidth_Bps,
+                    len(report.sent),
+                    report.expired_visual,
+                    report.deferred,
+                    report.bandwidth_Bps,
                 )
         self.shutdown()

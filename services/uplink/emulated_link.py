@@ -107,7 +107,11 @@ class EmulatedLinkBus(Bus):
     ) -> Consumer:
         """Consuming is not shaped: the emulation covers the edge -> cloud direction only."""
         return self._inner.consumer(
-            topics, group, handler, dead_letter_topic=dead_letter_topic, max_attempts=max_attempts,
+            topics,
+            group,
+            handler,
+            dead_letter_topic=dead_letter_topic,
+            max_attempts=max_attempts,
             manual_ack=manual_ack,
         )
 

@@ -63,8 +63,9 @@ class Uplink:
 
     def start(self) -> None:
         with self._log.open("ab") as f:
-            self.proc = subprocess.Popen([sys.executable, "-m", "services.uplink"], cwd=ROOT, env=self._env,
-                                         stdout=f, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "services.uplink"], cwd=ROOT, env=self._env, stdout=f, stderr=subprocess.STDOUT
+            )
 
     def stop(self) -> int:
         assert self.proc is not None

@@ -22,7 +22,8 @@ class Link:
     """Sends at `rate` bytes/s on the fake clock and records what went out."""
 
     def __init__(self, clock: Clock, rate: float) -> None:
-        self.clock, self.rate, self.sent = clock, rate, []
+        self.clock, self.rate = clock, rate
+        self.sent: list[tuple[str, UnitKind]] = []
 
     def __call__(self, unit: Unit, payload: object) -> None:
         self.clock.t += unit.size_bytes / self.rate
@@ -37,8 +38,13 @@ def make(rate: float, prior: float, scheduler=None):
     clock = Clock()
     link = Link(clock, rate)
     acked: list[str] = []
-    d = UplinkDispatcher(scheduler or DatScheduler(), BandwidthEstimator(prior, safety=1.0), link,
-                         ack=lambda tok: acked.append(tok), clock=clock)
+    d = UplinkDispatcher(
+        scheduler or DatScheduler(),
+        BandwidthEstimator(prior, safety=1.0),
+        link,
+        ack=lambda tok: acked.append(tok),
+        clock=clock,
+    )
     return clock, link, acked, d
 
 
@@ -66,7 +72,7 @@ def test_json_that_does_not_fit_stays_pending() -> None:
 
 def test_overrun_defers_the_rest_of_the_plan() -> None:
     # The estimate says 10 kB/s but the link gives 500 B/s: the interval ends mid-plan.
-    clock, link, acked, d = make(rate=500, prior=10_000)
+    clock, _link, _acked, d = make(rate=500, prior=10_000)
     for i in range(5):
         d.add(ev(f"e{i}", 1, 0.9 - i / 10), "p", f"e{i}")
     report = d.run_interval(clock.t)
@@ -84,7 +90,7 @@ def test_visual_past_deadline_is_dropped_not_the_alert() -> None:
 
 
 def test_shutdown_acks_delivered_only() -> None:
-    clock, link, acked, d = make(rate=400, prior=400)
+    clock, _link, acked, d = make(rate=400, prior=400)
     d.add(ev("a", 1, 0.9), "p", "a")
     d.add(ev("b", 0, 0.1), "p", "b")
     d.run_interval(clock.t)
@@ -92,7 +98,7 @@ def test_shutdown_acks_delivered_only() -> None:
 
 
 def test_redelivered_event_is_queued_once() -> None:
-    clock, link, acked, d = make(rate=20_000, prior=20_000)
+    _clock, _link, _acked, d = make(rate=20_000, prior=20_000)
     d.add(ev("a", 1, 0.9), "p", "a")
     d.add(ev("a", 1, 0.9), "p", "a-again")
     assert len(d) == 1
@@ -131,8 +137,12 @@ def test_event_driven_method_sends_on_arrival_not_at_the_boundary() -> None:
         def send(unit: Unit, payload: object) -> None:
             sent_at.append(time.time())
 
-        d = UplinkDispatcher(build_scheduler(method, SchedulerParams(interval_s=1.0)),
-                             BandwidthEstimator(1e6), send, ack=lambda tok: None)
+        d = UplinkDispatcher(
+            build_scheduler(method, SchedulerParams(interval_s=1.0)),
+            BandwidthEstimator(1e6),
+            send,
+            ack=lambda tok: None,
+        )
         stop = threading.Event()
         worker = threading.Thread(target=d.run, args=(stop,))
         worker.start()
