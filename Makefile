@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv run test lint typecheck proto proto-check test-unit test-integration test-e2e bench-gating clean
+.PHONY: venv run test lint typecheck proto proto-check test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes clean
 
 venv: $(STAMP)
 
@@ -56,6 +56,14 @@ test: venv proto-check lint typecheck
 
 bench-gating: venv
 	$(PY) scripts/bench_gating.py
+
+# The Table-3 grid in simulation (markdown + PNG in bench-results/), then the real service over an emulated link.
+bench-uplink: venv
+	$(PY) scripts/bench_uplink.py
+	$(PY) scripts/bench_uplink_service.py
+
+measure-event-sizes: venv
+	$(PY) scripts/measure_event_sizes.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

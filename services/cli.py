@@ -246,12 +246,23 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--group", help="consumer group to resume from (default: a new one, from the start)")
     alerts.add_argument("--idle-exit", type=float, default=5.0, help="without --follow, exit after this idle time")
     alerts.set_defaults(func=cmd_alerts)
+
+    bench = sub.add_parser("bench", help="benchmarks; `vigil bench uplink --help` lists the options", add_help=False)
+    bench.add_argument("what", choices=["uplink"])
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `vigil` console script."""
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args, rest = ap.parse_known_args(argv)
+    if args.command == "bench":
+        # The uplink bench has its own parser (services/uplink/harness.py); it gets the rest of the line.
+        from services.uplink.harness import bench_uplink_main
+
+        return bench_uplink_main(rest)
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     configure_logging(args.log_level)
     return int(args.func(args))
 

@@ -46,8 +46,12 @@ class ScheduledUplink:
         state = config.state_dir / f"delivered-{config.consumer_group}.log" if config.state_dir else None
         self.delivered = DeliveryLog(state)
         self._sender = CloudSender(cloud, topics.alerts, topics.evidence)
+        scheduler = build_scheduler(config.method, params)
+        if scheduler.alert_kinds != frozenset({UnitKind.JSON}):
+            # Fixed Box / Fixed ROI send an image as the alert: a simulation baseline, not a service mode.
+            raise ValueError(f"uplink method {config.method!r} sends no JSON alert; it exists for `vigil bench uplink`")
         self.dispatcher = UplinkDispatcher(
-            build_scheduler(config.method, params),
+            scheduler,
             BandwidthEstimator(config.prior_bandwidth_Bps),
             self._send,
             ack=self._ack,

@@ -140,3 +140,49 @@ def test_run_on_kafka_then_alerts_command(tansu, unique_topic) -> None:
     assert res.returncode == 0, res.stderr
     printed = [json.loads(line)["event_id"] for line in res.stdout.splitlines() if line.strip()]
     assert sorted(printed) == sorted(run_ids)
+
+
+def test_bench_uplink_on_an_events_file(tmp_path) -> None:
+    trace = tmp_path / "flat.trace"
+    trace.write_text("".join(f"{t} 0.2\n" for t in range(30)))  # 25 kB/s, Pensieve format
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"e{i}",
+                    "arrival_s": 0.3 * i,
+                    "level": i % 2,
+                    "score": 0.3 + 0.6 * (i % 2),
+                    "c_json": 190,
+                    "c_roi": 2300,
+                    "c_box": 20_000,
+                }
+            )
+            + "\n"
+            for i in range(6)
+        )
+    )
+    res = vigil(
+        "bench", "uplink", "--trace", str(trace), "--scale", "0.5", "--events", str(events), "--horizon-s", "10"
+    )
+    assert res.returncode == 0, res.stderr
+    rows = {r["method"]: r for r in map(json.loads, res.stdout.splitlines())}
+    assert {
+        "dat",
+        "fixed_box",
+        "fixed_roi",
+        "fixed_json_box",
+        "bandwidth_only",
+        "priority_only",
+        "json_only",
+        "optimal",
+        "vigil_eventdriven",
+    } <= set(rows)
+    for r in rows.values():
+        assert r["undelivered_alerts"] == 0 and r["bytes_sent"] > 0
+    assert rows["optimal"]["w_alarm_s"] <= rows["dat"]["w_alarm_s"] + 1e-9
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "arrival_s": 0}\n')
+    res = vigil("bench", "uplink", "--trace", str(trace), "--events", str(bad))
+    assert res.returncode != 0 and "line 1" in res.stderr

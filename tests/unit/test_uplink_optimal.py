@@ -47,7 +47,7 @@ def events(draw: st.DrawFn, max_n: int = 7, max_arrival: float = 0.0) -> list[Pe
     return out
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pending=events(), bandwidth=st.floats(50.0, 8000.0), d_vis=st.sampled_from([0.3, 1.0, 1.5]))
 def test_interval_optimum_is_no_worse_than_any_heuristic(pending, bandwidth, d_vis):
     params = SchedulerParams(d_vis_s=d_vis)
@@ -85,7 +85,7 @@ def test_optimal_plan_shape_and_limits():
     assert Objective(1.0, 5.0).no_worse_than(Objective(2.0, 9.0))
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     pending=events(max_n=5, max_arrival=3.0),
     caps=st.lists(st.floats(100.0, 3000.0), min_size=6, max_size=6),
