@@ -115,11 +115,10 @@ class UplinkDispatcher:
         """Event-driven methods: plan now over what is left of this interval's budget (link idle)."""
         bw = self.estimator.estimate()
         budget = bw * self.scheduler.params.interval_s - spent_bytes
-        now = self._clock()
-        plan_on_arrival = getattr(self.scheduler, "plan_on_arrival", None)
-        if plan_on_arrival is None or budget <= 0:
+        if budget <= 0:
             return IntervalReport(bandwidth_Bps=bw)
-        return self._execute(plan_on_arrival(self.pending(), bw, now, budget), bw, interval_end_s)
+        plan = self.scheduler.plan_on_arrival(self.pending(), bw, self._clock(), budget)
+        return self._execute(plan, bw, interval_end_s)
 
     def _execute(self, plan: Plan, bw: float, end: float) -> IntervalReport:
         """Send a plan's units in order until `end`; the rest stays pending for the next decision."""
@@ -194,7 +193,7 @@ class UplinkDispatcher:
         of the interval's budget.
         """
         delta = self.scheduler.params.interval_s
-        event_driven = bool(getattr(self.scheduler, "event_driven", False))
+        event_driven = self.scheduler.event_driven
         origin = self._clock()
         while not stop.is_set():
             now = self._clock()
