@@ -177,6 +177,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    """`vigil index`: scene segmentation and clustering of a video (Venus IV-B), printed."""
+    from services.indexing.index_video import index_frames
+    from services.indexing.scenes import SceneParams
+    from services.ingest.source import SourceError, VideoSource
+
+    try:
+        source = VideoSource(str(args.video), fps=args.fps or None)
+    except SourceError as exc:
+        print(f"vigil index: {exc}", file=sys.stderr)
+        return 2
+    try:
+        index = index_frames(source.frames(), SceneParams(threshold=args.threshold), args.cluster_threshold)
+    finally:
+        source.close()
+    record = index.as_dict()
+    if args.json:
+        print(json.dumps(record))
+        return 0
+    print(f"{record['frames']} frames, {len(record['scenes'])} scenes")
+    for s in record["scenes"]:
+        print(
+            f"scene {s['scene']:3d}  frames {s['start_frame']:6d}-{s['end_frame']:<6d} "
+            f"{s['start_s']:8.2f}-{s['end_s']:<8.2f}s  {len(s['clusters'])} clusters, index frames "
+            + ", ".join(f"{c['index_frame']}({c['members']})" for c in s["clusters"])
+        )
+    return 0
+
+
 def _detector(kind: str) -> Any:
     from services.gating.detectors.base import OnnxDetectorConfig, UltralyticsDetectorConfig
 
@@ -246,6 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--group", help="consumer group to resume from (default: a new one, from the start)")
     alerts.add_argument("--idle-exit", type=float, default=5.0, help="without --follow, exit after this idle time")
     alerts.set_defaults(func=cmd_alerts)
+
+    index = sub.add_parser("index", help="scene segmentation and clustering of a video (Venus IV-B)")
+    index.add_argument("--video", type=Path, required=True)
+    index.add_argument("--json", action="store_true")
+    index.add_argument("--fps", type=float, default=0.0, help="frames per second to sample (0 = all)")
+    index.add_argument("--threshold", type=float, default=27.0, help="scene cut threshold on eq. 1's 0-255 score")
+    index.add_argument("--cluster-threshold", type=float, default=0.08, help="RMS pixel distance to join a cluster")
+    index.set_defaults(func=cmd_index)
 
     bench = sub.add_parser("bench", help="benchmarks; `vigil bench uplink --help` lists the options", add_help=False)
     bench.add_argument("what", choices=["uplink"])

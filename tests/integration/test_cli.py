@@ -186,3 +186,16 @@ def test_bench_uplink_on_an_events_file(tmp_path) -> None:
     bad.write_text('{"id": "x", "arrival_s": 0}\n')
     res = vigil("bench", "uplink", "--trace", str(trace), "--events", str(bad))
     assert res.returncode != 0 and "line 1" in res.stderr
+
+
+@pytest.mark.slow
+def test_index_finds_the_reference_scene_cuts() -> None:
+    """PySceneDetect's test video: hard cuts at frames 30 and 180, a soft one near 394 (MANIFEST)."""
+    video = shared("videos", "scene_cuts", "testvideo.mp4")
+    res = vigil("index", "--video", str(video), "--json")
+    assert res.returncode == 0, res.stderr
+    scenes = json.loads(res.stdout)["scenes"]
+    starts = [s["start_frame"] for s in scenes]
+    assert starts[:3] == [0, 30, 180] and any(abs(s - 394) <= 3 for s in starts)
+    for s in scenes:
+        assert s["clusters"] and all(s["start_frame"] <= c["index_frame"] <= s["end_frame"] for c in s["clusters"])

@@ -1,0 +1,1 @@
+"""indexing: scene segmentation and incremental clustering of the frame stream (Venus IV-B, edge)."""

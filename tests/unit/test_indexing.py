@@ -1,0 +1,88 @@
+"""Scene score and boundaries (Venus eq. 1) and incremental clustering invariants, on synthetic frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.indexing.clustering import IncrementalClusterer
+from services.indexing.index_video import index_frames
+from services.indexing.scenes import SceneParams, SceneSegmenter, features, scene_score
+from services.ingest.source import RawFrame
+
+W = (1.0, 1.0, 1.0, 0.0)
+
+
+def solid(bgr: tuple[int, int, int], noise: int = 0, seed: int = 0) -> np.ndarray:
+    img = np.full((90, 160, 3), bgr, np.uint8)
+    if noise:
+        rng = np.random.default_rng(seed)
+        img = np.clip(img.astype(np.int16) + rng.integers(-noise, noise + 1, img.shape), 0, 255).astype(np.uint8)
+    return img
+
+
+def test_identical_frames_score_zero_and_hue_wraps() -> None:
+    a = features(solid((0, 0, 200)), 160)
+    assert scene_score(a, a, W) == 0.0
+    # Hue 0 and hue 179 are neighbours on the colour wheel: a tiny difference, not 179.
+    red1 = features(np.full((10, 10, 3), (0, 0, 255), np.uint8), 160)
+    red2 = features(np.full((10, 10, 3), (3, 0, 255), np.uint8), 160)
+    assert scene_score(red1, red2, (1, 0, 0, 0)) < 10
+
+
+def test_cut_on_content_change_not_on_noise() -> None:
+    seg = SceneSegmenter(SceneParams(min_scene_s=0))
+    frames = [solid((40, 40, 40), 4, i) for i in range(10)] + [solid((200, 30, 220), 4, i) for i in range(10)]
+    cuts = [seg.push(i, i / 10, f)[0] for i, f in enumerate(frames)]
+    assert [c.index for c in cuts if c] == [0, 10]
+
+
+def test_forced_cut_for_static_camera() -> None:
+    seg = SceneSegmenter(SceneParams(max_scene_s=2.0))
+    cuts = [seg.push(i, i * 0.5, solid((50, 50, 50)))[0] for i in range(10)]
+    assert [(c.index, c.forced) for c in cuts if c] == [(0, False), (4, True), (8, True)]
+
+
+def test_min_scene_duration_suppresses_flashes() -> None:
+    seg = SceneSegmenter(SceneParams(min_scene_s=1.0))
+    frames = [solid((40, 40, 40))] * 3 + [solid((250, 250, 250))] + [solid((40, 40, 40))] * 3
+    cuts = [seg.push(i, i * 0.1, f)[0] for i, f in enumerate(frames)]
+    assert [c.index for c in cuts if c] == [0]
+
+
+@pytest.mark.parametrize("bad", [{"weights": (0, 0, 0, 0)}, {"threshold": 0}, {"max_scene_s": 0}])
+def test_invalid_params(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        SceneParams(**bad)
+
+
+def test_clusters_are_contiguous_and_within_threshold() -> None:
+    rng = np.random.default_rng(0)
+    views = [solid((int(b), int(g), int(r))) for b, g, r in rng.integers(0, 255, (3, 3))]
+    # A, A, A, B, B, A, A, C: returning to A must not join the first cluster (contiguity).
+    seq = [0, 0, 0, 1, 1, 0, 0, 2]
+    cl = IncrementalClusterer(threshold=0.05)
+    for i, v in enumerate(seq):
+        cl.push(i, i * 0.1, views[v])
+    clusters = cl.finish()
+    assert [c.members for c in clusters] == [[0, 1, 2], [3, 4], [5, 6], [7]]
+    assert clusters[2].resembles == 0
+    for c in clusters:
+        assert c.members == list(range(c.members[0], c.members[-1] + 1))
+        assert c.index_frame in c.members
+
+
+def test_index_frame_is_nearest_to_centroid() -> None:
+    cl = IncrementalClusterer(threshold=0.5)
+    for i, level in enumerate([100, 110, 120]):
+        cl.push(i, float(i), solid((level, level, level)))
+    (c,) = cl.finish()
+    assert c.index_frame == 1
+
+
+def test_index_frames_scenes_partition_the_stream() -> None:
+    frames = [RawFrame(i, i / 10, solid((30, 30, 30) if i < 15 else (220, 200, 40), 3, i)) for i in range(30)]
+    idx = index_frames(frames, SceneParams(min_scene_s=0))
+    assert [(s.start_frame, s.end_frame) for s in idx.scenes] == [(0, 14), (15, 29)]
+    members = sorted(m for s in idx.scenes for c in s.clusters for m in c.members)
+    assert members == list(range(30))
