@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv run test lint typecheck proto proto-check test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check clean
+.PHONY: venv run test lint typecheck proto proto-check test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton clean
 
 venv: $(STAMP)
 
@@ -67,6 +67,10 @@ bench-gating: venv
 bench-uplink: venv
 	$(PY) scripts/bench_uplink.py
 	$(PY) scripts/bench_uplink_service.py
+
+# Detector and tiny VLM through a real tritonserver (nvidia-pytriton, CPU) vs in-process: JSON lines.
+bench-triton: venv
+	$(PY) scripts/bench_triton.py
 
 measure-event-sizes: venv
 	$(PY) scripts/measure_event_sizes.py

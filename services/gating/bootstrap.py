@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.gating.config import GatingConfig, QwenVLConfig
+from services.gating.config import GatingConfig, QwenVLConfig, TritonVLMConfig
 from services.gating.detectors import build_detector
 from services.gating.detectors.base import Detector
 from services.gating.pipeline import FrameGater, GatingParams, parse_classes
@@ -10,8 +10,12 @@ from services.gating.structuring import DetectorPriorStructurer, EventStructurer
 
 
 def build_structurer(config: GatingConfig, detector: Detector) -> EventStructurer:
-    """The configured structurer: Qwen2.5-VL from a checkpoint, or the detector-prior one."""
+    """The configured structurer: Qwen2.5-VL from a checkpoint or on Triton, or the detector-prior one."""
     s = config.structurer
+    if isinstance(s, TritonVLMConfig):
+        from services.gating.triton_vlm import TritonVLMStructurer
+
+        return TritonVLMStructurer(s, gamma=config.gamma)
     if isinstance(s, QwenVLConfig):
         from services.gating.qwen_vl import QwenVLStructurer
 

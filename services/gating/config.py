@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.config import CommonSettings
+from services.common.triton import TritonClientSettings
 from services.gating.detectors.base import DetectorConfig, OnnxDetectorConfig
 
 
@@ -29,7 +30,16 @@ class QwenVLConfig(BaseModel):
     max_new_tokens: int = Field(default=256, ge=16)
 
 
-StructurerConfig = Annotated[DetectorPriorConfig | QwenVLConfig, Field(discriminator="type")]
+class TritonVLMConfig(TritonClientSettings):
+    """The `vlm` model of a Triton server (triton_models/vlm): Qwen2.5-VL with constrained decoding there."""
+
+    type: Literal["triton-vlm"] = "triton-vlm"
+    model_name: str = "vlm"
+    # Generation on CPU takes seconds; the deadline covers one event.
+    timeout_s: float = Field(default=120.0, gt=0.0)
+
+
+StructurerConfig = Annotated[DetectorPriorConfig | QwenVLConfig | TritonVLMConfig, Field(discriminator="type")]
 
 
 class GatingConfig(BaseModel):

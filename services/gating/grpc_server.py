@@ -8,6 +8,7 @@ import time
 import grpc
 
 from services.common.grpc_runtime import create_server as _create_server
+from services.common.triton import TritonDeadlineExceeded, TritonModelNotReady, TritonUnavailable
 from services.gating.consumer import decode_image
 from services.gating.convert import detection_to_proto
 from services.gating.detectors.base import DetectorError
@@ -49,6 +50,10 @@ class GatingServicer(detection_pb2_grpc.GatingServiceServicer):
             dets, g = self._gater.detect_and_gate(image, request.tau_g or None)
         except DetectorError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except (TritonUnavailable, TritonModelNotReady) as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"detector backend unavailable: {exc}")
+        except TritonDeadlineExceeded as exc:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"detector backend too slow: {exc}")
         return detection_pb2.DetectResponse(
             detections=[detection_to_proto(d) for d in dets],
             trigger_score=g.trigger_score,

@@ -384,7 +384,7 @@ def test_outage_longer_than_publish_timeout_rehandles_batch(
         _wait(lambda: set(relayed) >= set(values), 45)
         out: list[bytes] = []
         reader = bus.consumer([dst], unique_topic("reader"), lambda m: out.append(m.value))
-        poll_until(reader, lambda: set(out) >= set(values))
+        poll_until(reader, lambda: set(out) >= set(values), timeout_s=45)
     finally:
         stop.set()
         worker.join(timeout=10)

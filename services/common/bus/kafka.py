@@ -139,7 +139,12 @@ class KafkaBus(Bus):
         try:
             producer.flush(timeout=wait_s)
         except KafkaTimeoutError as exc:
-            # Keep the records pending: they may still be delivered and a later flush will tell.
+            # Batches still unacknowledged this long after an outage can wedge kafka-python's
+            # idempotent producer (seen in tests: they never complete). Start a fresh producer
+            # (new producer id and sequences); the caller re-publishes, the broker de-duplicates
+            # nothing it did not store, and consumers de-duplicate on event ids.
+            self._local.pending = []
+            self._reset_producer(producer)
             raise BrokerUnavailable(f"{len(pending)} records not acknowledged within {wait_s:.1f}s") from exc
         failures = [(t, f.exception) for t, f in pending if f.failed()]
         unfinished = sum(1 for _, f in pending if not f.is_done)
@@ -168,6 +173,15 @@ class KafkaBus(Bus):
             if self._producer is None:
                 self._producer = self._new_producer()
             return self._producer
+
+    def _reset_producer(self, stale: KafkaProducer) -> None:
+        with self._producer_lock:
+            if self._producer is stale:
+                self._producer = None
+        try:
+            stale.close(timeout=0)
+        except Exception as exc:  # closing a wedged client must not mask the original failure
+            log.warning("closing a stalled producer: %s", exc)
 
     def _new_producer(self) -> KafkaProducer:
         cfg = self._config

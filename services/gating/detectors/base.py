@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common.triton import TritonClientSettings
 from services.gating.detections import Detection
 
 
@@ -58,7 +59,21 @@ class OnnxDetectorConfig(_DetectorBase):
     intra_op_threads: int = Field(default=0, ge=0)
 
 
-DetectorConfig = Annotated[UltralyticsDetectorConfig | OnnxDetectorConfig, Field(discriminator="type")]
+class TritonDetectorConfig(TritonClientSettings):
+    """The `detector` model of a Triton server (triton_models/detector): weights and NMS live there."""
+
+    type: Literal["triton"] = "triton"
+    model_name: str = "detector"
+    # Applied on top of the server model's own min_confidence (which it cannot lower).
+    min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Send frames JPEG-encoded (less on the wire, lossy) instead of raw BGR pixels.
+    send_jpeg: bool = False
+    jpeg_quality: int = Field(default=90, ge=10, le=100)
+
+
+DetectorConfig = Annotated[
+    UltralyticsDetectorConfig | OnnxDetectorConfig | TritonDetectorConfig, Field(discriminator="type")
+]
 
 
 class Detector(ABC):
@@ -87,12 +102,16 @@ def check_image(image: np.ndarray) -> None:
         raise DetectorError(f"image {image.shape[1]}x{image.shape[0]} is too small to detect anything")
 
 
-def build_detector(config: UltralyticsDetectorConfig | OnnxDetectorConfig) -> Detector:
+def build_detector(config: UltralyticsDetectorConfig | OnnxDetectorConfig | TritonDetectorConfig) -> Detector:
     """Instantiate the backend named by `config.type` (imports its runtime only then)."""
     if config.type == "ultralytics":
         from services.gating.detectors.ultralytics_backend import UltralyticsDetector
 
         return UltralyticsDetector(config)
+    if config.type == "triton":
+        from services.gating.detectors.triton_backend import TritonDetector
+
+        return TritonDetector(config)
     from services.gating.detectors.onnx_backend import OnnxDetector
 
     return OnnxDetector(config)

@@ -1,0 +1,177 @@
+"""make bench-triton: each model through Triton vs in-process on the same inputs, on this machine (CPU).
+
+Prints JSON lines: per backend, per-request latency (mean, p50, p95) and
+throughput of sequential requests; for the detector also the throughput of
+concurrent clients through Triton (its dynamic batcher at work); per model the
+overhead ratio (Triton mean latency / in-process mean latency). The server is
+the real tritonserver 2.51 of nvidia-pytriton (Python backend) on 127.0.0.1,
+started on a repository prepared in a temporary folder; the detector is the
+shipped fall detector (best_fp16.onnx), the vlm a tiny random Qwen2.5-VL (its
+timings are the serving overhead around a ~200k-parameter model, not a VLM's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.make_tiny_qwen_vl import make_tiny_qwen_vl  # noqa: E402
+from scripts.prepare_triton_repo import DetectorWeights, VlmWeights, prepare_repository  # noqa: E402
+from services.gating.config import TritonVLMConfig  # noqa: E402
+from services.gating.detectors.base import OnnxDetectorConfig, TritonDetectorConfig, build_detector  # noqa: E402
+from services.gating.structuring import StructuringRequest  # noqa: E402
+from services.gating.triton_vlm import TritonVLMStructurer  # noqa: E402
+from tests.fixtures.media import bus_jpg, package_file  # noqa: E402
+from tests.fixtures.triton import TritonServer  # noqa: E402
+
+FRAMES = ROOT.parent / "shared" / "data" / "images" / "accident_cctv_yolo" / "images"
+
+
+def emit(record: dict[str, object]) -> None:
+    """One JSON line on stdout."""
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
+
+
+def latency_stats(seconds: Sequence[float]) -> dict[str, float]:
+    """Mean, p50 and p95 in milliseconds, and sequential throughput in requests per second."""
+    ms = np.asarray(seconds) * 1e3
+    return {
+        "requests": len(ms),
+        "mean_ms": round(float(ms.mean()), 2),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p95_ms": round(float(np.percentile(ms, 95)), 2),
+        "throughput_rps": round(float(1e3 / ms.mean()), 2),
+    }
+
+
+def time_each(fn: Callable[[Any], object], inputs: Sequence[Any], warmup: int = 2) -> list[float]:
+    """Per-call wall time of fn over inputs, after `warmup` untimed calls."""
+    for x in inputs[:warmup]:
+        fn(x)
+    out = []
+    for x in inputs:
+        t0 = time.perf_counter()
+        fn(x)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def load_images(n: int) -> list[np.ndarray]:
+    """bus.jpg plus real CCTV frames from ../shared/data (when present), cycled to n."""
+    paths = [bus_jpg(), package_file("ultralytics", "assets", "zidane.jpg")]
+    if FRAMES.is_dir():
+        paths += sorted(FRAMES.glob("*.jpg"))[:8]
+    images = [img for img in (cv2.imread(str(p)) for p in paths if p.is_file()) if img is not None]
+    return [images[i % len(images)] for i in range(n)]
+
+
+def bench_detector(server: TritonServer, images: list[np.ndarray], concurrency: int) -> None:
+    """OnnxDetector in-process vs TritonDetector, sequential, then concurrent clients through Triton."""
+    local = build_detector(OnnxDetectorConfig())
+    remote = build_detector(TritonDetectorConfig(url=server.grpc_url))
+    base = latency_stats(time_each(local.detect, images))
+    emit({"model": "detector", "backend": "in-process", "detector": local.name, **base})
+    served = latency_stats(time_each(remote.detect, images))
+    emit({"model": "detector", "backend": "triton", "detector": remote.name, **served})
+
+    clients = [build_detector(TritonDetectorConfig(url=server.grpc_url)) for _ in range(concurrency)]
+    for c in clients:
+        c.detect(images[0])
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda i: clients[i % concurrency].detect(images[i]), range(len(images))))
+    wall = time.perf_counter() - t0
+    emit(
+        {
+            "model": "detector",
+            "backend": "triton",
+            "mode": f"{concurrency} concurrent clients (dynamic batching)",
+            "requests": len(images),
+            "throughput_rps": round(len(images) / wall, 2),
+        }
+    )
+    emit(
+        {
+            "model": "detector",
+            "overhead_ratio": round(served["mean_ms"] / base["mean_ms"], 3),
+            "overhead_ms": round(served["mean_ms"] - base["mean_ms"], 2),
+        }
+    )
+
+
+def bench_vlm(server: TritonServer, checkpoint: Path, images: list[np.ndarray], max_new_tokens: int) -> None:
+    """QwenVLStructurer in-process vs TritonVLMStructurer on the same boxed frames and priors."""
+    import torch
+
+    from services.gating.qwen_vl import QwenVLStructurer
+
+    torch.set_num_threads(1)  # the served model runs with one torch thread too
+    detector = build_detector(OnnxDetectorConfig())
+    requests = []
+    for i, img in enumerate(images):
+        h, w = img.shape[:2]
+        requests.append(StructuringRequest(img, detector.detect(img), w, h, camera_id=f"cam-{i}"))
+    local = QwenVLStructurer(checkpoint, max_new_tokens=max_new_tokens)
+    remote = TritonVLMStructurer(TritonVLMConfig(url=server.grpc_url))
+    base = latency_stats(time_each(local.structure, requests))
+    emit({"model": "vlm", "backend": "in-process", "producer": local.producer.name, **base})
+    served = latency_stats(time_each(remote.structure, requests))
+    emit({"model": "vlm", "backend": "triton", "producer": remote.producer.name, **served})
+    same = sum(local.structure(r).to_json_bytes() == remote.structure(r).to_json_bytes() for r in requests[:3])
+    emit(
+        {
+            "model": "vlm",
+            "overhead_ratio": round(served["mean_ms"] / base["mean_ms"], 3),
+            "overhead_ms": round(served["mean_ms"] - base["mean_ms"], 2),
+            "identical_events": f"{same}/3",
+        }
+    )
+
+
+def main() -> int:
+    """Prepare a repository, start tritonserver, run both comparisons, print JSON lines."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--detector-requests", type=int, default=30)
+    ap.add_argument("--vlm-requests", type=int, default=10)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    args = ap.parse_args()
+    emit(
+        {
+            "bench": "triton",
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "server": "tritonserver 2.51 (nvidia-pytriton 0.7.0), Python backend, CPU",
+        }
+    )
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-triton-") as tmp:
+        checkpoint = make_tiny_qwen_vl(Path(tmp) / "tiny-qwen2.5-vl", seed=0)
+        repo = prepare_repository(
+            Path(tmp) / "repo",
+            detector=DetectorWeights(),
+            vlm=VlmWeights(checkpoint, max_new_tokens=args.max_new_tokens, torch_threads=1),
+        )
+        with TritonServer(repo) as server:
+            bench_detector(server, load_images(args.detector_requests), args.concurrency)
+            bench_vlm(server, checkpoint, load_images(args.vlm_requests), args.max_new_tokens)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Prepare a Triton model repository from triton_models/ and weights paths (weights are never copied).
+
+Copies each model's ``config.pbtxt`` and ``1/model.py`` and fills the config's
+``parameters``: the detector points at an ONNX file (the shipped
+``best_fp16.onnx``, one given, or a YOLO ``.pt`` exported here through
+scripts/export_detector_onnx.py), the vlm at a Qwen2.5-VL checkpoint directory
+and an optional LoRA adapter. ``vigil_root`` tells the models which checkout to
+import (the Python backend ignores PYTHONPATH).
+
+Usage:
+  python scripts/prepare_triton_repo.py OUT [--models detector,vlm]
+      [--detector-onnx FILE | --detector-pt FILE --imgsz 640]
+      [--vlm-checkpoint DIR] [--vlm-lora DIR] [--gamma 0.5] [--max-new-tokens 256] [--torch-threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import logging
+import re
+import shutil
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from services.gating.detectors.base import shipped_weights_dir  # noqa: E402
+from services.gating.qwen_vl import RANDOM_INIT_MARKER  # noqa: E402
+
+log = logging.getLogger("prepare_triton_repo")
+
+TEMPLATES = ROOT / "triton_models"
+MODELS = ("detector", "vlm")
+
+
+@dataclass(frozen=True)
+class DetectorWeights:
+    """Where the detector's ONNX comes from: a file, or a .pt exported at `imgsz`; neither = the shipped one."""
+
+    onnx: Path | None = None
+    pt: Path | None = None
+    imgsz: int = 640
+    min_confidence: float = 0.1
+    iou_threshold: float = 0.45
+    intra_op_threads: int = 0
+
+
+@dataclass(frozen=True)
+class VlmWeights:
+    """A Qwen2.5-VL checkpoint directory, an optional PEFT adapter, and the decoding settings."""
+
+    checkpoint: Path
+    lora: Path | None = None
+    gamma: float = 0.5
+    max_new_tokens: int = 256
+    device: str = "cpu"
+    torch_threads: int = 0
+
+
+def _pbtxt_string(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _constant(text: str) -> Callable[[re.Match[str]], str]:
+    return lambda _match: text
+
+
+def set_parameters(config_text: str, values: Mapping[str, str]) -> str:
+    """config.pbtxt text with each `parameters` key set to its value (appended when the template lacks it)."""
+    for key, value in values.items():
+        line = f'parameters: {{ key: "{key}" value: {{ string_value: "{_pbtxt_string(value)}" }} }}'
+        pattern = re.compile(rf'^parameters: \{{ key: "{re.escape(key)}" value: \{{ string_value: ".*" \}} \}}$', re.M)
+        # A function replacement: the line is inserted as is (no backslash escapes processed).
+        config_text, n = pattern.subn(_constant(line), config_text)
+        if n == 0:
+            config_text = config_text.rstrip("\n") + "\n" + line + "\n"
+    return config_text
+
+
+def _copy_model(name: str, out: Path, values: Mapping[str, str]) -> Path:
+    src, dst = TEMPLATES / name, out / name
+    if dst.exists():
+        shutil.rmtree(dst)
+    (dst / "1").mkdir(parents=True)
+    shutil.copy(src / "1" / "model.py", dst / "1" / "model.py")
+    (dst / "config.pbtxt").write_text(set_parameters((src / "config.pbtxt").read_text(), values))
+    return dst
+
+
+def onnx_class_names(path: Path) -> dict[int, str]:
+    """Class id -> label from an ultralytics ONNX export's metadata."""
+    import onnxruntime as ort
+
+    meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    if "names" not in meta:
+        raise ValueError(f"{path} has no `names` metadata: is it an ultralytics export?")
+    return {int(k): str(v) for k, v in ast.literal_eval(meta["names"]).items()}
+
+
+def prepare_detector(out: Path, weights: DetectorWeights) -> Path:
+    """out/detector pointing at the resolved ONNX file."""
+    if weights.pt is not None:
+        from scripts.export_detector_onnx import export_onnx
+
+        onnx = export_onnx(weights.imgsz, weights.pt)
+    else:
+        onnx = weights.onnx or shipped_weights_dir() / "best_fp16.onnx"
+    onnx = onnx.resolve()
+    if not onnx.is_file():
+        raise FileNotFoundError(f"detector weights not found: {onnx}")
+    names = onnx_class_names(onnx)
+    return _copy_model(
+        "detector",
+        out,
+        {
+            "weights": str(onnx),
+            "min_confidence": str(weights.min_confidence),
+            "iou_threshold": str(weights.iou_threshold),
+            "intra_op_threads": str(weights.intra_op_threads),
+            "class_names": json.dumps({str(k): v for k, v in sorted(names.items())}),
+            "vigil_root": str(ROOT),
+        },
+    )
+
+
+def prepare_vlm(out: Path, weights: VlmWeights) -> Path:
+    """out/vlm pointing at the checkpoint (and adapter)."""
+    checkpoint = weights.checkpoint.resolve()
+    if not (checkpoint / "config.json").is_file():
+        raise FileNotFoundError(f"no Qwen2.5-VL checkpoint (config.json) in {checkpoint}")
+    lora = weights.lora.resolve() if weights.lora else None
+    if lora is not None and not (lora / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"no PEFT adapter (adapter_config.json) in {lora}")
+    random_init = (checkpoint / RANDOM_INIT_MARKER).exists() or (
+        lora is not None and (lora / RANDOM_INIT_MARKER).exists()
+    )
+    return _copy_model(
+        "vlm",
+        out,
+        {
+            "checkpoint": str(checkpoint),
+            "lora": str(lora) if lora else "",
+            "random_init": "true" if random_init else "false",
+            "gamma": str(weights.gamma),
+            "max_new_tokens": str(weights.max_new_tokens),
+            "device": weights.device,
+            "torch_threads": str(weights.torch_threads),
+            "vigil_root": str(ROOT),
+        },
+    )
+
+
+def prepare_repository(out: Path, detector: DetectorWeights | None = None, vlm: VlmWeights | None = None) -> Path:
+    """A model repository in `out` holding the models given (at least one)."""
+    if detector is None and vlm is None:
+        raise ValueError("nothing to prepare: give detector and/or vlm weights")
+    out.mkdir(parents=True, exist_ok=True)
+    if detector is not None:
+        prepare_detector(out, detector)
+    if vlm is not None:
+        prepare_vlm(out, vlm)
+    log.info("prepared %s: %s", out, sorted(p.name for p in out.iterdir() if p.is_dir()))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--models", default="detector,vlm", help="comma-separated subset of detector,vlm")
+    ap.add_argument("--detector-onnx", type=Path)
+    ap.add_argument("--detector-pt", type=Path, help="a YOLO .pt to export to ONNX (needs ultralytics)")
+    ap.add_argument("--imgsz", type=int, default=640)
+    ap.add_argument("--min-confidence", type=float, default=0.1)
+    ap.add_argument("--vlm-checkpoint", type=Path)
+    ap.add_argument("--vlm-lora", type=Path)
+    ap.add_argument("--gamma", type=float, default=0.5)
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--torch-threads", type=int, default=0)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level="INFO")
+    models = {m.strip() for m in args.models.split(",") if m.strip()}
+    if unknown := models - set(MODELS):
+        ap.error(f"unknown models {sorted(unknown)}; choose from {MODELS}")
+    if args.detector_onnx and args.detector_pt:
+        ap.error("give --detector-onnx or --detector-pt, not both")
+    if "vlm" in models and args.vlm_checkpoint is None:
+        ap.error("the vlm needs --vlm-checkpoint DIR (or leave it out with --models detector)")
+    detector = (
+        DetectorWeights(args.detector_onnx, args.detector_pt, args.imgsz, args.min_confidence)
+        if "detector" in models
+        else None
+    )
+    vlm = (
+        VlmWeights(args.vlm_checkpoint, args.vlm_lora, args.gamma, args.max_new_tokens, args.device, args.torch_threads)
+        if "vlm" in models
+        else None
+    )
+    sys.stdout.write(f"{prepare_repository(args.out, detector, vlm)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""The Triton backends against a real tritonserver (nvidia-pytriton's 2.51, Python backend, CPU).
+
+One server per module serves a repository prepared in tmp from the real
+fall-detector weights (shipped best_fp16.onnx) and a tiny random Qwen2.5-VL;
+the services' Triton backends must give what the in-process backends give on
+the same inputs. A second, small server holds a model that fails to load.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.torch]
+
+pytest.importorskip("tritonclient.grpc")
+pytest.importorskip("pytriton", reason="nvidia-pytriton ships the tritonserver binary")
+torch = pytest.importorskip("torch")
+
+from scripts.make_tiny_qwen_vl import make_tiny_qwen_vl  # noqa: E402
+from scripts.prepare_triton_repo import DetectorWeights, VlmWeights, prepare_repository, set_parameters  # noqa: E402
+from services.common.triton import (  # noqa: E402
+    TritonClientSettings,
+    TritonModelClient,
+    TritonModelNotReady,
+    TritonRequestError,
+    TritonUnavailable,
+)
+from services.gating.config import TritonVLMConfig  # noqa: E402
+from services.gating.detections import Detection  # noqa: E402
+from services.gating.detectors.base import (  # noqa: E402
+    DetectorError,
+    OnnxDetectorConfig,
+    TritonDetectorConfig,
+    build_detector,
+)
+from services.gating.detectors.onnx_backend import OnnxDetector  # noqa: E402
+from services.gating.detectors.triton_backend import TritonDetector  # noqa: E402
+from services.gating.structuring import StructuringRequest, event_schema, validate_event  # noqa: E402
+from services.gating.triton_vlm import TritonVLMStructurer  # noqa: E402
+from tests.fixtures.media import bus_jpg, shared  # noqa: E402
+from tests.fixtures.tcp_proxy import free_port  # noqa: E402
+from tests.fixtures.triton import TritonServer  # noqa: E402
+
+GAMMA = 0.5
+MAX_NEW_TOKENS = 128
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_qwen_vl(tmp_path_factory.mktemp("tiny-vlm") / "tiny-qwen2.5-vl-seed0", seed=0)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_vlm: Path) -> Iterator[TritonServer]:
+    repo = prepare_repository(
+        tmp_path_factory.mktemp("triton-repo"),
+        detector=DetectorWeights(),
+        # One torch thread on both sides: the same reduction order, so greedy decoding matches token for token.
+        vlm=VlmWeights(tiny_vlm, gamma=GAMMA, max_new_tokens=MAX_NEW_TOKENS, torch_threads=1),
+    )
+    with TritonServer(repo) as srv:
+        assert srv.model_states() == {"detector": ("READY", ""), "vlm": ("READY", "")}, srv.tail_log()
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def onnx_det() -> OnnxDetector:
+    det = build_detector(OnnxDetectorConfig())
+    assert isinstance(det, OnnxDetector)
+    return det
+
+
+@pytest.fixture(scope="module")
+def triton_det(server: TritonServer) -> Iterator[TritonDetector]:
+    det = build_detector(TritonDetectorConfig(url=server.grpc_url))
+    assert isinstance(det, TritonDetector)
+    yield det
+    det.close()
+
+
+def real_images() -> list[np.ndarray]:
+    frames = sorted(shared("images", "accident_cctv_yolo", "images").glob("*.jpg"))
+    return [cv2.imread(str(p)) for p in (bus_jpg(), frames[0])]
+
+
+def assert_same_detections(got: list[Detection], want: list[Detection]) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert (g.class_id, g.label) == (w.class_id, w.label)
+        assert abs(g.confidence - w.confidence) < 1e-3
+        for a, b in zip(
+            (g.box.x1, g.box.y1, g.box.x2, g.box.y2), (w.box.x1, w.box.y1, w.box.x2, w.box.y2), strict=True
+        ):
+            assert abs(a - b) <= 1.0
+
+
+def test_detector_matches_in_process(triton_det: TritonDetector, onnx_det: OnnxDetector) -> None:
+    assert triton_det.class_names == onnx_det.class_names == {0: "Normal", 1: "Fall"}
+    assert triton_det.name.startswith("triton:detector@") and "best_fp16.onnx" in triton_det.name
+    for image in real_images():
+        want = onnx_det.detect(image)
+        assert want, "the real weights should find something on these frames"
+        assert_same_detections(triton_det.detect(image), want)
+
+
+def test_detector_jpeg_transport_finds_the_same_objects(server: TritonServer, onnx_det: OnnxDetector) -> None:
+    det = TritonDetector(TritonDetectorConfig(url=server.grpc_url, send_jpeg=True, jpeg_quality=95))
+    image = real_images()[0]
+    want = [d for d in onnx_det.detect(image) if d.confidence >= 0.25]
+    got = [d for d in det.detect(image) if d.confidence >= 0.25]
+    # Lossy transport: same objects, not the same pixels.
+    assert len(got) == len(want)
+    for w in want:
+        assert max(g.box.iou(w.box) for g in got) > 0.9
+    det.close()
+
+
+def test_dynamic_batching_keeps_requests_apart(
+    server: TritonServer, triton_det: TritonDetector, onnx_det: OnnxDetector
+) -> None:
+    images = real_images() * 2
+    want = [onnx_det.detect(img) for img in images]
+    clients = [TritonDetector(TritonDetectorConfig(url=server.grpc_url)) for _ in range(4)]
+    with ThreadPoolExecutor(len(images)) as pool:
+        got = list(pool.map(lambda i: clients[i % 4].detect(images[i]), range(len(images))))
+    for g, w in zip(got, want, strict=True):
+        assert_same_detections(g, w)
+    for c in clients:
+        c.close()
+    stats = TritonModelClient(TritonClientSettings(url=server.grpc_url), "detector")._client.get_inference_statistics(
+        "detector", as_json=True
+    )
+    batch_sizes = {int(b["batch_size"]) for b in stats["model_stats"][0]["batch_stats"]}
+    assert max(batch_sizes) > 1, f"concurrent frames were never batched: {batch_sizes}"
+
+
+def test_several_frames_in_one_request_are_padded_per_frame(server: TritonServer, onnx_det: OnnxDetector) -> None:
+    client = TritonModelClient(TritonClientSettings(url=server.grpc_url), "detector")
+    bus = real_images()[0]
+    blank = np.full_like(bus, 114)
+    out = client.infer({"IMAGE": np.stack([bus, blank])}, ("BOXES", "CLASS_IDS", "SCORES", "COUNT"))
+    n_bus = len(onnx_det.detect(bus))
+    assert out["COUNT"].reshape(-1).tolist() == [n_bus, len(onnx_det.detect(blank))]
+    assert out["BOXES"].shape[:2] == (2, n_bus)
+    client.close()
+
+
+def test_bad_images_are_invalid_argument(server: TritonServer, triton_det: TritonDetector) -> None:
+    with pytest.raises(DetectorError, match="too small") as info:
+        triton_det.detect(np.zeros((0, 0, 3), np.uint8))
+    assert isinstance(info.value.__cause__, TritonRequestError)
+    assert info.value.__cause__.code == "INVALID_ARGUMENT"
+    client = TritonModelClient(TritonClientSettings(url=server.grpc_url), "detector")
+    with pytest.raises(TritonRequestError, match="not a JPEG or PNG") as raw:
+        client.infer({"IMAGE_ENCODED": np.array([[b"not an image"]], dtype=np.object_)}, ("COUNT",))
+    assert raw.value.invalid_argument
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def in_process_vlm(tiny_vlm: Path) -> Iterator[object]:
+    from services.gating.qwen_vl import QwenVLStructurer
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield QwenVLStructurer(tiny_vlm, max_new_tokens=MAX_NEW_TOKENS, gamma=GAMMA)
+    torch.set_num_threads(before)
+
+
+def boxed_request(image: np.ndarray, dets: list[Detection], camera: str) -> StructuringRequest:
+    h, w = image.shape[:2]
+    return StructuringRequest(boxed_image=image, detections=dets, width=w, height=h, camera_id=camera)
+
+
+def test_vlm_matches_in_process(server: TritonServer, in_process_vlm: object, onnx_det: OnnxDetector) -> None:
+    from services.gating.qwen_vl import QwenVLStructurer
+
+    assert isinstance(in_process_vlm, QwenVLStructurer)
+    vlm = TritonVLMStructurer(TritonVLMConfig(url=server.grpc_url), gamma=GAMMA)
+    assert vlm.producer == in_process_vlm.producer
+    assert vlm.producer.random_init
+    rng = np.random.default_rng(0)
+    requests = [
+        boxed_request(real_images()[0], onnx_det.detect(real_images()[0]), "cam-bus"),
+        boxed_request(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), [], "cam-noise"),
+    ]
+    for request in requests:
+        got = vlm.structure(request)
+        want = in_process_vlm.structure(request)
+        data = validate_event(got.to_json_bytes(), GAMMA)
+        assert list(data) == list(event_schema()["required"])
+        assert got.producer.random_init
+        # Greedy decoding of the same checkpoint on the same input: the same event, byte for byte.
+        assert got.to_json_bytes() == want.to_json_bytes()
+        assert got.producer == want.producer
+    vlm.close()
+
+
+def test_vlm_bad_input_is_invalid_argument(server: TritonServer) -> None:
+    vlm = TritonVLMStructurer(TritonVLMConfig(url=server.grpc_url), gamma=GAMMA)
+    with pytest.raises(ValueError, match="non-empty") as info:
+        vlm.structure(boxed_request(np.zeros((0, 0, 3), np.uint8), [], "cam-empty"))
+    assert isinstance(info.value.__cause__, TritonRequestError)
+    assert info.value.__cause__.code == "INVALID_ARGUMENT"
+    vlm.close()
+
+
+def test_vlm_refuses_a_different_gamma(server: TritonServer) -> None:
+    with pytest.raises(ValueError, match=r"decodes with gamma 0\.5"):
+        TritonVLMStructurer(TritonVLMConfig(url=server.grpc_url), gamma=0.6)
+
+
+def test_model_metrics_are_exported(server: TritonServer) -> None:
+    with urllib.request.urlopen(server.metrics_url, timeout=5) as resp:
+        text = resp.read().decode()
+
+    def value(metric: str, model: str) -> float:
+        m = re.search(rf'^{metric}\{{[^}}]*model="{model}"[^}}]*\}} (\S+)$', text, re.M)
+        assert m, f"{metric} for {model} not in the metrics"
+        return float(m.group(1))
+
+    assert value("nv_inference_request_success", "detector") >= 1
+    # Triton 2.51 counts a Python model's per-request error responses as successes (every
+    # nv_inference_request_failure reason stays 0): the model's own counter is what shows them.
+    assert value("vigil_triton_detector_frames_total", "detector") >= 1
+    assert value("vigil_triton_detector_rejected_requests_total", "detector") >= 1
+
+
+def test_missing_model_is_not_ready_with_the_reason(server: TritonServer) -> None:
+    with pytest.raises(TritonModelNotReady, match=r"no model 'embedder' in the server's repository") as info:
+        TritonDetector(TritonDetectorConfig(url=server.grpc_url, model_name="embedder", ready_timeout_s=0.5))
+    assert info.value.model == "embedder"
+    client = TritonModelClient(TritonClientSettings(url=server.grpc_url), "embedder")
+    with pytest.raises(TritonModelNotReady, match="embedder"):
+        client.infer({"IMAGE": np.zeros((1, 8, 8, 3), np.uint8)}, ("COUNT",))
+    client.close()
+
+
+def test_failed_load_is_not_ready_with_the_servers_reason(tmp_path: Path) -> None:
+    repo = prepare_repository(tmp_path / "repo", detector=DetectorWeights())
+    config = repo / "detector" / "config.pbtxt"
+    config.write_text(set_parameters(config.read_text(), {"weights": str(tmp_path / "gone.onnx")}))
+    with TritonServer(repo) as srv:
+        state, reason = srv.model_states()["detector"]
+        assert state == "UNAVAILABLE" and "gone.onnx" in reason
+        with pytest.raises(TritonModelNotReady, match=r"failed to load: .*detector weights not found: .*gone\.onnx"):
+            TritonDetector(TritonDetectorConfig(url=srv.grpc_url, ready_timeout_s=30))
+
+
+def test_unreachable_server_fails_after_retries() -> None:
+    settings = TritonClientSettings(url=f"127.0.0.1:{free_port()}", timeout_s=2.0, max_attempts=3)
+    client = TritonModelClient(settings, "detector")
+    with pytest.raises(TritonUnavailable, match="unavailable"):
+        client.infer({"IMAGE": np.zeros((1, 8, 8, 3), np.uint8)}, ("COUNT",))
+    with pytest.raises(TritonModelNotReady, match="unreachable"):
+        client.wait_ready(timeout_s=0.3)
+    client.close()
+
+
+def test_prepared_config_points_at_weights_not_copies(server: TritonServer) -> None:
+    params = TritonModelClient(TritonClientSettings(url=server.grpc_url), "vlm").parameters()
+    assert Path(params["checkpoint"]).is_dir() and params["random_init"] == "true"
+    repo = server.repository
+    assert not list(repo.rglob("*.onnx")) and not list(repo.rglob("*.safetensors"))
+    assert json.loads(
+        TritonModelClient(TritonClientSettings(url=server.grpc_url), "detector").parameters()["class_names"]
+    ) == {"0": "Normal", "1": "Fall"}
