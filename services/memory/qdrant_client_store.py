@@ -1,0 +1,221 @@
+"""VectorStore over `qdrant-client`: a Qdrant server (`url`) or the client's pure-Python local mode (`path`)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import httpx
+import numpy as np
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from services.memory.store import (
+    FramePayload,
+    IndexPoint,
+    RangeFilter,
+    ScoredFrame,
+    StoreError,
+    StoreUnavailable,
+    VectorStore,
+    check_point,
+    check_specs,
+    check_vector,
+)
+
+logger = logging.getLogger(__name__)
+
+_MAX_CAMERAS = 100_000
+# Transport failures: the server is down, unreachable or too slow for the configured timeout.
+_UNREACHABLE = (ResponseHandlingException, httpx.TransportError, ConnectionError, TimeoutError)
+
+
+def _client_filter(flt: RangeFilter) -> qm.Filter | None:
+    """Camera match + span overlap with the asked range (None = everything)."""
+    must: list[qm.Condition] = []
+    if flt.camera_id is not None:
+        must.append(qm.FieldCondition(key="camera_id", match=qm.MatchValue(value=flt.camera_id)))
+    if flt.since_s is not None:
+        must.append(qm.FieldCondition(key="end_s", range=qm.Range(gte=flt.since_s)))
+    if flt.until_s is not None:
+        must.append(qm.FieldCondition(key="start_s", range=qm.Range(lte=flt.until_s)))
+    return qm.Filter(must=must) if must else None
+
+
+class QdrantClientStore(VectorStore):
+    """One collection through qdrant-client; a server is probed at construction so a down one fails fast."""
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        path: Path | None = None,
+        collection: str = "vigil_index_frames",
+        timeout_s: float = 2.0,
+    ) -> None:
+        if (url is None) == (path is None):
+            raise StoreError("set exactly one of `url` (a server) or `path` (local mode)")
+        self._collection = collection
+        self._local = path is not None
+        self._where = str(path) if path is not None else str(url)
+        self._specs: dict[str, int] | None = None
+        try:
+            if path is not None:
+                self._client = QdrantClient(path=str(path))
+            else:
+                # No version probe: it is one more round trip and only warns; the probe below is what matters.
+                # qdrant-client takes whole seconds, so round up rather than turn 0.5 s into no timeout.
+                self._client = QdrantClient(url=url, timeout=math.ceil(timeout_s), check_compatibility=False)
+        except RuntimeError as e:
+            # Local mode takes a file lock on `path`; a second opener gets a RuntimeError.
+            raise StoreUnavailable(f"qdrant local storage {path} is in use elsewhere: {e}") from e
+        try:
+            self._specs = self._persisted_specs()
+        except StoreError:
+            self._client.close()
+            raise
+
+    def _persisted_specs(self) -> dict[str, int] | None:
+        """Named vector sizes of the existing collection, or None; this is also the reachability probe."""
+        try:
+            if not self._client.collection_exists(self._collection):
+                return None
+            vectors = self._client.get_collection(self._collection).config.params.vectors
+        except _UNREACHABLE as e:
+            raise StoreUnavailable(f"qdrant at {self._where} is unreachable: {e}") from e
+        except UnexpectedResponse as e:
+            raise StoreError(f"qdrant at {self._where} answered {e.status_code}: {e}") from e
+        if not isinstance(vectors, dict):
+            raise StoreError(f"collection {self._collection} has an unnamed vector; expected named vectors")
+        return {name: int(params.size) for name, params in vectors.items()}
+
+    def _require(self) -> dict[str, int]:
+        """The collection's specs, or a StoreError saying what to call first."""
+        if self._specs is None:
+            raise StoreError(f"no collection {self._collection} at {self._where}: call ensure_collection first")
+        return self._specs
+
+    def ensure_collection(self, vector_specs: Mapping[str, int]) -> None:
+        """Create the collection with cosine named vectors, or check the existing one has the same ones."""
+        specs = check_specs(vector_specs)
+        if self._specs is not None:
+            if self._specs != specs:
+                raise StoreError(f"collection {self._collection} holds vectors {self._specs}, asked for {specs}")
+            return
+        try:
+            self._client.create_collection(
+                self._collection,
+                vectors_config={
+                    name: qm.VectorParams(size=dim, distance=qm.Distance.COSINE) for name, dim in specs.items()
+                },
+            )
+            # Local mode ignores payload indexes (and warns), so only a server gets one.
+            if not self._local:
+                self._client.create_payload_index(self._collection, "camera_id", qm.PayloadSchemaType.KEYWORD)
+                for key in ("start_s", "end_s"):
+                    self._client.create_payload_index(self._collection, key, qm.PayloadSchemaType.FLOAT)
+        except _UNREACHABLE as e:
+            raise StoreUnavailable(f"qdrant at {self._where} is unreachable: {e}") from e
+        except (UnexpectedResponse, ValueError) as e:
+            raise StoreError(f"cannot create collection {self._collection}: {e}") from e
+        logger.info("created qdrant collection %s at %s with vectors %s", self._collection, self._where, specs)
+        self._specs = specs
+
+    def upsert(self, points: Sequence[IndexPoint]) -> None:
+        """Upsert and wait for the write to be applied."""
+        specs = self._require()
+        if not points:
+            return
+        batch = [
+            qm.PointStruct(id=p.point_id, vector=dict(check_point(p, specs)), payload=p.payload.to_dict())
+            for p in points
+        ]
+        try:
+            self._client.upsert(self._collection, points=batch, wait=True)
+        except _UNREACHABLE as e:
+            raise StoreUnavailable(f"qdrant at {self._where} is unreachable: {e}") from e
+        except (UnexpectedResponse, ValueError) as e:
+            raise StoreError(f"qdrant upsert of {len(batch)} points failed: {e}") from e
+
+    def _query(self, vector_name: str, query: np.ndarray, flt: RangeFilter, limit: int) -> list[ScoredFrame]:
+        """Nearest-neighbour query, exact on a server because the softmax must see true cosines."""
+        vec = check_vector(vector_name, query, self._require())
+        if limit <= 0:
+            return []
+        try:
+            response = self._client.query_points(
+                self._collection,
+                query=vec,
+                using=vector_name,
+                query_filter=_client_filter(flt),
+                limit=limit,
+                with_payload=True,
+                with_vectors=False,
+                # Local mode is always exact and warns when given search params.
+                search_params=None if self._local else qm.SearchParams(exact=True),
+            )
+        except _UNREACHABLE as e:
+            raise StoreUnavailable(f"qdrant at {self._where} is unreachable: {e}") from e
+        except (UnexpectedResponse, ValueError) as e:
+            raise StoreError(f"qdrant query on {vector_name!r} failed: {e}") from e
+        return [
+            ScoredFrame(str(h.id), FramePayload.from_dict(h.payload or {}), float(h.score)) for h in response.points
+        ]
+
+    def search(
+        self,
+        vector_name: str,
+        query: np.ndarray,
+        *,
+        camera_id: str | None = None,
+        since_s: float | None = None,
+        until_s: float | None = None,
+        limit: int = 10,
+    ) -> list[ScoredFrame]:
+        """The `limit` nearest points in range, best first."""
+        return self._query(vector_name, query, RangeFilter(camera_id, since_s, until_s), limit)
+
+    def scores_in_range(
+        self,
+        vector_name: str,
+        query: np.ndarray,
+        *,
+        camera_id: str | None = None,
+        since_s: float | None = None,
+        until_s: float | None = None,
+    ) -> list[ScoredFrame]:
+        """Every point in range with its cosine, best first."""
+        flt = RangeFilter(camera_id, since_s, until_s)
+        return self._query(vector_name, query, flt, self._count(flt))
+
+    def _count(self, flt: RangeFilter) -> int:
+        """Exact count under a filter."""
+        self._require()
+        try:
+            return int(self._client.count(self._collection, count_filter=_client_filter(flt), exact=True).count)
+        except _UNREACHABLE as e:
+            raise StoreUnavailable(f"qdrant at {self._where} is unreachable: {e}") from e
+        except UnexpectedResponse as e:
+            raise StoreError(f"qdrant count failed: {e}") from e
+
+    def count(self, *, camera_id: str | None = None, since_s: float | None = None, until_s: float | None = None) -> int:
+        """How many points match."""
+        return self._count(RangeFilter(camera_id, since_s, until_s))
+
+    def cameras(self) -> list[str]:
+        """Distinct camera ids, from a facet over `camera_id`."""
+        self._require()
+        try:
+            hits = self._client.facet(self._collection, "camera_id", limit=_MAX_CAMERAS, exact=True).hits
+        except _UNREACHABLE as e:
+            raise StoreUnavailable(f"qdrant at {self._where} is unreachable: {e}") from e
+        except UnexpectedResponse as e:
+            raise StoreError(f"qdrant facet on camera_id failed: {e}") from e
+        return sorted(str(h.value) for h in hits)
+
+    def close(self) -> None:
+        """Close the client; in local mode this persists and releases the storage lock."""
+        self._client.close()
