@@ -8,6 +8,7 @@ from typing import Any
 
 from services.common.bus import Bus, Message
 from services.common.config import TopicsConfig
+from services.uplink import metrics
 from services.uplink.cloud import CloudSender
 from services.uplink.config import UplinkConfig
 from services.uplink.consumer import EventQueuer
@@ -55,7 +56,10 @@ class ScheduledUplink:
             BandwidthEstimator(config.prior_bandwidth_Bps),
             self._send,
             ack=self._ack,
+            on_expired=lambda _unit: metrics.EVIDENCE_EXPIRED.inc(),
         )
+        metrics.PENDING_EVENTS.set_function(lambda: len(self.dispatcher))
+        metrics.BANDWIDTH_ESTIMATE.set_function(self.dispatcher.estimator.estimate)
         # manual_ack: an event's offset is committed only once the dispatcher finished it.
         self.consumer = edge.consumer(
             [topics.events],

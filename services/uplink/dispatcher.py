@@ -72,12 +72,14 @@ class UplinkDispatcher:
         send: Callable[[Unit, Any], None],
         ack: Callable[[Any], None],
         clock: Callable[[], float] = time.time,
+        on_expired: Callable[[Unit], None] | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.estimator = estimator
         self._send = send
         self._ack = ack
         self._clock = clock
+        self._on_expired = on_expired
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
@@ -136,6 +138,8 @@ class UplinkDispatcher:
             # Evidence that would land after arrival + D_vis (at the estimated rate) is useless: drop it.
             if unit.kind is not UnitKind.JSON and now + unit.size_bytes / bw - entry.event.arrival_s > d_vis:
                 self._expire_visual(entry, report)
+                if self._on_expired is not None:
+                    self._on_expired(unit)
                 continue
             t0 = self._clock()
             self._send(unit, entry.payload)
