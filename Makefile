@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv run test lint typecheck proto proto-check test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton clean
+.PHONY: venv run test lint typecheck proto proto-check test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index clean
 
 venv: $(STAMP)
 
@@ -73,6 +73,10 @@ bench-uplink: venv
 # Detector and tiny VLM through a real tritonserver (nvidia-pytriton, CPU) vs in-process: JSON lines.
 bench-triton: venv
 	$(PY) scripts/bench_triton.py
+
+# Scene segmentation + clustering vs PySceneDetect's ContentDetector and the reference cut lists: JSON lines.
+bench-index: venv
+	$(PY) scripts/bench_index.py
 
 measure-event-sizes: venv
 	$(PY) scripts/measure_event_sizes.py

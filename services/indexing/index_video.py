@@ -74,13 +74,14 @@ def index_frames(
     for f in frames:
         n += 1
         cut: SceneCut | None
-        cut, _ = segmenter.push(f.index, f.pts_s, f.image)
+        cut, feats = segmenter.push(f.index, f.pts_s, f.image)
         if cut is not None:
             if scenes and last is not None:
                 scenes[-1].end_frame, scenes[-1].end_s = last.index, last.pts_s
             clusterer.new_scene()
             scenes.append(Scene(len(scenes), f.index, f.pts_s, cut.score, cut.forced))
-        clusterer.push(f.index, f.pts_s, f.image)
+        # The segmenter's downscaled copy: clustering compares 32x18 thumbnails, so the full frame is not needed.
+        clusterer.push(f.index, f.pts_s, feats.small)
         last = f
     clusters = clusterer.finish()
     if scenes and last is not None:
