@@ -165,32 +165,6 @@ class QdrantClientStore(VectorStore):
             ScoredFrame(str(h.id), FramePayload.from_dict(h.payload or {}), float(h.score)) for h in response.points
         ]
 
-    def search(
-        self,
-        vector_name: str,
-        query: np.ndarray,
-        *,
-        camera_id: str | None = None,
-        since_s: float | None = None,
-        until_s: float | None = None,
-        limit: int = 10,
-    ) -> list[ScoredFrame]:
-        """The `limit` nearest points in range, best first."""
-        return self._query(vector_name, query, RangeFilter(camera_id, since_s, until_s), limit)
-
-    def scores_in_range(
-        self,
-        vector_name: str,
-        query: np.ndarray,
-        *,
-        camera_id: str | None = None,
-        since_s: float | None = None,
-        until_s: float | None = None,
-    ) -> list[ScoredFrame]:
-        """Every point in range with its cosine, best first."""
-        flt = RangeFilter(camera_id, since_s, until_s)
-        return self._query(vector_name, query, flt, self._count(flt))
-
     def _count(self, flt: RangeFilter) -> int:
         """Exact count under a filter."""
         self._require()
@@ -200,10 +174,6 @@ class QdrantClientStore(VectorStore):
             raise StoreUnavailable(f"qdrant at {self._where} is unreachable: {e}") from e
         except UnexpectedResponse as e:
             raise StoreError(f"qdrant count failed: {e}") from e
-
-    def count(self, *, camera_id: str | None = None, since_s: float | None = None, until_s: float | None = None) -> int:
-        """How many points match."""
-        return self._count(RangeFilter(camera_id, since_s, until_s))
 
     def cameras(self) -> list[str]:
         """Distinct camera ids, from a facet over `camera_id`."""

@@ -134,32 +134,6 @@ class QdrantEdgeStore(VectorStore):
         # The engine hands ids back as uuid.UUID even when they went in as str.
         return [ScoredFrame(str(h.id), FramePayload.from_dict(h.payload or {}), float(h.score)) for h in hits]
 
-    def search(
-        self,
-        vector_name: str,
-        query: np.ndarray,
-        *,
-        camera_id: str | None = None,
-        since_s: float | None = None,
-        until_s: float | None = None,
-        limit: int = 10,
-    ) -> list[ScoredFrame]:
-        """The `limit` nearest points in range, best first."""
-        return self._query(vector_name, query, RangeFilter(camera_id, since_s, until_s), limit)
-
-    def scores_in_range(
-        self,
-        vector_name: str,
-        query: np.ndarray,
-        *,
-        camera_id: str | None = None,
-        since_s: float | None = None,
-        until_s: float | None = None,
-    ) -> list[ScoredFrame]:
-        """Every point in range with its cosine, best first."""
-        flt = RangeFilter(camera_id, since_s, until_s)
-        return self._query(vector_name, query, flt, self._count(flt))
-
     def _count(self, flt: RangeFilter) -> int:
         """Exact count under a filter."""
         shard, _ = self._require()
@@ -167,10 +141,6 @@ class QdrantEdgeStore(VectorStore):
             return int(shard.count(qe.CountRequest(exact=True, filter=_edge_filter(flt))))
         except Exception as e:
             raise StoreError(f"qdrant-edge count failed: {e}") from e
-
-    def count(self, *, camera_id: str | None = None, since_s: float | None = None, until_s: float | None = None) -> int:
-        """How many points match."""
-        return self._count(RangeFilter(camera_id, since_s, until_s))
 
     def cameras(self) -> list[str]:
         """Distinct camera ids, from a facet over the keyword-indexed `camera_id`."""

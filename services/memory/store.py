@@ -114,6 +114,13 @@ class VectorStore(ABC):
         """Insert or replace points by id; durable once this returns."""
 
     @abstractmethod
+    def _query(self, vector_name: str, query: np.ndarray, flt: RangeFilter, limit: int) -> list[ScoredFrame]:
+        """The engine's exact cosine search under a filter, best first (adapters implement this)."""
+
+    @abstractmethod
+    def _count(self, flt: RangeFilter) -> int:
+        """The engine's exact count under a filter (adapters implement this)."""
+
     def search(
         self,
         vector_name: str,
@@ -125,8 +132,8 @@ class VectorStore(ABC):
         limit: int = 10,
     ) -> list[ScoredFrame]:
         """The `limit` points nearest to `query` on `vector_name`, best first, score = cosine similarity."""
+        return self._query(vector_name, query, RangeFilter(camera_id, since_s, until_s), limit)
 
-    @abstractmethod
     def scores_in_range(
         self,
         vector_name: str,
@@ -136,11 +143,16 @@ class VectorStore(ABC):
         since_s: float | None = None,
         until_s: float | None = None,
     ) -> list[ScoredFrame]:
-        """Cosine similarity of `query` to every point in range (exact, best first): the softmax's input."""
+        """Cosine similarity of `query` to every point in range (exact, best first): the softmax's input.
 
-    @abstractmethod
+        Counting first and querying with that limit keeps the vectors inside the engine.
+        """
+        flt = RangeFilter(camera_id, since_s, until_s)
+        return self._query(vector_name, query, flt, self._count(flt))
+
     def count(self, *, camera_id: str | None = None, since_s: float | None = None, until_s: float | None = None) -> int:
         """How many points match the filter (exact)."""
+        return self._count(RangeFilter(camera_id, since_s, until_s))
 
     @abstractmethod
     def cameras(self) -> list[str]:
