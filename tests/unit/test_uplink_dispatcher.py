@@ -156,5 +156,5 @@ def test_event_driven_method_sends_on_arrival_not_at_the_boundary() -> None:
         worker.join()
         return sent_at[0] - arrival
 
-    assert run("vigil_eventdriven") < 0.2  # at once, on the idle link
-    assert run("dat") > 0.5  # waits for the next boundary, 0.8 s away
+    assert run("vigil_eventdriven") < 0.5  # at once, on the idle link (loose: CI machines are busy)
+    assert run("dat") > 0.6  # waits for the next boundary, 0.8 s away
