@@ -17,6 +17,8 @@ class TopicsConfig(BaseModel):
     events: str = "vigil.events.v1"
     alerts: str = "vigil.alerts.v1"
     evidence: str = "vigil.evidence.v1"
+    # Closed clusters (IndexEntry): indexing -> memory.
+    index: str = "vigil.index.v1"
     dead_letter_suffix: str = ".dlq"
 
     def dead_letter(self, topic: str) -> str:

@@ -5,7 +5,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Frame(_message.Message):
-    __slots__ = ("camera_id", "seq", "pts_s", "capture_time_ns", "width", "height", "jpeg", "source")
+    __slots__ = ("camera_id", "seq", "pts_s", "capture_time_ns", "width", "height", "jpeg", "source", "live")
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     PTS_S_FIELD_NUMBER: _ClassVar[int]
@@ -14,6 +14,7 @@ class Frame(_message.Message):
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     JPEG_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
     camera_id: str
     seq: int
     pts_s: float
@@ -22,4 +23,5 @@ class Frame(_message.Message):
     height: int
     jpeg: bytes
     source: str
-    def __init__(self, camera_id: _Optional[str] = ..., seq: _Optional[int] = ..., pts_s: _Optional[float] = ..., capture_time_ns: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., jpeg: _Optional[bytes] = ..., source: _Optional[str] = ...) -> None: ...
+    live: bool
+    def __init__(self, camera_id: _Optional[str] = ..., seq: _Optional[int] = ..., pts_s: _Optional[float] = ..., capture_time_ns: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., jpeg: _Optional[bytes] = ..., source: _Optional[str] = ..., live: _Optional[bool] = ...) -> None: ...

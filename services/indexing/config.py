@@ -1,0 +1,54 @@
+"""Settings of the indexing service (env: VIGIL_INDEXING__*, plus the common VIGIL_BUS__*, VIGIL_TOPICS__*)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.common.config import CommonSettings
+from services.gating.detectors.base import DetectorConfig, OnnxDetectorConfig
+from services.indexing.embedders.base import AuxMiniLMEmbedderConfig, EmbedderConfig
+from services.indexing.scenes import SceneParams
+
+
+class SceneConfig(BaseModel):
+    """Eq. 1's weights and threshold, the forced split for static cameras, the working resolution."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Hue, saturation, lightness, edges.
+    weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 0.0)
+    threshold: float = Field(default=27.0, gt=0.0)
+    max_scene_s: float = Field(default=60.0, gt=0.0)
+    min_scene_s: float = Field(default=0.5, ge=0.0)
+    width: int = Field(default=160, ge=16)
+
+    def params(self) -> SceneParams:
+        """As the segmenter's parameters."""
+        return SceneParams(self.weights, self.threshold, self.max_scene_s, self.min_scene_s, self.width)
+
+
+class IndexingConfig(BaseModel):
+    """Scene segmentation, clustering, auxiliary prompts and the embedder of index frames."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scenes: SceneConfig = SceneConfig()
+    # RMS distance (0-1 grey levels on a 32x18 thumbnail) within which a frame joins the open cluster.
+    cluster_threshold: float = Field(default=0.08, gt=0.0)
+    embedder: EmbedderConfig = AuxMiniLMEmbedderConfig()
+    # The detector whose classes and counts become each index frame's auxiliary prompt (None: no detector text).
+    detector: DetectorConfig | None = OnnxDetectorConfig()
+    aux_min_confidence: float = Field(default=0.35, ge=0.0, le=1.0)
+    # Detector class -> the words a question would use for it. The shipped detector's classes are
+    # postures of people, so both read "person".
+    class_phrases: dict[str, str] = {"Normal": "person", "Fall": "person fallen on the ground"}
+    # A camera whose stream goes quiet this long has its open cluster closed and indexed, so the
+    # tail of a video (or a camera that went away) reaches the memory.
+    idle_flush_s: float = Field(default=10.0, gt=0.0)
+    consumer_group: str = "vigil-indexing"
+
+
+class IndexingSettings(CommonSettings):
+    """Everything the indexing process reads at start-up."""
+
+    indexing: IndexingConfig = IndexingConfig()

@@ -1,0 +1,1 @@
+"""reasoning (cloud): answers questions about the past from edge-memory keyframes with a VLM."""

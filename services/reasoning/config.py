@@ -1,0 +1,53 @@
+"""Settings of the reasoning service (env: VIGIL_REASONING__*)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.common.config import CommonSettings
+
+
+class EvidenceAnswererConfig(BaseModel):
+    """No VLM: the answer lists the keyframes' times and auxiliary descriptions, and says no VLM ran."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["evidence"] = "evidence"
+
+
+class QwenVLAnswererConfig(BaseModel):
+    """Qwen2.5-VL (optionally with a LoRA adapter) from a local checkpoint directory, multi-image prompt."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["qwen2.5-vl"] = "qwen2.5-vl"
+    checkpoint: Path
+    lora: Path | None = None
+    device: str = "cpu"
+    max_new_tokens: int = Field(default=192, ge=8)
+    # Keyframes are downscaled so their longer side is at most this (visual tokens grow with pixels).
+    max_image_side: int = Field(default=448, ge=28)
+
+
+AnswererConfig = Annotated[EvidenceAnswererConfig | QwenVLAnswererConfig, Field(discriminator="type")]
+
+
+class ReasoningConfig(BaseModel):
+    """Where the edge memory is, and which VLM answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The edge memory service's gRPC endpoint, as reachable from the cloud.
+    memory_address: str = "127.0.0.1:50052"
+    # Deadline of one Retrieve (keyframes included) across the WAN.
+    memory_timeout_s: float = Field(default=15.0, gt=0.0)
+    vlm: AnswererConfig = EvidenceAnswererConfig()
+    max_question_chars: int = Field(default=2000, ge=16)
+
+
+class ReasoningSettings(CommonSettings):
+    """Everything the reasoning process reads at start-up."""
+
+    reasoning: ReasoningConfig = ReasoningConfig()
+    grpc_address: str = "0.0.0.0:50053"
