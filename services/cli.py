@@ -91,6 +91,11 @@ def _print_summary(summary: dict[str, Any], out: TextIO, as_json: bool) -> None:
     ]
     for stage, s in summary["latency_ms"].items():
         lines.append(f"                  {stage:<20} {s['n']:>5} {s['p50_ms']:>8.1f} {s['p95_ms']:>8.1f}")
+    if summary.get("memory_points") is not None:
+        lines.append(
+            f"memory            {summary['index_entries']} clusters indexed this run, {summary['memory_points']} "
+            f'in {summary["memory_path"]}: ask with `vigil ask "..."`'
+        )
     if not summary["alerts"]:
         lines.insert(1, "no alerts: nothing in this video crossed the gate (see README for what the model sees)")
     print("\n".join(lines), file=out, flush=True)
@@ -136,7 +141,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     uplink = UplinkSettings().uplink
     if args.uplink_method:
         uplink = uplink.model_copy(update={"method": args.uplink_method})
-    pipeline = EmbeddedPipeline(bus, gater, topics, camera_id=args.camera_id, on_alert=on_alert, uplink=uplink)
+    memory = indexing = None
+    if not args.no_memory:
+        memory, indexing = _open_memory_for_run(args, gater.detector, bus, topics.index)
+        if memory is None:
+            source.close()
+            bus.close()
+            return 2
+    pipeline = EmbeddedPipeline(
+        bus,
+        gater,
+        topics,
+        camera_id=args.camera_id,
+        on_alert=on_alert,
+        uplink=uplink,
+        indexing=indexing,
+        memory=memory,
+    )
     total = None
     if source.stats.expected_frames:
         total = source.stats.expected_frames
@@ -169,6 +190,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         bar.close()
         source.close()
         bus.close()
+        if memory is not None:
+            memory.close()
     record = summary.as_dict()
     _print_summary(record, out, args.json)
     if summary.frames_published == 0:
@@ -204,6 +227,185 @@ def cmd_index(args: argparse.Namespace) -> int:
             + ", ".join(f"{c['index_frame']}({c['members']})" for c in s["clusters"])
         )
     return 0
+
+
+def memory_config(memory_dir: Path | None) -> Any:
+    """The memory settings (VIGIL_MEMORY__*), with --memory DIR placing both layers under DIR."""
+    from services.memory.config import MemorySettings
+    from services.memory.store import QdrantEdgeStoreConfig
+
+    cfg = MemorySettings().memory
+    if memory_dir is not None:
+        cfg = cfg.model_copy(
+            update={
+                "store": QdrantEdgeStoreConfig(path=memory_dir / "qdrant"),
+                "frames": cfg.frames.model_copy(update={"path": memory_dir / "frames"}),
+            }
+        )
+    return cfg
+
+
+def _open_memory_for_run(args: argparse.Namespace, detector: Any, bus: Any, index_topic: str) -> tuple[Any, Any]:
+    """The memory and the indexing stage for `vigil run`, sharing one embedder and the gate's detector."""
+    from services.indexing.bootstrap import build_cluster_embedder
+    from services.indexing.config import IndexingSettings
+    from services.indexing.consumer import IndexingHandler
+    from services.memory.service import Memory
+    from services.memory.store import StoreError
+
+    icfg = IndexingSettings().indexing
+    stage = build_cluster_embedder(icfg, detector=detector if icfg.detector is not None else None)
+    try:
+        memory = Memory(memory_config(args.memory), embedder=stage.embedder)
+    except (StoreError, OSError) as exc:
+        print(f"vigil run: cannot open the memory: {exc}", file=sys.stderr)
+        return None, None
+    return memory, IndexingHandler(stage, bus, index_topic, icfg)
+
+
+def parse_time(text: str) -> float:
+    """--since/--until: seconds on the camera's time axis, or an ISO date-time (a live camera's clock)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    import datetime as dt
+
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither seconds (e.g. 12.5) nor an ISO date-time (e.g. 2026-11-22T14:00)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.astimezone()
+    return when.timestamp()
+
+
+_MODES = {"akr": 1, "sample": 2, "top-k": 3}
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """`vigil ask`: answer a question about the past from the memory (embedded) or a reasoning service."""
+    from services.memory.retriever import RetrieveInvalid, RetrieveNotFound
+    from services.reasoning.reasoner import MemoryUnavailable
+    from vigil.memory.v1 import memory_pb2
+    from vigil.reasoning.v1 import reasoning_pb2
+
+    time_range = memory_pb2.TimeRange()
+    if args.since is not None:
+        time_range.since_s = args.since
+    if args.until is not None:
+        time_range.until_s = args.until
+    request = reasoning_pb2.AskRequest(
+        question=args.question,
+        camera_id=args.camera or "",
+        range=time_range,
+        mode=_MODES[args.mode],  # type: ignore[arg-type]
+        max_frames=args.max_frames,
+        seed=args.seed,
+        include_images=args.save is not None,
+    )
+    try:
+        response = _ask_remote(args, request) if args.reasoning else _ask_embedded(args, request)
+    except (RetrieveInvalid, RetrieveNotFound) as exc:
+        print(f"vigil ask: {exc}", file=sys.stderr)
+        return 2
+    except MemoryUnavailable as exc:
+        print(f"vigil ask: {exc}", file=sys.stderr)
+        return 3
+    if response is None:
+        return 3
+    saved = _save_keyframes(response, args.save) if args.save is not None else []
+    if args.json:
+        record = MessageToDict(response, preserving_proto_field_name=True)
+        record["saved"] = [str(p) for p in saved]
+        print(json.dumps(record))
+        return 0
+    _print_answer(response, saved)
+    return 0
+
+
+def _ask_embedded(args: argparse.Namespace, request: Any) -> Any:
+    from services.memory.service import Memory
+    from services.memory.store import StoreError
+    from services.reasoning.answer import build_answerer
+    from services.reasoning.config import ReasoningSettings
+    from services.reasoning.reasoner import LocalMemory, MemoryUnavailable, Reasoner
+
+    cfg = memory_config(args.memory)
+    if not (Path(cfg.frames.path) / "clusters").exists():
+        raise MemoryUnavailable(
+            f"no memory at {cfg.frames.path.parent}: build one with `vigil run` first (or pass --memory DIR)"
+        )
+    try:
+        memory = Memory(cfg)
+    except StoreError as exc:
+        raise MemoryUnavailable(f"cannot open the memory: {exc}") from exc
+    try:
+        rcfg = ReasoningSettings().reasoning
+        reasoner = Reasoner(LocalMemory(memory.retriever), build_answerer(rcfg.vlm), rcfg.max_question_chars)
+        return reasoner.ask(request)
+    finally:
+        memory.close()
+
+
+def _ask_remote(args: argparse.Namespace, request: Any) -> Any:
+    import grpc
+
+    from services.memory.retriever import RetrieveInvalid, RetrieveNotFound
+    from services.reasoning.reasoner import MemoryUnavailable
+    from vigil.reasoning.v1 import reasoning_pb2_grpc
+
+    with grpc.insecure_channel(
+        args.reasoning, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+    ) as channel:
+        try:
+            return reasoning_pb2_grpc.ReasoningServiceStub(channel).Ask(request, timeout=args.timeout)
+        except grpc.RpcError as exc:
+            code, detail = exc.code(), exc.details()  # type: ignore[attr-defined]
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                raise RetrieveInvalid(detail) from exc
+            if code == grpc.StatusCode.NOT_FOUND:
+                raise RetrieveNotFound(detail) from exc
+            raise MemoryUnavailable(f"reasoning service at {args.reasoning}: {code.name}: {detail}") from exc
+
+
+def _save_keyframes(response: Any, folder: Path) -> list[Path]:
+    """Write the keyframes as JPEGs named camera_time.jpg; returns the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for k in response.keyframes:
+        if not k.jpeg:
+            continue
+        path = folder / f"{k.camera_id}_{k.time_s:012.3f}.jpg"
+        path.write_bytes(k.jpeg)
+        out.append(path)
+    return out
+
+
+def _print_answer(response: Any, saved: list[Path]) -> None:
+    from services.reasoning.answer import format_time
+
+    r = response.retrieval
+    print(response.answer)
+    print()
+    who = response.vlm + (" (random-init stand-in: the text is meaningless)" if response.random_init else "")
+    print(f"answered by       {who}")
+    mode = {1: "AKR", 2: "sample", 3: "top-K"}.get(r.mode, "?")
+    print(
+        f"keyframes         {len(response.keyframes)} from {r.clusters_chosen} of {r.index_frames_in_range} index "
+        f"frames ({mode}, {r.draws} draws, covered p={r.covered_probability:.2f}, N_min={r.n_min}, N_max={r.n_max}, "
+        f"T={r.temperature:g}, theta={r.theta:g}, seed={r.seed}) in {r.retrieve_ms:.0f} ms"
+    )
+    for k in response.keyframes:
+        src = " (index frame)" if k.from_index_frame else ""
+        when = format_time(k.time_s)
+        print(f"  {k.camera_id} {when:>10}  sim={k.similarity:.3f} p={k.probability:.3f}{src}  {k.aux_text}")
+    for note in response.notes:
+        print(f"note: {note}")
+    if saved:
+        print(f"saved {len(saved)} keyframes to {saved[0].parent}")
 
 
 def _detector(kind: str) -> Any:
@@ -265,7 +467,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--realtime", action="store_true", help="pace a file at its frame rate like a camera")
     run.add_argument("--open-timeout", type=float, default=10.0, help="seconds to wait for a stream to answer")
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--no-memory", action="store_true", help="do not build the Venus memory (alerts only)")
+    run.add_argument("--memory", type=Path, help="memory directory (default from VIGIL_MEMORY__*: var/memory)")
     run.set_defaults(func=cmd_run)
+
+    ask = sub.add_parser("ask", help="answer a question about the past from the memory (Venus)")
+    ask.add_argument("question")
+    ask.add_argument("--camera", help="only this camera's memory")
+    ask.add_argument("--since", type=parse_time, help="seconds on the camera's time axis, or an ISO date-time")
+    ask.add_argument("--until", type=parse_time, help="seconds on the camera's time axis, or an ISO date-time")
+    ask.add_argument("--mode", choices=sorted(_MODES), default="akr", help="keyframe selection (default akr)")
+    ask.add_argument("--max-frames", type=int, default=0, help="upper bound on keyframes (0 = memory default)")
+    ask.add_argument("--seed", type=int, default=0, help="sampler seed (0 = random; the answer reports it)")
+    ask.add_argument("--json", action="store_true", help="print the whole AskResponse as JSON")
+    ask.add_argument("--save", type=Path, metavar="DIR", help="save the chosen keyframes as JPEGs in DIR")
+    ask.add_argument("--reasoning", metavar="HOST:PORT", help="ask a reasoning service over gRPC instead")
+    ask.add_argument("--memory", type=Path, help="memory directory for the embedded mode (default var/memory)")
+    ask.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for --reasoning")
+    ask.set_defaults(func=cmd_ask)
 
     alerts = sub.add_parser("alerts", help="print the alert topic")
     alerts.add_argument("--kafka", metavar="BOOTSTRAP", required=True)

@@ -1,4 +1,5 @@
-"""One process, every edge stage: ingest -> gating -> uplink (scheduled) -> alert sink.
+"""One process, every edge stage: ingest -> gating -> uplink (scheduled) -> alert sink, and
+ingest -> indexing -> memory (Venus) when a memory is given.
 
 This is `vigil run`. The stages are the same handlers the distributed services
 run, connected by a bus: the in-process bus by default, or Kafka when a
@@ -20,8 +21,10 @@ from services.common.config import TopicsConfig
 from services.common.metrics import LatencyRecorder
 from services.gating.consumer import FrameHandler
 from services.gating.pipeline import FrameGater
+from services.indexing.consumer import IndexingHandler
 from services.ingest.ingest import IngestResult, run_ingest
 from services.ingest.source import VideoSource
+from services.memory.service import Memory
 from services.uplink.bootstrap import ScheduledUplink
 from services.uplink.config import UplinkConfig
 from vigil.alert.v1 import alert_pb2
@@ -48,6 +51,10 @@ class RunSummary:
     structurer: str = ""
     detector: str = ""
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Venus memory (None when the run built no memory).
+    index_entries: int | None = None
+    memory_points: int | None = None
+    memory_path: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary with the derived shares."""
@@ -73,6 +80,9 @@ class RunSummary:
             "detector": self.detector,
             "structurer": self.structurer,
             "latency_ms": self.latency_ms,
+            "index_entries": self.index_entries,
+            "memory_points": self.memory_points,
+            "memory_path": self.memory_path,
         }
 
 
@@ -99,6 +109,8 @@ class EmbeddedPipeline:
         group_prefix: str = "vigil",
         on_alert: Callable[[alert_pb2.Alert, float], None] | None = None,
         uplink: UplinkConfig | None = None,
+        indexing: IndexingHandler | None = None,
+        memory: Memory | None = None,
     ) -> None:
         self.bus = bus
         self.uplink_config = uplink or UplinkConfig()
@@ -108,6 +120,10 @@ class EmbeddedPipeline:
         self.latency = LatencyRecorder()
         self._group_prefix = group_prefix
         self._on_alert = on_alert
+        if (indexing is None) != (memory is None):
+            raise ValueError("indexing and memory go together: pass both or neither")
+        self.indexing = indexing
+        self.memory = memory
 
     def run(
         self,
@@ -176,6 +192,36 @@ class EmbeddedPipeline:
             ),
             self.bus.consumer([self.topics.alerts], f"{p}-run-sink-{tracker.started_ns}", on_alert_msg),
         ]
+        if self.indexing is not None and self.memory is not None:
+            index_consumer = self.bus.consumer(
+                [self.topics.frames],
+                f"{p}-indexing",
+                self.indexing,
+                dead_letter_topic=dlq(self.topics.frames),
+                manual_ack=True,
+            )
+            self.indexing.ack = index_consumer.ack
+            consumers += [
+                index_consumer,
+                self.bus.consumer(
+                    [self.topics.frames],
+                    f"{p}-memory-frames",
+                    self.memory.writer.on_frame,
+                    dead_letter_topic=dlq(self.topics.frames),
+                ),
+                self.bus.consumer(
+                    [self.topics.index],
+                    f"{p}-memory-index",
+                    self.memory.writer.on_index_entry,
+                    dead_letter_topic=dlq(self.topics.index),
+                ),
+            ]
+        index_entries0 = self.indexing.entries_published if self.indexing else 0
+        memory_before = (
+            (self.indexing.frames + self.indexing.corrupt, self.memory.writer.frames_stored)
+            if self.indexing is not None and self.memory is not None
+            else (0, 0)
+        )
         stop = threading.Event()
         threads = [
             threading.Thread(target=c.run, args=(stop,), daemon=True, name=f"stage-{i}")
@@ -207,6 +253,8 @@ class EmbeddedPipeline:
                         log.error("pipeline did not drain within %.0fs", drain_timeout_s)
                         break
                     tracker.cond.wait(min(remaining, 0.5))
+            if self.indexing is not None:
+                self._drain_memory(memory_before, result.published, drain_timeout_s)
         finally:
             stop.set()
             for t in threads:
@@ -215,7 +263,7 @@ class EmbeddedPipeline:
                 c.close()
             uplink.join()
         stats = source.stats
-        return RunSummary(
+        summary = RunSummary(
             source=source.source,
             frames_read=stats.frames_read,
             frames_published=result.published if result else 0,
@@ -232,3 +280,40 @@ class EmbeddedPipeline:
             detector=self.gater.detector.name,
             latency_ms=self.latency.summary(),
         )
+        if self.indexing is not None and self.memory is not None:
+            summary.index_entries = self.indexing.entries_published - index_entries0
+            summary.memory_points = self.memory.count()
+            summary.memory_path = str(self.memory.config.frames.path.parent)
+        return summary
+
+    def _drain_memory(self, before: tuple[int, int], published: int, stall_timeout_s: float) -> None:
+        """Wait for indexing to see every frame, close the open clusters, wait for the memory to store it all.
+
+        Indexing (OCR, embedding) lags gating; the wait lasts while it makes progress, so a
+        long video is not cut short, and a stalled stage gives up after `stall_timeout_s`.
+        """
+        assert self.indexing is not None and self.memory is not None
+        indexing, writer = self.indexing, self.memory.writer
+
+        def progress() -> tuple[int, int, int, int]:
+            return (
+                indexing.frames + indexing.corrupt - before[0],
+                writer.frames_stored - before[1],
+                indexing.entries_published,
+                writer.entries_stored,
+            )
+
+        def wait(done: Callable[[tuple[int, int, int, int]], bool], what: str) -> None:
+            last, deadline = progress(), time.monotonic() + stall_timeout_s
+            while not done(now := progress()):
+                if now != last:
+                    last, deadline = now, time.monotonic() + stall_timeout_s
+                if time.monotonic() > deadline:
+                    log.error("memory did not finish %s within %.0fs of no progress: %s", what, stall_timeout_s, now)
+                    return
+                with writer.cond:
+                    writer.cond.wait(0.25)
+
+        wait(lambda p: p[0] >= published, "indexing")
+        indexing.flush_all()
+        wait(lambda p: p[1] >= published and p[3] >= p[2], "storing")

@@ -7,6 +7,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
+from typing import NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -69,3 +70,9 @@ def serve_until_signalled(
     if health_servicer is not None:
         health_servicer.enter_graceful_shutdown()
     server.stop(grace_s).wait()
+
+
+def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    """End the RPC with `code` and a message a person can act on (context.abort raises; this says so to mypy)."""
+    context.abort(code, message)
+    raise AssertionError("grpc.ServicerContext.abort returned")

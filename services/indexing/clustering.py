@@ -61,6 +61,8 @@ class IncrementalClusterer:
         self.clusters: list[Cluster] = []
         self._scene_clusters: list[Cluster] = []
         self._scene_id = -1
+        # Ids come from a counter, not len(clusters): a streaming caller may clear closed clusters.
+        self._next_id = 0
         # Members of each cluster, kept until the cluster is closed, to pick the index frame.
         self._vectors: dict[int, list[np.ndarray]] = {}
 
@@ -93,7 +95,8 @@ class IncrementalClusterer:
             self._finalise(self._scene_clusters[-1])
         else:
             resembles = None
-        c = Cluster(len(self.clusters), self._scene_id, [index], [time_s], v.copy(), resembles=resembles)
+        c = Cluster(self._next_id, self._scene_id, [index], [time_s], v.copy(), resembles=resembles)
+        self._next_id += 1
         self.clusters.append(c)
         self._scene_clusters.append(c)
         self._vectors[c.cluster_id] = [v]

@@ -27,7 +27,9 @@ class IngestResult:
     stats: SourceStats
 
 
-def encode_frame(raw: RawFrame, camera_id: str, source: str, jpeg_quality: int, max_side: int) -> frame_pb2.Frame:
+def encode_frame(
+    raw: RawFrame, camera_id: str, source: str, jpeg_quality: int, max_side: int, live: bool = False
+) -> frame_pb2.Frame:
     """Downscale to `max_side` if larger, JPEG-encode and wrap as a Frame message."""
     image = raw.image
     h, w = image.shape[:2]
@@ -47,6 +49,7 @@ def encode_frame(raw: RawFrame, camera_id: str, source: str, jpeg_quality: int, 
         height=h,
         jpeg=buf.tobytes(),
         source=redact(source),
+        live=live,
     )
 
 
@@ -75,7 +78,7 @@ def run_ingest(
             if delay > 0:
                 time.sleep(delay)
         t = time.perf_counter()
-        msg = encode_frame(raw, camera_id, source.source, jpeg_quality, max_side)
+        msg = encode_frame(raw, camera_id, source.source, jpeg_quality, max_side, live=source.is_stream)
         encode_ms = (time.perf_counter() - t) * 1e3
         metrics.ENCODE_SECONDS.observe(encode_ms / 1e3)
         if latency is not None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class StoreError(RuntimeError):
@@ -47,6 +47,9 @@ class FramePayload:
     index_frame: int
     frame_count: int
     aux_text: str = ""
+    # The index frame's place on the camera's time axis, and the embedder that made the vectors.
+    index_time_s: float = 0.0
+    embedder: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON payload stored in Qdrant."""
@@ -65,6 +68,8 @@ class FramePayload:
                 index_frame=int(data["index_frame"]),
                 frame_count=int(data["frame_count"]),
                 aux_text=str(data.get("aux_text", "")),
+                index_time_s=float(data.get("index_time_s", data["start_s"])),
+                embedder=str(data.get("embedder", "")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise StoreError(f"stored payload is not a frame payload ({e!r}): {dict(data)!r}") from e
@@ -224,6 +229,8 @@ class QdrantServerStoreConfig(BaseModel):
     collection: str = "vigil_index_frames"
     # Short, so a down server fails the start-up or the request instead of hanging the caller.
     timeout_s: float = Field(default=2.0, gt=0.0)
+    # A server's API key (the Helm chart reads it from an existing Secret); never logged or printed.
+    api_key: SecretStr | None = None
 
     @model_validator(mode="after")
     def _one_location(self) -> QdrantServerStoreConfig:
@@ -244,4 +251,10 @@ def build_store(config: QdrantEdgeStoreConfig | QdrantServerStoreConfig) -> Vect
         return QdrantEdgeStore(config.path)
     from services.memory.qdrant_client_store import QdrantClientStore
 
-    return QdrantClientStore(url=config.url, path=config.path, collection=config.collection, timeout_s=config.timeout_s)
+    return QdrantClientStore(
+        url=config.url,
+        path=config.path,
+        collection=config.collection,
+        timeout_s=config.timeout_s,
+        api_key=config.api_key.get_secret_value() if config.api_key is not None else None,
+    )

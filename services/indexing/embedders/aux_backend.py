@@ -107,6 +107,10 @@ class AuxMiniLMEmbedder(Embedder):
         import torch
         from torchvision.models import mobilenet_v2
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        # The per-tensor loading bar is noise on a CLI's stderr; failures still raise.
+        hf_logging.disable_progress_bar()
 
         self._config = config
         self._torch = torch

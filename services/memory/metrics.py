@@ -1,0 +1,21 @@
+"""Every metric the memory service emits, defined once."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.common.metrics import LATENCY_BUCKETS_S
+
+RAW_FRAMES = Counter("vigil_memory_raw_frames_total", "Raw frames written to the frame store")
+INDEX_POINTS = Counter("vigil_memory_index_points_total", "Index points (closed clusters) upserted")
+WRITE_ERRORS = Counter(
+    "vigil_memory_write_errors_total", "Writes that failed and will be retried or dead-lettered", ["kind"]
+)
+INDEX_LAG = Histogram(
+    "vigil_memory_index_lag_seconds", "Cluster closed -> searchable", buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+)
+RETRIEVE_SECONDS = Histogram("vigil_memory_retrieve_seconds", "Retrieve latency", ["mode"], buckets=LATENCY_BUCKETS_S)
+RETRIEVE_FRAMES = Histogram(
+    "vigil_memory_retrieve_keyframes", "Keyframes per Retrieve", ["mode"], buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+)
+RETRIEVE_ERRORS = Counter("vigil_memory_retrieve_errors_total", "Retrieve calls that failed", ["code"])
+RAW_BYTES = Gauge("vigil_memory_raw_bytes", "Bytes in the raw frame layer")
+EXPIRED_BUCKETS = Counter("vigil_memory_expired_buckets_total", "Raw-frame hour buckets deleted by retention")

@@ -1,0 +1,49 @@
+"""gRPC transport of reasoning: AskRequest -> Reasoner -> AskResponse, errors mapped once here."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from services.common.grpc_runtime import abort
+from services.common.grpc_runtime import create_server as _create_server
+from services.memory.retriever import RetrieveInvalid, RetrieveNotFound
+from services.reasoning.answer import AnswerError
+from services.reasoning.reasoner import MemoryUnavailable, Reasoner
+from vigil.reasoning.v1 import reasoning_pb2, reasoning_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = reasoning_pb2.DESCRIPTOR.services_by_name["ReasoningService"].full_name
+
+
+class ReasoningServicer(reasoning_pb2_grpc.ReasoningServiceServicer):
+    """Ask."""
+
+    def __init__(self, reasoner: Reasoner) -> None:
+        self._reasoner = reasoner
+
+    def Ask(self, request: reasoning_pb2.AskRequest, context: grpc.ServicerContext) -> reasoning_pb2.AskResponse:
+        """Answer a question about the past from the edge memory's keyframes."""
+        try:
+            return self._reasoner.ask(request)
+        except RetrieveInvalid as e:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except RetrieveNotFound as e:
+            abort(context, grpc.StatusCode.NOT_FOUND, str(e))
+        except MemoryUnavailable as e:
+            abort(context, grpc.StatusCode.UNAVAILABLE, str(e))
+        except AnswerError as e:
+            abort(context, grpc.StatusCode.INTERNAL, f"the answerer failed: {e}")
+
+
+def create_server(address: str, reasoner: Reasoner) -> tuple[grpc.Server, int, object]:
+    """Reasoning gRPC server (not started) with health and reflection; port 0 picks a free one."""
+    servicer = ReasoningServicer(reasoner)
+    return _create_server(
+        address,
+        lambda s: reasoning_pb2_grpc.add_ReasoningServiceServicer_to_server(servicer, s),
+        [SERVICE_NAME],
+        max_message_bytes=64 * 1024 * 1024,
+    )

@@ -1,0 +1,168 @@
+"""Ask: question -> the edge memory's keyframes -> the answerer -> an answer with the times it used.
+
+The memory is reached through a `MemorySource`: `GrpcMemory` (the cloud service, across
+the WAN) or `LocalMemory` (the embedded `vigil ask`, same conversion code, no socket).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+
+import cv2
+import grpc
+import numpy as np
+
+from services.memory.retriever import RetrieveInvalid, RetrieveNotFound, Retriever
+from services.reasoning.answer import Answerer, AnswerError, EvidenceFrame
+from vigil.memory.v1 import memory_pb2, memory_pb2_grpc
+from vigil.reasoning.v1 import reasoning_pb2
+
+log = logging.getLogger(__name__)
+
+
+class MemoryUnavailable(RuntimeError):
+    """The edge memory could not be reached or did not answer in time."""
+
+
+class MemorySource(ABC):
+    """Where keyframes come from."""
+
+    @abstractmethod
+    def retrieve(self, request: memory_pb2.RetrieveRequest) -> memory_pb2.RetrieveResponse:
+        """Retrieve; raises RetrieveInvalid, RetrieveNotFound or MemoryUnavailable."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+class LocalMemory(MemorySource):
+    """The memory in this process (embedded mode)."""
+
+    def __init__(self, retriever: Retriever) -> None:
+        self._retriever = retriever
+
+    def retrieve(self, request: memory_pb2.RetrieveRequest) -> memory_pb2.RetrieveResponse:
+        """Call the memory's RPC body directly."""
+        from services.memory.grpc_server import retrieve
+        from services.memory.store import StoreError
+
+        try:
+            return retrieve(self._retriever, request)
+        except StoreError as e:
+            raise MemoryUnavailable(f"the memory's vector store failed: {e}") from e
+
+
+class GrpcMemory(MemorySource):
+    """The edge memory service over gRPC, with a deadline per call."""
+
+    def __init__(self, address: str, timeout_s: float) -> None:
+        self.address = address
+        self._timeout_s = timeout_s
+        self._channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+        self._stub = memory_pb2_grpc.MemoryServiceStub(self._channel)
+
+    def retrieve(self, request: memory_pb2.RetrieveRequest) -> memory_pb2.RetrieveResponse:
+        """Retrieve over gRPC; the edge's status codes become the typed errors."""
+        try:
+            response: memory_pb2.RetrieveResponse = self._stub.Retrieve(request, timeout=self._timeout_s)
+            return response
+        except grpc.RpcError as e:
+            code = e.code()  # type: ignore[attr-defined]
+            detail = e.details()  # type: ignore[attr-defined]
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                raise RetrieveInvalid(detail) from e
+            if code == grpc.StatusCode.NOT_FOUND:
+                raise RetrieveNotFound(detail) from e
+            raise MemoryUnavailable(f"edge memory at {self.address}: {code.name}: {detail}") from e
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+
+def decode_keyframe(k: memory_pb2.Keyframe) -> EvidenceFrame:
+    """A keyframe as the answerer sees it (image None when it came without JPEG bytes)."""
+    image = cv2.imdecode(np.frombuffer(k.jpeg, np.uint8), cv2.IMREAD_COLOR) if k.jpeg else None
+    return EvidenceFrame(
+        camera_id=k.camera_id,
+        time_s=k.time_s,
+        image=image,
+        aux_text=k.aux_text,
+        similarity=k.similarity,
+        probability=k.probability,
+        from_index_frame=k.from_index_frame,
+    )
+
+
+class Reasoner:
+    """The Ask use case: validate, retrieve, answer, and say what the user must know."""
+
+    def __init__(self, memory: MemorySource, answerer: Answerer, max_question_chars: int = 2000) -> None:
+        self.memory = memory
+        self.answerer = answerer
+        self.max_question_chars = max_question_chars
+
+    def ask(self, request: reasoning_pb2.AskRequest) -> reasoning_pb2.AskResponse:
+        """Answer one question; raises RetrieveInvalid, RetrieveNotFound, MemoryUnavailable or AnswerError."""
+        t0 = time.perf_counter()
+        question = request.question.strip()
+        if not question:
+            raise RetrieveInvalid("the question is empty: ask something, e.g. 'when did a person fall?'")
+        if len(question) > self.max_question_chars:
+            raise RetrieveInvalid(f"the question is {len(question)} characters; the limit is {self.max_question_chars}")
+        retrieval = self.memory.retrieve(
+            memory_pb2.RetrieveRequest(
+                question=question,
+                camera_id=request.camera_id,
+                range=request.range,
+                mode=request.mode,
+                max_frames=request.max_frames,
+                seed=request.seed,
+            )
+        )
+        if not retrieval.keyframes:
+            raise RetrieveNotFound("the memory returned no keyframes for this question")
+        frames = [decode_keyframe(k) for k in retrieval.keyframes]
+        undecodable = sum(1 for k, f in zip(retrieval.keyframes, frames, strict=True) if k.jpeg and f.image is None)
+        answer = self.answerer.answer(question, frames)
+        notes = list(answer.notes)
+        notes.append(f"retrieval by {retrieval.embedder}: {retrieval.embedder_limitations}")
+        if retrieval.frames_expired:
+            notes.append(f"{retrieval.frames_expired} raw frame(s) were past retention; their index frames stood in")
+        if undecodable:
+            notes.append(f"{undecodable} keyframe(s) could not be decoded and were described in text only")
+        response = reasoning_pb2.AskResponse(
+            answer=answer.text,
+            used_times_s=answer.used_times_s,
+            vlm_ran=answer.vlm_ran,
+            vlm=answer.vlm,
+            random_init=answer.random_init,
+            notes=notes,
+            retrieval=retrieval,
+            answer_ms=(time.perf_counter() - t0) * 1e3,
+        )
+        response.keyframes.extend(retrieval.keyframes)
+        if not request.include_images:
+            for k in response.keyframes:
+                k.jpeg = b""
+            for k in response.retrieval.keyframes:
+                k.jpeg = b""
+        else:
+            # The keyframes are in `keyframes`; no need to send them twice.
+            for k in response.retrieval.keyframes:
+                k.jpeg = b""
+        return response
+
+
+__all__ = [
+    "AnswerError",
+    "GrpcMemory",
+    "LocalMemory",
+    "MemorySource",
+    "MemoryUnavailable",
+    "Reasoner",
+    "RetrieveInvalid",
+    "RetrieveNotFound",
+]
