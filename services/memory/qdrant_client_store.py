@@ -55,9 +55,12 @@ class QdrantClientStore(VectorStore):
         path: Path | None = None,
         collection: str = "vigil_index_frames",
         timeout_s: float = 2.0,
+        api_key: str | None = None,
     ) -> None:
         if (url is None) == (path is None):
             raise StoreError("set exactly one of `url` (a server) or `path` (local mode)")
+        if api_key is not None and path is not None:
+            raise StoreError("an api_key applies to a Qdrant server (`url`), not to local mode (`path`)")
         self._collection = collection
         self._local = path is not None
         self._where = str(path) if path is not None else str(url)
@@ -68,7 +71,9 @@ class QdrantClientStore(VectorStore):
             else:
                 # No version probe: it is one more round trip and only warns; the probe below is what matters.
                 # qdrant-client takes whole seconds, so round up rather than turn 0.5 s into no timeout.
-                self._client = QdrantClient(url=url, timeout=math.ceil(timeout_s), check_compatibility=False)
+                self._client = QdrantClient(
+                    url=url, api_key=api_key, timeout=math.ceil(timeout_s), check_compatibility=False
+                )
         except RuntimeError as e:
             # Local mode takes a file lock on `path`; a second opener gets a RuntimeError.
             raise StoreUnavailable(f"qdrant local storage {path} is in use elsewhere: {e}") from e

@@ -45,14 +45,35 @@ from scripts.helm_check import (
     variants,
 )
 from services.common.config import BusConfig, TopicsConfig
-from services.gating.config import GatingConfig, GatingSettings
-from services.gating.detectors.base import OnnxDetectorConfig, UltralyticsDetectorConfig
+from services.common.triton import TritonClientSettings
+from services.gating.config import GatingConfig, GatingSettings, QwenVLConfig, TritonVLMConfig
+from services.gating.detectors.base import (
+    OnnxDetectorConfig,
+    TritonDetectorConfig,
+    UltralyticsDetectorConfig,
+)
+from services.indexing.config import IndexingConfig, IndexingSettings, SceneConfig
+from services.indexing.embedders.base import (
+    AuxMiniLMEmbedderConfig,
+    ClipEmbedderConfig,
+    TritonEmbedderConfig,
+)
 from services.ingest.config import IngestConfig, IngestSettings
+from services.memory.config import FrameStoreConfig, MemoryConfig, MemorySettings, RetrievalConfig
+from services.memory.store import QdrantEdgeStoreConfig, QdrantServerStoreConfig
+from services.reasoning.config import QwenVLAnswererConfig, ReasoningConfig, ReasoningSettings
 from services.uplink.config import UplinkConfig, UplinkSettings
 from tests.fixtures.tcp_proxy import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-SETTINGS = {"services.gating": GatingSettings, "services.ingest": IngestSettings, "services.uplink": UplinkSettings}
+SETTINGS: dict[str, type[BaseModel]] = {
+    "services.gating": GatingSettings,
+    "services.ingest": IngestSettings,
+    "services.uplink": UplinkSettings,
+    "services.indexing": IndexingSettings,
+    "services.memory": MemorySettings,
+    "services.reasoning": ReasoningSettings,
+}
 SECRET_PLACEHOLDER = "rtsp://from-secret.invalid:554/stream"
 
 EDGE_MIN: dict[str, Any] = {
@@ -61,6 +82,8 @@ EDGE_MIN: dict[str, Any] = {
     "ingest": {"cameras": [{"id": "lobby", "source": "rtsp://10.0.0.11:554/stream1"}]},
 }
 CLOUD_MIN: dict[str, Any] = {"kafka": {"bootstrap": "kafka.vigil-cloud.svc:9092"}}
+MEMORY_ADDRESS = "memory.site-a.example.com:443"
+CLOUD_REASONING: dict[str, Any] = {**CLOUD_MIN, "reasoning": {"enabled": True, "memoryAddress": MEMORY_ADDRESS}}
 
 
 # -- fixtures and helpers -------------------------------------------------------------------
@@ -214,7 +237,7 @@ def test_gating_has_grpc_health_probes_on_its_grpc_port(render_chart: Render) ->
 
 def test_processes_without_grpc_get_http_probes_on_the_metrics_port(render_chart: Render) -> None:
     objects = render_chart("edge", EDGE_MIN)
-    for name in ("edge-uplink", "edge-ingest-lobby"):
+    for name in ("edge-uplink", "edge-ingest-lobby", "edge-indexing"):
         c = only_container(kind(objects, "Deployment")[name])
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert c[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}, (name, probe)
@@ -330,12 +353,12 @@ def test_uplink_delivery_log_is_on_a_claim(render_chart: Render) -> None:
         "helm.sh/resource-policy": "keep"
     }
     existing = render_chart("edge", merged(EDGE_MIN, {"uplink": {"persistence": {"existingClaim": "site-log"}}}))
-    assert not kind(existing, "PersistentVolumeClaim")
+    assert "edge-uplink-state" not in kind(existing, "PersistentVolumeClaim")
     spec = kind(existing, "Deployment")["edge-uplink"]["spec"]["template"]["spec"]
     assert {"name": "state", "persistentVolumeClaim": {"claimName": "site-log"}} in spec["volumes"]
 
 
-@pytest.mark.parametrize("variant", ["edge-minimal-values", "edge-full-values", "edge-no-persistence-values"])
+@pytest.mark.parametrize("variant", VARIANT_IDS)
 def test_rendered_env_is_a_valid_config_of_each_service(
     rendered_variants: dict[str, list[dict[str, Any]]], variant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -351,7 +374,10 @@ def test_rendered_env_is_a_valid_config_of_each_service(
         settings = load_settings(module, container_env(objects, c), monkeypatch)
         assert settings.bus.kind == "kafka", name  # type: ignore[attr-defined]
         assert settings.metrics_port >= 1024, name  # type: ignore[attr-defined]
-    assert "services.gating" in seen and "services.uplink" in seen
+    if variant.startswith("edge-"):
+        assert "services.gating" in seen and "services.uplink" in seen
+    if "reasoning" in variant or variant == "cloud-full-values":
+        assert "services.reasoning" in seen
 
 
 def test_full_variant_settings_reach_the_services(
@@ -485,7 +511,130 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
         {"triton": {"enabled": True}},
         r"triton\.modelRepository\.existingClaim: String length must be greater than or equal to 1",
     ),
-    ("cloud", "reasoning enabled", {"reasoning": {"enabled": True}}, r"the reasoning service is not built yet"),
+    (
+        "edge",
+        "embedder of indexing alone",
+        {"indexing": {"settings": {"embedder": {"type": "clip", "checkpoint": "/models/clip"}}}},
+        r"indexing\.settings: Additional property embedder is not allowed",
+    ),
+    (
+        "edge",
+        "embedder of memory alone",
+        {"memory": {"settings": {"embedder": {"type": "aux-minilm"}}}},
+        r"memory\.settings: Additional property embedder is not allowed",
+    ),
+    (
+        "edge",
+        "clip embedder without checkpoint",
+        {"embedder": {"settings": {"type": "clip"}}},
+        r"embedder\.settings: checkpoint is required",
+    ),
+    (
+        "edge",
+        "memory store set by hand",
+        {"memory": {"settings": {"store": {"type": "qdrant", "url": "http://q:6333"}}}},
+        r"memory\.settings: Additional property store is not allowed",
+    ),
+    (
+        "edge",
+        "frames path set by hand",
+        {"memory": {"settings": {"frames": {"path": "/var/frames"}}}},
+        r"memory\.settings\.frames: Additional property path is not allowed",
+    ),
+    (
+        "edge",
+        "qdrant api key as a value",
+        {"memory": {"qdrant": {"url": "http://q:6333", "apiKey": "hunter2"}}},
+        r"memory\.qdrant: Additional property apiKey is not allowed",
+    ),
+    (
+        "edge",
+        "qdrant api key secret without a server",
+        {"memory": {"qdrant": {"apiKeySecret": {"name": "qdrant", "key": "api-key"}}}},
+        r"memory\.qdrant\.url: String length must be greater than or equal to 1",
+    ),
+    (
+        "edge",
+        "qdrant url without scheme",
+        {"memory": {"qdrant": {"url": "qdrant:6333"}}},
+        r"memory\.qdrant\.url: Does not match pattern",
+    ),
+    (
+        "edge",
+        "two memory replicas",
+        {"memory": {"replicas": 2}},
+        r"memory: Additional property replicas is not allowed",
+    ),
+    (
+        "edge",
+        "memory claim shared read-write by many",
+        {"memory": {"persistence": {"accessMode": "ReadWriteMany"}}},
+        r"memory\.persistence\.accessMode: .*must be one of",
+    ),
+    (
+        "edge",
+        "triton detector without a triton",
+        {"indexing": {"settings": {"detector": {"type": "triton"}}}},
+        r"indexing\.settings\.detector: type triton needs a Triton server",
+    ),
+    (
+        "edge",
+        "two claims on one model path",
+        {
+            "embedder": {"modelVolume": {"existingClaim": "embedder-weights"}},
+            "indexing": {"modelVolume": {"existingClaim": "detector-weights"}},
+        },
+        r"claims embedder-weights and detector-weights are both mounted at /models",
+    ),
+    (
+        "cloud",
+        "reasoning enabled without a memory address",
+        {"reasoning": {"enabled": True}},
+        r"reasoning\.memoryAddress: String length must be greater than or equal to 1",
+    ),
+    (
+        "cloud",
+        "reasoning memory address as a URL",
+        {"reasoning": {"enabled": True, "memoryAddress": "http://memory.example.com:50052"}},
+        r"reasoning\.memoryAddress: Does not match pattern",
+    ),
+    (
+        "cloud",
+        "memory address in settings",
+        {"reasoning": {"enabled": True, "settings": {"memory_address": "m:1"}, "memoryAddress": "m:1"}},
+        r"reasoning\.settings: Additional property memory_address is not allowed",
+    ),
+    (
+        "cloud",
+        "qwen answerer without checkpoint",
+        {**CLOUD_REASONING, "reasoning": {**CLOUD_REASONING["reasoning"], "settings": {"vlm": {"type": "qwen2.5-vl"}}}},
+        r"reasoning\.settings\.vlm: checkpoint is required",
+    ),
+    (
+        "cloud",
+        "qwen answerer without a checkpoint volume",
+        {
+            **CLOUD_REASONING,
+            "reasoning": {
+                **CLOUD_REASONING["reasoning"],
+                "settings": {"vlm": {"type": "qwen2.5-vl", "checkpoint": "/models/qwen"}},
+            },
+        },
+        r"reasoning\.vlm\.checkpointVolume\.existingClaim .*: set it",
+    ),
+    (
+        "cloud",
+        "qwen checkpoint outside its volume",
+        {
+            **CLOUD_REASONING,
+            "reasoning": {
+                **CLOUD_REASONING["reasoning"],
+                "settings": {"vlm": {"type": "qwen2.5-vl", "checkpoint": "/weights/qwen"}},
+                "vlm": {"checkpointVolume": {"existingClaim": "vlm"}},
+            },
+        },
+        r"reasoning\.settings\.vlm\.checkpoint \(/weights/qwen\) must be a path under .*mountPath \(/models\)",
+    ),
     (
         "cloud",
         "no cloud bootstrap",
@@ -528,34 +677,74 @@ def _bounds(prop: dict[str, Any]) -> dict[str, float]:
     return {}
 
 
-@pytest.mark.parametrize(
-    ("path", "model"),
-    [
-        (("gating", "settings"), GatingConfig),
-        (("ingest", "settings"), IngestConfig),
-        (("uplink", "settings"), UplinkConfig),
-        (("kafka", "settings"), BusConfig),
-        (("gating", "settings", "detector"), OnnxDetectorConfig),
-        (("gating", "settings", "detector"), UltralyticsDetectorConfig),
-    ],
-    ids=lambda p: p.__name__ if isinstance(p, type) else ".".join(p),
-)
-def test_settings_blocks_name_real_fields_with_the_services_bounds(
-    path: tuple[str, ...], model: type[BaseModel]
-) -> None:
-    """values.schema.json rejects what the service would reject: a bad value fails the install, not the pod."""
-    schema = json.loads((REPO / "helm" / "edge" / "values.schema.json").read_text())
+# (chart, values path, settings model, whether the block is one member of a discriminated union)
+SETTINGS_BLOCKS: list[tuple[str, tuple[str, ...], type[BaseModel], bool]] = [
+    ("edge", ("gating", "settings"), GatingConfig, False),
+    ("edge", ("ingest", "settings"), IngestConfig, False),
+    ("edge", ("uplink", "settings"), UplinkConfig, False),
+    ("edge", ("kafka", "settings"), BusConfig, False),
+    ("edge", ("gating", "settings", "detector"), OnnxDetectorConfig, True),
+    ("edge", ("gating", "settings", "detector"), UltralyticsDetectorConfig, True),
+    ("edge", ("gating", "settings", "detector"), TritonDetectorConfig, True),
+    ("edge", ("gating", "settings", "structurer"), QwenVLConfig, True),
+    ("edge", ("gating", "settings", "structurer"), TritonVLMConfig, True),
+    ("edge", ("indexing", "settings"), IndexingConfig, False),
+    ("edge", ("indexing", "settings", "scenes"), SceneConfig, False),
+    ("edge", ("indexing", "settings", "detector"), TritonDetectorConfig, True),
+    ("edge", ("embedder", "settings"), AuxMiniLMEmbedderConfig, True),
+    ("edge", ("embedder", "settings"), ClipEmbedderConfig, True),
+    ("edge", ("embedder", "settings"), TritonEmbedderConfig, True),
+    ("edge", ("memory", "settings"), MemoryConfig, False),
+    ("edge", ("memory", "settings", "frames"), FrameStoreConfig, False),
+    ("edge", ("memory", "settings", "retrieval"), RetrievalConfig, False),
+    ("edge", ("memory", "qdrant", "settings"), QdrantServerStoreConfig, False),
+    ("cloud", ("reasoning", "settings"), ReasoningConfig, False),
+    ("cloud", ("reasoning", "settings", "vlm"), QwenVLAnswererConfig, True),
+    ("cloud", ("kafka", "settings"), BusConfig, False),
+]
+
+
+def _schema_node(chart: str, path: tuple[str, ...]) -> dict[str, Any]:
+    schema = json.loads((REPO / "helm" / chart / "values.schema.json").read_text())
     node = schema
     for key in path:
         node = node["properties"][key]
         if "$ref" in node:
             node = schema["definitions"][node["$ref"].rsplit("/", 1)[-1]]
+    return dict(node)
+
+
+@pytest.mark.parametrize(
+    ("chart", "path", "model", "union"),
+    SETTINGS_BLOCKS,
+    ids=[f"{c}.{'.'.join(p)}:{m.__name__}" for c, p, m, _ in SETTINGS_BLOCKS],
+)
+def test_settings_blocks_name_real_fields_with_the_services_bounds(
+    chart: str, path: tuple[str, ...], model: type[BaseModel], union: bool
+) -> None:
+    """values.schema.json rejects what the service would reject: a bad value fails the install, not the pod."""
+    node = _schema_node(chart, path)
     fields = _model_properties(model)
+    where = f"{chart}: {'.'.join(path)}"
     for name, prop in node["properties"].items():
         if name not in fields:
-            assert path[-1] == "detector", f"{'.'.join(path)}.{name} is not a field of {model.__name__}"
+            assert union, f"{where}.{name} is not a field of {model.__name__}"
             continue
-        assert _bounds(prop) == _bounds(fields[name]), f"{'.'.join(path)}.{name}"
+        assert _bounds(prop) == _bounds(fields[name]), f"{where}.{name}"
+    if union:
+        # Each member's own fields, and only those, pass for its type (extra=forbid in the service).
+        type_ = model.model_fields["type"].default
+        assert type_ in node["properties"]["type"]["enum"], where
+        (then,) = [b["then"] for b in node["allOf"] if b["if"]["properties"]["type"] == {"const": type_}]
+        assert then.get("additionalProperties") is False, f"{where}: type {type_} accepts any field"
+        assert set(then["properties"]) == set(fields), f"{where}: type {type_}"
+
+
+def test_triton_settings_fields_are_one_shared_list() -> None:
+    """Every Triton backend takes TritonClientSettings' fields; the schema keeps them in one definition."""
+    schema = json.loads((REPO / "helm" / "edge" / "values.schema.json").read_text())
+    triton = schema["definitions"]["tritonClient"]["properties"]
+    assert set(triton) - {"model_name"} == set(_model_properties(TritonClientSettings))
 
 
 def test_topic_defaults_match_the_services_and_both_charts() -> None:
@@ -588,18 +777,241 @@ def test_k8s_manifests_validate_and_select_the_charts_labels(render_chart: Rende
     namespaces = {o["metadata"]["name"]: o for _, o in manifests if o["kind"] == "Namespace"}
     for ns in namespaces.values():
         assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    labels = [
-        d["spec"]["template"]["metadata"]["labels"] for d in kind(render_chart("edge", EDGE_MIN), "Deployment").values()
-    ]
+    triton = {"triton": {"enabled": True, "modelRepository": {"existingClaim": "models"}}}
+    rendered = {
+        "vigil-edge": kind(render_chart("edge", merged(EDGE_MIN, triton)), "Deployment"),
+        "vigil-cloud": kind(render_chart("cloud", merged(CLOUD_REASONING, triton)), "Deployment"),
+    }
     for _, policy in manifests:
         if policy["kind"] != "NetworkPolicy":
             continue
-        assert policy["metadata"]["namespace"] in namespaces
+        name, ns = policy["metadata"]["name"], policy["metadata"]["namespace"]
+        assert ns in namespaces
         selector = policy["spec"]["podSelector"].get("matchLabels", {})
-        component = selector.get("app.kubernetes.io/component")
-        if component in (None, "gating"):
-            assert any(selector.items() <= lab.items() for lab in labels), policy["metadata"]["name"]
+        pods = [d["spec"]["template"] for d in rendered[ns].values()]
+        selected = [t for t in pods if selector.items() <= t["metadata"]["labels"].items()]
+        assert selected, f"{name} selects no pod of the {ns} chart"
+        if "app.kubernetes.io/component" not in selector:
+            continue
+        # A policy for one component opens exactly the ports that component's pods serve.
+        served = {p["containerPort"] for t in selected for c in t["spec"]["containers"] for p in c.get("ports", [])}
+        opened = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+        assert opened <= served, (name, opened, served)
+    policies = {(o["metadata"].get("namespace"), o["metadata"]["name"]): o for _, o in manifests}
+    memory = policies[("vigil-edge", "vigil-memory-grpc")]["spec"]["ingress"][0]["from"]
+    assert {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "vigil-cloud"}},
+        "podSelector": {
+            "matchLabels": {"app.kubernetes.io/part-of": "vigil", "app.kubernetes.io/component": "reasoning"}
+        },
+    } in memory, "the cloud's reasoning (same cluster) reaches the memory"
     assert (K8S_DIR / "README.md").is_file()
+    assert "The memory across the WAN" in (K8S_DIR / "README.md").read_text()
+
+
+# -- Venus: indexing, memory, reasoning -----------------------------------------------------
+
+
+def _pod(objects: list[dict[str, Any]], name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(pod spec, its only container) of a Deployment."""
+    deployment = kind(objects, "Deployment")[name]
+    return deployment["spec"]["template"]["spec"], only_container(deployment)
+
+
+def _mount_of(container: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The volumeMount that holds `path`."""
+    mounts = [m for m in container.get("volumeMounts", []) if path.is_relative_to(m["mountPath"])]
+    assert mounts, f"{path} is on no volume of {container['name']}"
+    return max(mounts, key=lambda m: len(m["mountPath"]))
+
+
+def test_memory_is_one_grpc_probed_writer_on_its_claim(render_chart: Render, monkeypatch: pytest.MonkeyPatch) -> None:
+    for port in (50052, 50062):
+        objects = render_chart("edge", merged(EDGE_MIN, {"memory": {"grpc": {"port": port}}}))
+        deployment = kind(objects, "Deployment")["edge-memory"]
+        assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+        spec, memory = _pod(objects, "edge-memory")
+        assert service_module(memory) == "services.memory"
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert memory[probe]["grpc"] == {"port": port}, probe
+        assert {"name": "grpc", "containerPort": port, "protocol": "TCP"} in memory["ports"]
+        (svc_port,) = kind(objects, "Service")["edge-memory"]["spec"]["ports"]
+        assert svc_port["port"] == port and svc_port["targetPort"] == "grpc"
+        settings = load_settings("services.memory", container_env(objects, memory), monkeypatch)
+        assert isinstance(settings, MemorySettings)
+        assert settings.grpc_address == f"0.0.0.0:{port}"
+        # Qdrant Edge (the default) and the raw frames both live on the claim.
+        store = settings.memory.store
+        assert isinstance(store, QdrantEdgeStoreConfig)
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for path in (store.path, settings.memory.frames.path):
+            mount = _mount_of(memory, path)
+            assert not mount.get("readOnly")
+            assert volumes[mount["name"]]["persistentVolumeClaim"] == {"claimName": "edge-memory-data"}
+    pvc = kind(objects, "PersistentVolumeClaim")["edge-memory-data"]
+    assert pvc["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"] and pvc["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    assert spec["securityContext"]["fsGroup"] == 10001, "the claim must be writable by the image's user"
+
+    sized = render_chart(
+        "edge", merged(EDGE_MIN, {"memory": {"persistence": {"size": "200Gi", "storageClass": "local-nvme"}}})
+    )
+    pvc = kind(sized, "PersistentVolumeClaim")["edge-memory-data"]
+    assert (
+        pvc["spec"]["storageClassName"] == "local-nvme" and pvc["spec"]["resources"]["requests"]["storage"] == "200Gi"
+    )
+    existing = render_chart("edge", merged(EDGE_MIN, {"memory": {"persistence": {"existingClaim": "site-memory"}}}))
+    assert "edge-memory-data" not in kind(existing, "PersistentVolumeClaim")
+    spec, _ = _pod(existing, "edge-memory")
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "site-memory"}} in spec["volumes"]
+
+
+def test_memory_service_can_be_exposed_to_the_cloud(render_chart: Render) -> None:
+    service = {
+        "type": "LoadBalancer",
+        "annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"},
+        "loadBalancerSourceRanges": ["203.0.113.0/28"],
+    }
+    svc = kind(render_chart("edge", merged(EDGE_MIN, {"memory": {"service": service}})), "Service")["edge-memory"]
+    assert svc["spec"]["type"] == "LoadBalancer"
+    assert svc["metadata"]["annotations"] == service["annotations"]
+    assert svc["spec"]["loadBalancerSourceRanges"] == ["203.0.113.0/28"]
+    internal = kind(render_chart("edge", EDGE_MIN), "Service")["edge-memory"]
+    assert internal["spec"]["type"] == "ClusterIP" and "loadBalancerSourceRanges" not in internal["spec"]
+
+
+def test_external_qdrant_api_key_comes_only_from_a_secret(
+    rendered_variants: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = rendered_variants["edge-memory-external-qdrant-values"]
+    assert not [o for o in objects if o["kind"] == "Secret"], "the chart never creates Secrets"
+    _, memory = _pod(objects, "edge-memory")
+    key_vars = [e for e in memory.get("env", []) if e["name"] == "VIGIL_MEMORY__STORE__API_KEY"]
+    assert key_vars == [
+        {
+            "name": "VIGIL_MEMORY__STORE__API_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "qdrant-api-key", "key": "api-key"}},
+        }
+    ]
+    for cm in kind(objects, "ConfigMap").values():
+        assert not [k for k in cm["data"] if "API_KEY" in k], cm["metadata"]["name"]
+    # Leaf variables only: a JSON VIGIL_MEMORY__STORE could replace the secret's leaf beside it.
+    env = container_env(objects, memory)
+    assert "VIGIL_MEMORY__STORE" not in env
+    settings = load_settings("services.memory", env, monkeypatch)
+    assert isinstance(settings, MemorySettings)
+    store = settings.memory.store
+    assert isinstance(store, QdrantServerStoreConfig)
+    assert store.url == "https://qdrant.vigil-data.svc:6333" and store.collection == "site_a_index_frames"
+    assert store.api_key is not None and store.api_key.get_secret_value() == SECRET_PLACEHOLDER
+    # The frames stay on the (existing) claim even with the vectors elsewhere.
+    spec, _ = _pod(objects, "edge-memory")
+    mount = _mount_of(memory, settings.memory.frames.path)
+    claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in spec["volumes"]}
+    assert claims[mount["name"]] == "site-a-memory-frames"
+
+
+@pytest.mark.parametrize(
+    "variant", [v for v in VARIANT_IDS if v.startswith("edge-") and v != "edge-no-persistence-values"]
+)
+def test_indexing_and_memory_get_the_identical_embedder(
+    rendered_variants: dict[str, list[dict[str, Any]]], variant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = rendered_variants[variant]
+    deployments = {n.rsplit("-", 1)[-1]: n for n in kind(objects, "Deployment")}
+    env = {c: container_env(objects, _pod(objects, deployments[c])[1]) for c in ("indexing", "memory")}
+    assert env["indexing"]["VIGIL_INDEXING__EMBEDDER"] == env["memory"]["VIGIL_MEMORY__EMBEDDER"]
+    indexing = load_settings("services.indexing", env["indexing"], monkeypatch)
+    memory = load_settings("services.memory", env["memory"], monkeypatch)
+    assert isinstance(indexing, IndexingSettings) and isinstance(memory, MemorySettings)
+    assert indexing.indexing.embedder == memory.memory.embedder
+    # A checkpoint the embedder reads is on a volume in both pods.
+    checkpoint = getattr(indexing.indexing.embedder, "checkpoint", None)
+    if checkpoint is not None:
+        for c in ("indexing", "memory"):
+            spec, container = _pod(objects, deployments[c])
+            mount = _mount_of(container, Path(checkpoint))
+            (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+            assert mount["readOnly"] and volume["persistentVolumeClaim"]["readOnly"], c
+
+
+def test_full_variant_shares_one_model_claim_mount_between_embedder_and_detector(
+    rendered_variants: dict[str, list[dict[str, Any]]],
+) -> None:
+    spec, indexing = _pod(rendered_variants["edge-full-values"], "site-a-indexing")
+    models = [m for m in indexing["volumeMounts"] if m["mountPath"] == "/models"]
+    assert len(models) == 1, "the same claim at the same path is mounted once"
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"] if "persistentVolumeClaim" in v]
+    assert claims == ["vigil-models"]
+
+
+def test_models_on_triton_point_at_the_releases_triton(
+    rendered_variants: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = rendered_variants["edge-venus-triton-values"]
+    (triton_port,) = [
+        p["port"] for p in kind(objects, "Service")["edge-triton"]["spec"]["ports"] if p["name"] == "grpc"
+    ]
+    url = f"edge-triton.vigil-edge.svc:{triton_port}"
+    deployments = kind(objects, "Deployment")
+    envs = {
+        c: container_env(objects, only_container(deployments[f"edge-{c}"])) for c in ("gating", "indexing", "memory")
+    }
+    gating = load_settings("services.gating", envs["gating"], monkeypatch)
+    assert isinstance(gating, GatingSettings)
+    assert isinstance(gating.gating.detector, TritonDetectorConfig) and gating.gating.detector.url == url
+    assert isinstance(gating.gating.structurer, TritonVLMConfig) and gating.gating.structurer.url == url
+    indexing = load_settings("services.indexing", envs["indexing"], monkeypatch)
+    assert isinstance(indexing, IndexingSettings)
+    assert isinstance(indexing.indexing.detector, TritonDetectorConfig) and indexing.indexing.detector.url == url
+    assert isinstance(indexing.indexing.embedder, TritonEmbedderConfig) and indexing.indexing.embedder.url == url
+    memory = load_settings("services.memory", envs["memory"], monkeypatch)
+    assert isinstance(memory, MemorySettings) and memory.memory.embedder == indexing.indexing.embedder
+
+
+def test_reasoning_asks_the_memory_address_from_values(
+    render_chart: Render, rendered_variants: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "cloud-reasoning" not in kind(rendered_variants["cloud-minimal-values"], "Deployment"), "off by default"
+    for address, port in ((MEMORY_ADDRESS, 50053), ("edge-memory.vigil-edge.svc:50052", 50063)):
+        values = merged(CLOUD_REASONING, {"reasoning": {"memoryAddress": address, "grpc": {"port": port}}})
+        objects = render_chart("cloud", values)
+        _, reasoning = _pod(objects, "cloud-reasoning")
+        assert service_module(reasoning) == "services.reasoning"
+        env = container_env(objects, reasoning)
+        assert env["VIGIL_REASONING__MEMORY_ADDRESS"] == address
+        settings = load_settings("services.reasoning", env, monkeypatch)
+        assert isinstance(settings, ReasoningSettings)
+        assert settings.reasoning.memory_address == address
+        assert settings.grpc_address == f"0.0.0.0:{port}"
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert reasoning[probe]["grpc"] == {"port": port}, probe
+        (svc_port,) = kind(objects, "Service")["cloud-reasoning"]["spec"]["ports"]
+        assert svc_port["port"] == port and svc_port["targetPort"] == "grpc"
+
+
+def test_reasoning_vlm_reads_its_checkpoint_from_a_read_only_claim_on_a_gpu(
+    rendered_variants: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = rendered_variants["cloud-full-values"]
+    spec, reasoning = _pod(objects, "cloud-reasoning")
+    settings = load_settings("services.reasoning", container_env(objects, reasoning), monkeypatch)
+    assert isinstance(settings, ReasoningSettings)
+    vlm = settings.reasoning.vlm
+    assert isinstance(vlm, QwenVLAnswererConfig)
+    assert settings.reasoning.memory_address == MEMORY_ADDRESS
+    for path in (vlm.checkpoint, vlm.lora):
+        assert path is not None
+        mount = _mount_of(reasoning, path)
+        assert mount["readOnly"] is True and mount["subPath"] == "checkpoints"
+        (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+        assert volume["persistentVolumeClaim"] == {"claimName": "vigil-vlm-weights", "readOnly": True}
+    assert reasoning["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    cpu = rendered_variants["cloud-reasoning-evidence-values"]
+    _, evidence = _pod(cpu, "cloud-reasoning")
+    assert "nvidia.com/gpu" not in evidence["resources"]["limits"]
+    assert [m["mountPath"] for m in evidence["volumeMounts"]] == ["/tmp"]
 
 
 # -- the rendered pods, run for real --------------------------------------------------------
@@ -676,20 +1088,94 @@ def test_rendered_gating_and_uplink_start_and_pass_their_probes(
         assert p.returncode == 0, f"{name} did not exit cleanly on SIGTERM: {logs[name].read_text()[-2000:]}"
 
 
+@pytest.mark.slow
+def test_rendered_memory_and_indexing_start_and_pass_their_probes(
+    render_chart: Render, tansu: Any, tmp_path: Path
+) -> None:
+    """memory (gRPC probe, its claim at /data) and indexing (HTTP probe), run from the rendered env."""
+    suffix = uuid.uuid4().hex[:8]
+    grpc_port, metrics = free_port(), {"memory": free_port(), "indexing": free_port()}
+    values = merged(
+        EDGE_MIN,
+        {
+            "kafka": {"bootstrap": tansu.bootstrap, "settings": {"session_timeout_ms": 6000}},
+            "cloud": {"kafka": {"bootstrap": tansu.bootstrap}},
+            "topics": {t: f"helm.{t}.{suffix}" for t in ("frames", "events", "index", "alerts", "evidence")},
+            "memory": {"grpc": {"port": grpc_port}},
+        },
+    )
+    objects = render_chart("edge", values)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    logs: dict[str, Path] = {}
+    containers_: dict[str, dict[str, Any]] = {}
+    try:
+        for name in ("memory", "indexing"):
+            c = only_container(kind(objects, "Deployment")[f"edge-{name}"])
+            env = {**_dockerfile_env(tmp_path / name / "tmp"), **container_env(objects, c)}
+            env["PATH"] = os.environ["PATH"]
+            env["VIGIL_METRICS_PORT"] = str(metrics[name])
+            for mount in c.get("volumeMounts", []):
+                if mount["mountPath"] == "/tmp":
+                    continue
+                local = tmp_path / name / mount["name"]
+                local.mkdir(parents=True, exist_ok=True)
+                env = {
+                    k: _remount_json(_remount(v, mount["mountPath"], local), mount["mountPath"], local)
+                    for k, v in env.items()
+                }
+            args = [sys.executable if a == "python" else a for a in c["args"]]
+            logs[name] = tmp_path / f"{name}.log"
+            with logs[name].open("wb") as log:
+                procs[name] = subprocess.Popen(args, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            containers_[name] = c
+        _wait_grpc_serving(
+            grpc_port, procs["memory"], logs["memory"], containers_["memory"]["readinessProbe"], "memory", 120
+        )
+        probe = containers_["indexing"]["readinessProbe"]["httpGet"]
+        assert probe["port"] == "metrics"
+        url = f"http://127.0.0.1:{metrics['indexing']}{probe['path']}"
+        _wait_http_ok(url, procs["indexing"], logs["indexing"], b"vigil_indexing", 120)
+        data = tmp_path / "memory" / "data"
+        assert (data / "qdrant").exists(), "Qdrant Edge opened its shard on the claim"
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for name, p in procs.items():
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                pytest.fail(f"{name} did not stop on SIGTERM within 60 s")
+    for name, p in procs.items():
+        assert p.returncode == 0, f"{name} did not exit cleanly on SIGTERM: {logs[name].read_text()[-2000:]}"
+
+
+def _remount_json(value: str, mount_path: str, local: Path) -> str:
+    """_remount of the paths inside a JSON settings value (VIGIL_MEMORY__FRAMES={"path": "/data/frames"})."""
+    return value.replace(f'"{mount_path}/', f'"{local}/')
+
+
 def _remount(value: str, mount_path: str, local: Path) -> str:
     if value == mount_path or value.startswith(mount_path + "/"):
         return str(local) + value[len(mount_path) :]
     return value
 
 
-def _wait_grpc_serving(port: int, proc: subprocess.Popen[bytes], log: Path, probe: dict[str, Any]) -> None:
+def _wait_grpc_serving(
+    port: int,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    probe: dict[str, Any],
+    name: str = "gating",
+    timeout_s: float = 25,
+) -> None:
     """What the kubelet's gRPC probe does: grpc.health.v1 Check on the probe's port, service ''."""
     assert probe["grpc"]["port"] == port
-    deadline = time.monotonic() + 25
+    deadline = time.monotonic() + timeout_s
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
-            assert proc.poll() is None, f"gating exited: {log.read_text()[-2000:]}"
+            assert proc.poll() is None, f"{name} exited: {log.read_text()[-2000:]}"
             try:
                 resp = stub.Check(health_pb2.HealthCheckRequest(service=probe["grpc"].get("service", "")), timeout=1)
                 if resp.status == health_pb2.HealthCheckResponse.SERVING:
@@ -697,16 +1183,18 @@ def _wait_grpc_serving(port: int, proc: subprocess.Popen[bytes], log: Path, prob
             except grpc.RpcError:
                 pass
             time.sleep(0.2)
-    pytest.fail(f"gating never became SERVING on {port}: {log.read_text()[-2000:]}")
+    pytest.fail(f"{name} never became SERVING on {port}: {log.read_text()[-2000:]}")
 
 
-def _wait_http_ok(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
+def _wait_http_ok(
+    url: str, proc: subprocess.Popen[bytes], log: Path, expect: bytes = b"vigil_uplink", timeout_s: float = 20
+) -> None:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"process exited: {log.read_text()[-2000:]}"
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200 and b"vigil_uplink" in resp.read():
+                if resp.status == 200 and expect in resp.read():
                     return
         except OSError:
             pass

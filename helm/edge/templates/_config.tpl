@@ -23,3 +23,64 @@ YAML for fromYaml; the shared ConfigMap holds exactly this.
   containerPort: {{ .Values.metrics.port }}
   protocol: TCP
 {{- end -}}
+
+{{/*
+The edge Triton's gRPC endpoint (host:port) for model backends of type triton*; fails when the
+release runs no Triton, since the services' default (127.0.0.1:8001) is never right in a pod.
+"where" names the values field for the message.
+*/}}
+{{- define "edge.tritonUrl" -}}
+{{- if not .root.Values.triton.enabled -}}
+{{- fail (printf "%s: type %s needs a Triton server: set its url (host:8001) or triton.enabled: true for this release's own" .where .type) -}}
+{{- end -}}
+{{- printf "%s.%s.svc:8001" (include "vigil-lib.componentName" (dict "root" .root "component" "triton")) .root.Release.Namespace -}}
+{{- end -}}
+
+{{/*
+edge.modelConfig (dict "root" . "model" $cfg "where" "gating.settings.detector"): a model
+backend's settings as JSON; a Triton backend (type triton, triton-vlm, ...) without a url gets
+the release's own Triton Service, so switching a model to Triton is `type: triton` plus
+`triton.enabled: true`.
+*/}}
+{{- define "edge.modelConfig" -}}
+{{- $cfg := deepCopy (.model | default dict) -}}
+{{- if and $cfg.type (hasPrefix "triton" (toString $cfg.type)) (not $cfg.url) -}}
+{{- $_ := set $cfg "url" (include "edge.tritonUrl" (dict "root" .root "where" .where "type" $cfg.type)) -}}
+{{- end -}}
+{{- toJson $cfg -}}
+{{- end -}}
+
+{{/*
+The one embedder of the release (values "embedder.settings") as JSON. indexing embeds index
+frames with it and memory embeds questions with it: both get exactly this string
+(VIGIL_INDEXING__EMBEDDER, VIGIL_MEMORY__EMBEDDER), so the two vector spaces cannot diverge.
+*/}}
+{{- define "edge.embedder" -}}
+{{- include "edge.modelConfig" (dict "root" . "model" .Values.embedder.settings "where" "embedder.settings") -}}
+{{- end -}}
+
+{{/*
+edge.modelVolumes (list modelVolume ...): read-only mounts of existing claims, as YAML
+{volumes: [...], mounts: [...]}. Blocks without existingClaim are skipped; two blocks on the same
+claim and path share one mount; two claims on one path fail (the kubelet would refuse the pod).
+*/}}
+{{- define "edge.modelVolumes" -}}
+{{- $volumes := list -}}
+{{- $mounts := list -}}
+{{- $byPath := dict -}}
+{{- range $i, $mv := . -}}
+{{- with $mv.existingClaim -}}
+{{- $claim := . -}}
+{{- $seen := get $byPath $mv.mountPath -}}
+{{- if not $seen -}}
+{{- $name := printf "models-%d" (len $volumes) -}}
+{{- $_ := set $byPath $mv.mountPath $claim -}}
+{{- $volumes = append $volumes (dict "name" $name "persistentVolumeClaim" (dict "claimName" $claim "readOnly" true)) -}}
+{{- $mounts = append $mounts (dict "name" $name "mountPath" $mv.mountPath "readOnly" true) -}}
+{{- else if ne $seen $claim -}}
+{{- fail (printf "model volumes: claims %s and %s are both mounted at %s; give one another mountPath" $seen $claim $mv.mountPath) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (dict "volumes" $volumes "mounts" $mounts) -}}
+{{- end -}}

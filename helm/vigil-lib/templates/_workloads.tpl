@@ -134,7 +134,11 @@ spec:
       {{- end }}
 {{- end -}}
 
-{{/* vigil-lib.service: a ClusterIP (or .type) Service on the component's pods; "ports" are ServicePorts. */}}
+{{/*
+vigil-lib.service: a ClusterIP (or .type) Service on the component's pods; "ports" are ServicePorts.
+Optional: "annotations" (a cloud load balancer's settings), "loadBalancerSourceRanges" (CIDRs that
+may reach a LoadBalancer).
+*/}}
 {{- define "vigil-lib.service" -}}
 apiVersion: v1
 kind: Service
@@ -142,8 +146,18 @@ metadata:
   name: {{ include "vigil-lib.componentName" . }}
   labels:
     {{- include "vigil-lib.labels" . | nindent 4 }}
+  {{- with .annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 spec:
   type: {{ .type | default "ClusterIP" }}
+  {{- if eq (.type | default "ClusterIP") "LoadBalancer" }}
+  {{- with .loadBalancerSourceRanges }}
+  loadBalancerSourceRanges:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- end }}
   selector:
     {{- include "vigil-lib.selectorLabels" . | nindent 4 }}
   ports:
