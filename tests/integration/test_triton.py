@@ -1,9 +1,11 @@
 """The Triton backends against a real tritonserver (nvidia-pytriton's 2.51, Python backend, CPU).
 
 One server per module serves a repository prepared in tmp from the real
-fall-detector weights (shipped best_fp16.onnx) and a tiny random Qwen2.5-VL;
-the services' Triton backends must give what the in-process backends give on
-the same inputs. A second, small server holds a model that fails to load.
+fall-detector weights (shipped best_fp16.onnx), a tiny random Qwen2.5-VL and a
+tiny random CLIP embedder; the services' Triton backends must give what the
+in-process backends give on the same inputs. A second, small server holds
+models that fail to load. (The aux-minilm embedder takes ~9 s to load per
+process, so it is covered by the wire-format unit tests instead.)
 """
 
 from __future__ import annotations
@@ -25,8 +27,15 @@ pytest.importorskip("tritonclient.grpc")
 pytest.importorskip("pytriton", reason="nvidia-pytriton ships the tritonserver binary")
 torch = pytest.importorskip("torch")
 
+from scripts.make_tiny_clip import make_tiny_clip  # noqa: E402
 from scripts.make_tiny_qwen_vl import make_tiny_qwen_vl  # noqa: E402
-from scripts.prepare_triton_repo import DetectorWeights, VlmWeights, prepare_repository, set_parameters  # noqa: E402
+from scripts.prepare_triton_repo import (  # noqa: E402
+    DetectorWeights,
+    EmbedderWeights,
+    VlmWeights,
+    prepare_repository,
+    set_parameters,
+)
 from services.common.triton import (  # noqa: E402
     TritonClientSettings,
     TritonModelClient,
@@ -46,6 +55,14 @@ from services.gating.detectors.onnx_backend import OnnxDetector  # noqa: E402
 from services.gating.detectors.triton_backend import TritonDetector  # noqa: E402
 from services.gating.structuring import StructuringRequest, event_schema, validate_event  # noqa: E402
 from services.gating.triton_vlm import TritonVLMStructurer  # noqa: E402
+from services.indexing.embedders.base import (  # noqa: E402
+    ClipEmbedderConfig,
+    EmbedderError,
+    TritonEmbedderConfig,
+    build_embedder,
+)
+from services.indexing.embedders.clip_backend import ClipEmbedder  # noqa: E402
+from services.indexing.embedders.triton_backend import TritonEmbedder  # noqa: E402
 from tests.fixtures.media import bus_jpg, shared  # noqa: E402
 from tests.fixtures.tcp_proxy import free_port  # noqa: E402
 from tests.fixtures.triton import TritonServer  # noqa: E402
@@ -60,15 +77,25 @@ def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tiny_vlm: Path) -> Iterator[TritonServer]:
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny-clip") / "tiny-clip-seed0", seed=0)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_vlm: Path, tiny_clip: Path) -> Iterator[TritonServer]:
     repo = prepare_repository(
         tmp_path_factory.mktemp("triton-repo"),
         detector=DetectorWeights(),
         # One torch thread on both sides: the same reduction order, so greedy decoding matches token for token.
         vlm=VlmWeights(tiny_vlm, gamma=GAMMA, max_new_tokens=MAX_NEW_TOKENS, torch_threads=1),
+        embedder=EmbedderWeights(tiny_clip, torch_threads=1),
     )
     with TritonServer(repo) as srv:
-        assert srv.model_states() == {"detector": ("READY", ""), "vlm": ("READY", "")}, srv.tail_log()
+        assert srv.model_states() == {
+            "detector": ("READY", ""),
+            "vlm": ("READY", ""),
+            "embedder": ("READY", ""),
+        }, srv.tail_log()
         yield srv
 
 
@@ -216,6 +243,79 @@ def test_vlm_refuses_a_different_gamma(server: TritonServer) -> None:
         TritonVLMStructurer(TritonVLMConfig(url=server.grpc_url), gamma=0.6)
 
 
+@pytest.fixture(scope="module")
+def in_process_clip(tiny_clip: Path) -> ClipEmbedder:
+    emb = build_embedder(ClipEmbedderConfig(checkpoint=tiny_clip))
+    assert isinstance(emb, ClipEmbedder)
+    return emb
+
+
+@pytest.fixture(scope="module")
+def triton_emb(server: TritonServer) -> Iterator[TritonEmbedder]:
+    emb = build_embedder(TritonEmbedderConfig(url=server.grpc_url))
+    assert isinstance(emb, TritonEmbedder)
+    yield emb
+    emb.close()
+
+
+def test_embedder_matches_in_process(
+    server: TritonServer, triton_emb: TritonEmbedder, in_process_clip: ClipEmbedder
+) -> None:
+    assert triton_emb.name == f"triton:embedder@{server.grpc_url}({in_process_clip.name})"
+    # A random stand-in stays visible through Triton: in the name and in the limitations users see.
+    assert "random init" in triton_emb.name and triton_emb.limitations.startswith("RANDOM STAND-IN")
+    assert triton_emb.limitations == in_process_clip.limitations
+    assert triton_emb.vector_specs == in_process_clip.vector_specs == {"clip": 16}
+    rng = np.random.default_rng(0)
+    # Two resolutions (two requests) and a repeated shape (one request of two frames).
+    images = [*real_images(), rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)]
+    texts = ["4 x person, 1 x bus", "", "  1 x car "]
+    got = triton_emb.embed_frames(images, texts)
+    want = in_process_clip.embed_frames(images, texts)
+    assert [g.prompt for g in got] == [w.prompt for w in want] == ["4 x person, 1 x bus", "", "1 x car"]
+    for g, w in zip(got, want, strict=True):
+        assert g.vectors["clip"].dtype == np.float32
+        np.testing.assert_allclose(g.vectors["clip"], w.vectors["clip"], atol=1e-5)
+    for question in ("a person lying on the road", "EXIT 12"):
+        np.testing.assert_allclose(
+            triton_emb.embed_query(question)["clip"], in_process_clip.embed_query(question)["clip"], atol=1e-5
+        )
+    assert triton_emb.embed_frames([], []) == []
+
+
+def test_embedder_batches_frames_of_any_size(server: TritonServer, in_process_clip: ClipEmbedder) -> None:
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in [(120, 160), (64, 80), (200, 96), (48, 48)]]
+    texts = [f"{i} x person" for i in range(len(images))]
+    want = in_process_clip.embed_frames(images, texts)
+    clients = [TritonEmbedder(TritonEmbedderConfig(url=server.grpc_url)) for _ in images]
+    # Concurrent requests of different resolutions may share one batch (IMAGE allows ragged batches).
+    with ThreadPoolExecutor(len(images)) as pool:
+        got = list(pool.map(lambda i: clients[i].embed_frames([images[i]], [texts[i]])[0], range(len(images))))
+    for g, w in zip(got, want, strict=True):
+        assert g.prompt == w.prompt
+        np.testing.assert_allclose(g.vectors["clip"], w.vectors["clip"], atol=1e-5)
+    for c in clients:
+        c.close()
+
+
+def test_embedder_bad_input_is_invalid_argument(server: TritonServer, triton_emb: TritonEmbedder) -> None:
+    with pytest.raises(EmbedderError, match="the question is empty") as info:
+        triton_emb.embed_query(" \t ")
+    assert isinstance(info.value.__cause__, TritonRequestError)
+    assert info.value.__cause__.code == "INVALID_ARGUMENT"
+    with pytest.raises(EmbedderError, match="4x4 is too small") as info:
+        triton_emb.embed_frames([np.zeros((4, 4, 3), np.uint8)], [""])
+    assert isinstance(info.value.__cause__, TritonRequestError) and info.value.__cause__.invalid_argument
+    with pytest.raises(EmbedderError, match="one text per image"):
+        triton_emb.embed_frames([np.zeros((16, 16, 3), np.uint8)], [])
+    client = TritonModelClient(TritonClientSettings(url=server.grpc_url), "embedder")
+    with pytest.raises(TritonRequestError, match=r"send IMAGE \+ AUX_TEXT \(frames\) or TEXT") as raw:
+        client.infer({"AUX_TEXT": np.array([[b"1 x person"]], dtype=np.object_)}, ("PROMPT",))
+    assert raw.value.invalid_argument
+    client.close()
+
+
 def test_model_metrics_are_exported(server: TritonServer) -> None:
     with urllib.request.urlopen(server.metrics_url, timeout=5) as resp:
         text = resp.read().decode()
@@ -230,27 +330,38 @@ def test_model_metrics_are_exported(server: TritonServer) -> None:
     # nv_inference_request_failure reason stays 0): the model's own counter is what shows them.
     assert value("vigil_triton_detector_frames_total", "detector") >= 1
     assert value("vigil_triton_detector_rejected_requests_total", "detector") >= 1
+    assert value("vigil_triton_embedder_frames_total", "embedder") >= 1
+    assert value("vigil_triton_embedder_queries_total", "embedder") >= 1
+    assert value("vigil_triton_embedder_rejected_requests_total", "embedder") >= 1
 
 
 def test_missing_model_is_not_ready_with_the_reason(server: TritonServer) -> None:
-    with pytest.raises(TritonModelNotReady, match=r"no model 'embedder' in the server's repository") as info:
-        TritonDetector(TritonDetectorConfig(url=server.grpc_url, model_name="embedder", ready_timeout_s=0.5))
-    assert info.value.model == "embedder"
-    client = TritonModelClient(TritonClientSettings(url=server.grpc_url), "embedder")
-    with pytest.raises(TritonModelNotReady, match="embedder"):
+    with pytest.raises(TritonModelNotReady, match=r"no model 'ocr' in the server's repository") as info:
+        TritonDetector(TritonDetectorConfig(url=server.grpc_url, model_name="ocr", ready_timeout_s=0.5))
+    assert info.value.model == "ocr"
+    client = TritonModelClient(TritonClientSettings(url=server.grpc_url), "ocr")
+    with pytest.raises(TritonModelNotReady, match="ocr"):
         client.infer({"IMAGE": np.zeros((1, 8, 8, 3), np.uint8)}, ("COUNT",))
     client.close()
+    with pytest.raises(TritonModelNotReady, match=r"no model 'clip' in the server's repository"):
+        TritonEmbedder(TritonEmbedderConfig(url=server.grpc_url, model_name="clip", ready_timeout_s=0.5))
 
 
-def test_failed_load_is_not_ready_with_the_servers_reason(tmp_path: Path) -> None:
-    repo = prepare_repository(tmp_path / "repo", detector=DetectorWeights())
+def test_failed_load_is_not_ready_with_the_servers_reason(tmp_path: Path, tiny_clip: Path) -> None:
+    repo = prepare_repository(tmp_path / "repo", detector=DetectorWeights(), embedder=EmbedderWeights(tiny_clip))
     config = repo / "detector" / "config.pbtxt"
     config.write_text(set_parameters(config.read_text(), {"weights": str(tmp_path / "gone.onnx")}))
+    config = repo / "embedder" / "config.pbtxt"
+    # A config the model refuses before importing torch: a failed load that adds almost no time.
+    looped = TritonEmbedderConfig(url="127.0.0.1:8001").model_dump_json()
+    config.write_text(set_parameters(config.read_text(), {"embedder": looped}))
     with TritonServer(repo) as srv:
         state, reason = srv.model_states()["detector"]
         assert state == "UNAVAILABLE" and "gone.onnx" in reason
         with pytest.raises(TritonModelNotReady, match=r"failed to load: .*detector weights not found: .*gone\.onnx"):
             TritonDetector(TritonDetectorConfig(url=srv.grpc_url, ready_timeout_s=30))
+        with pytest.raises(TritonModelNotReady, match=r"failed to load: .*names a Triton embedder"):
+            TritonEmbedder(TritonEmbedderConfig(url=srv.grpc_url, ready_timeout_s=30))
 
 
 def test_unreachable_server_fails_after_retries() -> None:
@@ -271,3 +382,8 @@ def test_prepared_config_points_at_weights_not_copies(server: TritonServer) -> N
     assert json.loads(
         TritonModelClient(TritonClientSettings(url=server.grpc_url), "detector").parameters()["class_names"]
     ) == {"0": "Normal", "1": "Fall"}
+    params = TritonModelClient(TritonClientSettings(url=server.grpc_url), "embedder").parameters()
+    embedder = ClipEmbedderConfig.model_validate_json(params["embedder"])
+    assert embedder.checkpoint.is_dir() and (embedder.checkpoint / "VIGIL_RANDOM_INIT").exists()
+    assert params["embedder_name"].endswith("(random init)")
+    assert json.loads(params["vector_specs"]) == {"clip": 16} and json.loads(params["query_vectors"]) == ["clip"]

@@ -16,9 +16,9 @@ from services.indexing.embedders import (
     l2_normalize,
 )
 from services.indexing.embedders.aux_backend import compose_prompt, torchvision_feature_keys
-from services.indexing.embedders.base import check_inputs, check_query, is_random_init
+from services.indexing.embedders.base import TritonEmbedderConfig, check_inputs, check_query, is_random_init
 
-ADAPTER: TypeAdapter[ClipEmbedderConfig | AuxMiniLMEmbedderConfig] = TypeAdapter(EmbedderConfig)
+ADAPTER: TypeAdapter[ClipEmbedderConfig | AuxMiniLMEmbedderConfig | TritonEmbedderConfig] = TypeAdapter(EmbedderConfig)
 
 
 def test_config_discriminates_on_type() -> None:

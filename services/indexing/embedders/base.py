@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common.triton import TritonClientSettings
+
 RANDOM_INIT_MARKER = "VIGIL_RANDOM_INIT"
 
 
@@ -47,7 +49,18 @@ class AuxMiniLMEmbedderConfig(BaseModel):
     batch_size: int = Field(default=16, ge=1)
 
 
-EmbedderConfig = Annotated[ClipEmbedderConfig | AuxMiniLMEmbedderConfig, Field(discriminator="type")]
+class TritonEmbedderConfig(TritonClientSettings):
+    """The `embedder` model of a Triton server (triton_models/embedder): the embedder and its weights live there."""
+
+    type: Literal["triton"] = "triton"
+    model_name: str = "embedder"
+    # Frames per request: at most the served model's max_batch_size (16 in triton_models/embedder).
+    batch_size: int = Field(default=16, ge=1)
+
+
+EmbedderConfig = Annotated[
+    ClipEmbedderConfig | AuxMiniLMEmbedderConfig | TritonEmbedderConfig, Field(discriminator="type")
+]
 
 
 @dataclass(frozen=True)
@@ -120,12 +133,16 @@ def is_random_init(checkpoint: Path) -> bool:
     return (Path(checkpoint) / RANDOM_INIT_MARKER).exists()
 
 
-def build_embedder(config: ClipEmbedderConfig | AuxMiniLMEmbedderConfig) -> Embedder:
-    """Instantiate the backend named by `config.type` (imports torch and its models only then)."""
+def build_embedder(config: ClipEmbedderConfig | AuxMiniLMEmbedderConfig | TritonEmbedderConfig) -> Embedder:
+    """Instantiate the backend named by `config.type` (imports torch and its models, or tritonclient, only then)."""
     if config.type == "clip":
         from services.indexing.embedders.clip_backend import ClipEmbedder
 
         return ClipEmbedder(config)
+    if config.type == "triton":
+        from services.indexing.embedders.triton_backend import TritonEmbedder
+
+        return TritonEmbedder(config)
     from services.indexing.embedders.aux_backend import AuxMiniLMEmbedder
 
     return AuxMiniLMEmbedder(config)
