@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv run test lint typecheck proto proto-check test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index clean
+.PHONY: venv run ask test lint typecheck proto proto-check test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,11 @@ $(STAMP): requirements.lock pyproject.toml
 
 run: venv
 	$(VENV)/bin/vigil run
+
+# Ask the memory `make run` built: make ask Q="a person on the street"
+Q ?= a person on the street
+ask: venv
+	$(VENV)/bin/vigil ask "$(Q)"
 
 proto: venv
 	$(PY) scripts/gen_proto.py
