@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv run ask test lint typecheck proto proto-check test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index clean
+.PHONY: venv run ask test lint typecheck proto proto-check test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-retrieve clean
 
 venv: $(STAMP)
 
@@ -82,6 +82,10 @@ bench-triton: venv
 # Scene segmentation + clustering vs PySceneDetect's ContentDetector and the reference cut lists: JSON lines.
 bench-index: venv
 	$(PY) scripts/bench_index.py
+
+# Retrieve p50/p95 at 1k-100k memories (Qdrant Edge vs qdrant-client local mode), AKR vs top-K coverage: JSON lines.
+bench-retrieve: venv
+	$(PY) scripts/bench_retrieve.py
 
 measure-event-sizes: venv
 	$(PY) scripts/measure_event_sizes.py

@@ -8,9 +8,11 @@ the real tritonserver 2.51 of nvidia-pytriton (Python backend) on 127.0.0.1,
 started on a repository prepared in a temporary folder; the detector is the
 shipped fall detector (best_fp16.onnx), the vlm a tiny random Qwen2.5-VL (its
 timings are the serving overhead around a ~200k-parameter model, not a VLM's),
-the embedder a tiny random CLIP (32x32 input: its timings are the serving
-overhead, chiefly shipping a raw full-resolution frame, plus CLIP's
-preprocessing, around a model that computes almost nothing).
+vlm_answer the same checkpoint answering a question over three full-resolution
+keyframes (raw pixels on the wire), the embedder
+a tiny random CLIP (32x32 input: its timings are the serving overhead, chiefly
+shipping a raw full-resolution frame, plus CLIP's preprocessing, around a model
+that computes almost nothing).
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.make_tiny_clip import make_tiny_clip  # noqa: E402
 from scripts.make_tiny_qwen_vl import make_tiny_qwen_vl  # noqa: E402
-from scripts.prepare_triton_repo import DetectorWeights, EmbedderWeights, VlmWeights, prepare_repository  # noqa: E402
+from scripts.prepare_triton_repo import (  # noqa: E402
+    DetectorWeights,
+    EmbedderWeights,
+    VlmAnswerWeights,
+    VlmWeights,
+    prepare_repository,
+)
 from services.gating.config import TritonVLMConfig  # noqa: E402
 from services.gating.detectors.base import OnnxDetectorConfig, TritonDetectorConfig, build_detector  # noqa: E402
 from services.gating.structuring import StructuringRequest  # noqa: E402
@@ -46,6 +54,8 @@ from services.indexing.embedders.base import (  # noqa: E402
     TritonEmbedderConfig,
     build_embedder,
 )
+from services.reasoning.answer import EvidenceFrame, build_answerer  # noqa: E402
+from services.reasoning.config import QwenVLAnswererConfig, TritonVLMAnswererConfig  # noqa: E402
 from tests.fixtures.media import bus_jpg, package_file  # noqa: E402
 from tests.fixtures.triton import TritonServer  # noqa: E402
 
@@ -154,6 +164,40 @@ def bench_vlm(server: TritonServer, checkpoint: Path, images: list[np.ndarray], 
     )
 
 
+def bench_answer(
+    server: TritonServer, checkpoint: Path, images: list[np.ndarray], max_new_tokens: int, max_image_side: int
+) -> None:
+    """QwenVLAnswerer in-process vs TritonVLMAnswerer on the same question and three keyframes per request."""
+    import torch
+
+    torch.set_num_threads(1)  # the served model runs with one torch thread too
+    local = build_answerer(
+        QwenVLAnswererConfig(checkpoint=checkpoint, max_new_tokens=max_new_tokens, max_image_side=max_image_side)
+    )
+    remote = build_answerer(TritonVLMAnswererConfig(url=server.grpc_url))
+    question = "Did anyone fall, and when?"
+    requests = [
+        [
+            EvidenceFrame(f"cam-{i}", 10.0 * i + k, images[(i + k) % len(images)], f"{k + 1} x person", 0.3, 0.5)
+            for k in range(3)
+        ]
+        for i in range(len(images))
+    ]
+    base = latency_stats(time_each(lambda frames: local.answer(question, frames), requests))
+    emit({"model": "vlm_answer", "backend": "in-process", "keyframes": 3, "answerer": local.name, **base})
+    served = latency_stats(time_each(lambda frames: remote.answer(question, frames), requests))
+    emit({"model": "vlm_answer", "backend": "triton", "keyframes": 3, "answerer": remote.name, **served})
+    same = sum(local.answer(question, r) == remote.answer(question, r) for r in requests[:3])
+    emit(
+        {
+            "model": "vlm_answer",
+            "overhead_ratio": round(served["mean_ms"] / base["mean_ms"], 3),
+            "overhead_ms": round(served["mean_ms"] - base["mean_ms"], 2),
+            "identical_answers": f"{same}/3",
+        }
+    )
+
+
 def bench_embedder(server: TritonServer, checkpoint: Path, images: list[np.ndarray], concurrency: int) -> None:
     """ClipEmbedder in-process vs TritonEmbedder: one index frame per request, then one question per request."""
     import torch
@@ -218,13 +262,16 @@ def bench_embedder(server: TritonServer, checkpoint: Path, images: list[np.ndarr
 
 
 def main() -> int:
-    """Prepare a repository, start tritonserver, run the three comparisons, print JSON lines."""
+    """Prepare a repository, start tritonserver, run the four comparisons, print JSON lines."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--detector-requests", type=int, default=30)
     ap.add_argument("--vlm-requests", type=int, default=10)
     ap.add_argument("--embedder-requests", type=int, default=30)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--answer-requests", type=int, default=10)
+    ap.add_argument("--answer-max-new-tokens", type=int, default=64)
+    ap.add_argument("--max-image-side", type=int, default=448)
     args = ap.parse_args()
     emit(
         {
@@ -242,10 +289,19 @@ def main() -> int:
             detector=DetectorWeights(),
             vlm=VlmWeights(checkpoint, max_new_tokens=args.max_new_tokens, torch_threads=1),
             embedder=EmbedderWeights(clip, torch_threads=1),
+            vlm_answer=VlmAnswerWeights(
+                checkpoint,
+                max_new_tokens=args.answer_max_new_tokens,
+                max_image_side=args.max_image_side,
+                torch_threads=1,
+            ),
         )
         with TritonServer(repo) as server:
             bench_detector(server, load_images(args.detector_requests), args.concurrency)
             bench_vlm(server, checkpoint, load_images(args.vlm_requests), args.max_new_tokens)
+            bench_answer(
+                server, checkpoint, load_images(args.answer_requests), args.answer_max_new_tokens, args.max_image_side
+            )
             bench_embedder(server, clip, load_images(args.embedder_requests), args.concurrency)
     return 0
 

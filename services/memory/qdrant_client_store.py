@@ -170,6 +170,44 @@ class QdrantClientStore(VectorStore):
             ScoredFrame(str(h.id), FramePayload.from_dict(h.payload or {}), float(h.score)) for h in response.points
         ]
 
+    def _scores(
+        self, vector_name: str, query: np.ndarray, flt: RangeFilter, limit: int
+    ) -> tuple[list[str], np.ndarray]:
+        """Exact scores without payloads."""
+        vec = check_vector(vector_name, query, self._require())
+        if limit <= 0:
+            return [], np.zeros(0, np.float64)
+        try:
+            response = self._client.query_points(
+                self._collection,
+                query=vec,
+                using=vector_name,
+                query_filter=_client_filter(flt),
+                limit=limit,
+                with_payload=False,
+                with_vectors=False,
+                search_params=None if self._local else qm.SearchParams(exact=True),
+            )
+        except _UNREACHABLE as e:
+            raise StoreUnavailable(f"qdrant at {self._where} is unreachable: {e}") from e
+        except (UnexpectedResponse, ValueError) as e:
+            raise StoreError(f"qdrant query on {vector_name!r} failed: {e}") from e
+        points = response.points
+        return [str(h.id) for h in points], np.fromiter((h.score for h in points), np.float64, len(points))
+
+    def payloads(self, point_ids: Sequence[str]) -> dict[str, FramePayload]:
+        """Payloads by id."""
+        self._require()
+        if not point_ids:
+            return {}
+        try:
+            records = self._client.retrieve(self._collection, list(point_ids), with_payload=True, with_vectors=False)
+        except _UNREACHABLE as e:
+            raise StoreUnavailable(f"qdrant at {self._where} is unreachable: {e}") from e
+        except (UnexpectedResponse, ValueError) as e:
+            raise StoreError(f"qdrant retrieve of {len(point_ids)} points failed: {e}") from e
+        return {str(r.id): FramePayload.from_dict(r.payload or {}) for r in records}
+
     def _count(self, flt: RangeFilter) -> int:
         """Exact count under a filter."""
         self._require()

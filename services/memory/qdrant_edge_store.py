@@ -134,6 +134,39 @@ class QdrantEdgeStore(VectorStore):
         # The engine hands ids back as uuid.UUID even when they went in as str.
         return [ScoredFrame(str(h.id), FramePayload.from_dict(h.payload or {}), float(h.score)) for h in hits]
 
+    def _scores(
+        self, vector_name: str, query: np.ndarray, flt: RangeFilter, limit: int
+    ) -> tuple[list[str], np.ndarray]:
+        """Exact scores without payloads (the engine's scoring is ~7x faster without them at 100k points)."""
+        shard, specs = self._require()
+        vec = check_vector(vector_name, query, specs)
+        if limit <= 0:
+            return [], np.zeros(0, np.float64)
+        request = qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest(vec, using=vector_name),
+            filter=_edge_filter(flt),
+            with_payload=False,
+            with_vector=False,
+            params=qe.SearchParams(exact=True),
+        )
+        try:
+            hits = shard.query(request)
+        except Exception as e:
+            raise StoreError(f"qdrant-edge query on {vector_name!r} failed: {e}") from e
+        return [str(h.id) for h in hits], np.fromiter((h.score for h in hits), np.float64, len(hits))
+
+    def payloads(self, point_ids: Sequence[str]) -> dict[str, FramePayload]:
+        """Payloads by id."""
+        shard, _ = self._require()
+        if not point_ids:
+            return {}
+        try:
+            records = shard.retrieve(list(point_ids), with_payload=True, with_vector=False)
+        except Exception as e:
+            raise StoreError(f"qdrant-edge retrieve of {len(point_ids)} points failed: {e}") from e
+        return {str(r.id): FramePayload.from_dict(r.payload or {}) for r in records}
+
     def _count(self, flt: RangeFilter) -> int:
         """Exact count under a filter."""
         shard, _ = self._require()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,10 +104,11 @@ def top_k(scores: np.ndarray, k: int) -> Draws:
 
 
 def frames_from_clusters(
-    draws: Draws, cluster_frames: Sequence[Sequence[int]], rng: np.random.Generator
+    draws: Draws, cluster_frames: Sequence[Sequence[int]] | Mapping[int, Sequence[int]], rng: np.random.Generator
 ) -> list[tuple[int, int]]:
     """For index frame i drawn c_i times, c_i frames uniformly without replacement from its cluster.
 
+    `cluster_frames` maps an index frame's position to its cluster's frames (only drawn positions are read).
     Returns (index frame position, frame id) pairs, in the clusters' time order.
     """
     out: list[tuple[int, int]] = []

@@ -181,11 +181,11 @@ class Retriever:
         timings["embed_ms"] = (time.perf_counter() - t) * 1e3
         t = time.perf_counter()
         with self.store_lock:
-            hits = self.store.scores_in_range(
+            ids, sims = self.store.similarities_in_range(
                 self.vector, qvec, camera_id=q.camera_id or None, since_s=q.since_s, until_s=q.until_s
             )
         timings["search_ms"] = (time.perf_counter() - t) * 1e3
-        if not hits:
+        if not ids:
             raise RetrieveNotFound(f"the memory holds nothing for {describe_range(q.camera_id, q.since_s, q.until_s)}")
 
         temperature = q.temperature or self.config.temperature
@@ -194,7 +194,6 @@ class Retriever:
         n_min = min_frames(n_max, self.config.lam)
         seed = q.seed or random.SystemRandom().randrange(1, 2**63)
         rng = np.random.default_rng(seed)
-        sims = np.array([h.score for h in hits], dtype=np.float64)
         p = softmax(sims, temperature)
         t = time.perf_counter()
         draws: Draws
@@ -204,13 +203,20 @@ class Retriever:
             draws = sample_fixed(p, n_max, rng)
         else:
             draws = top_k(sims, n_max)
-        frames, expired = self._frames(hits, p, draws, rng, q.mode, q.with_images)
         timings["sample_ms"] = (time.perf_counter() - t) * 1e3
+        t = time.perf_counter()
+        chosen = sorted(draws.counts)
+        with self.store_lock:
+            payloads = self.store.payloads([ids[i] for i in chosen])
+        # A point deleted between the two calls is simply not returned.
+        hits = {i: ScoredFrame(ids[i], payloads[ids[i]], float(sims[i])) for i in chosen if ids[i] in payloads}
+        frames, expired = self._frames(hits, p, draws, rng, q.mode, q.with_images)
+        timings["frames_ms"] = (time.perf_counter() - t) * 1e3
         covered = float(p[list(draws.counts)].sum()) if draws.counts else 0.0
         return RetrieveResult(
             frames=frames,
             mode=q.mode,
-            in_range=len(hits),
+            in_range=len(ids),
             clusters_chosen=len(draws.counts),
             draws=draws.draws,
             covered_probability=covered if q.mode is not Mode.TOP_K else float("nan"),
@@ -228,7 +234,7 @@ class Retriever:
 
     def _frames(
         self,
-        hits: list[ScoredFrame],
+        hits: dict[int, ScoredFrame],
         p: np.ndarray,
         draws: Draws,
         rng: np.random.Generator,
@@ -236,18 +242,16 @@ class Retriever:
         with_images: bool,
     ) -> tuple[list[RetrievedFrame], int]:
         """Uniform frames inside each chosen cluster (top-K: the index frame itself), time-ordered."""
-        chosen = sorted(draws.counts)
-        records = {i: self.frames.get_cluster(hits[i].payload.camera_id, hits[i].point_id) for i in chosen}
-        members: list[list[tuple[float, int]]] = []
-        for i in range(len(hits)):
-            rec = records.get(i)
-            if mode is Mode.TOP_K or rec is None or not rec.members:
+        members: dict[int, list[tuple[float, int]]] = {}
+        for i, hit in hits.items():
+            rec = None if mode is Mode.TOP_K else self.frames.get_cluster(hit.payload.camera_id, hit.point_id)
+            if rec is None or not rec.members:
                 # The index frame alone: greedy top-K's choice, or a cluster whose record is missing.
-                pl = hits[i].payload
-                members.append([(pl.index_time_s, 0)])
+                members[i] = [(hit.payload.index_time_s, 0)]
             else:
-                members.append([(m.time_s, m.capture_time_ns) for m in rec.members])
-        picks = frames_from_clusters(draws, [range(len(m)) for m in members], rng)
+                members[i] = [(m.time_s, m.capture_time_ns) for m in rec.members]
+        kept = Draws({i: c for i, c in draws.counts.items() if i in hits}, draws.draws, draws.covered_probability)
+        picks = frames_from_clusters(kept, {i: range(len(m)) for i, m in members.items()}, rng)
         out: list[RetrievedFrame] = []
         expired = 0
         for i, j in picks:

@@ -5,9 +5,11 @@ Two adapters implement it, chosen by `VectorStoreConfig.type`:
 * ``qdrant-edge``: Qdrant's engine in-process (`qdrant-edge-py`), one shard directory, the embedded default;
 * ``qdrant``: `qdrant-client`, against a server (`url`) or in its pure-Python local mode (`path`).
 
-Retrieval (Eq. 4-5) needs a similarity for *every* index frame in the asked range to build its softmax, so
-the interface offers `scores_in_range` (cosine of the query against all matching points, computed inside the
-engine) rather than shipping every stored vector back to Python.
+Retrieval (Eq. 4-5) needs a similarity for *every* index frame in the asked range to build its softmax, but
+the payloads of only the few it chooses. So the read path has two steps: `similarities_in_range` (cosine of
+the query against all matching points, computed inside the engine, ids and scores only) and `payloads`
+(for the chosen ids). Shipping 100k payloads through Python costs ~20x the scoring itself (bench-retrieve).
+`scores_in_range` (everything, payloads included) stays for tools and small memories.
 
 Time-range semantics: a point matches `[since_s, until_s]` when its cluster's span overlaps it, i.e.
 ``end_s >= since_s`` and ``start_s <= until_s``; either bound may be left open.
@@ -125,6 +127,29 @@ class VectorStore(ABC):
     @abstractmethod
     def _count(self, flt: RangeFilter) -> int:
         """The engine's exact count under a filter (adapters implement this)."""
+
+    @abstractmethod
+    def _scores(
+        self, vector_name: str, query: np.ndarray, flt: RangeFilter, limit: int
+    ) -> tuple[list[str], np.ndarray]:
+        """Exact cosine search without payloads: point ids and scores, best first (adapters implement this)."""
+
+    @abstractmethod
+    def payloads(self, point_ids: Sequence[str]) -> dict[str, FramePayload]:
+        """The payloads of these points (missing ids are left out)."""
+
+    def similarities_in_range(
+        self,
+        vector_name: str,
+        query: np.ndarray,
+        *,
+        camera_id: str | None = None,
+        since_s: float | None = None,
+        until_s: float | None = None,
+    ) -> tuple[list[str], np.ndarray]:
+        """Ids and cosine similarities of every point in range, best first: the softmax's input, nothing more."""
+        flt = RangeFilter(camera_id, since_s, until_s)
+        return self._scores(vector_name, query, flt, self._count(flt))
 
     def search(
         self,

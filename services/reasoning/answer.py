@@ -5,7 +5,9 @@ Backends, chosen by `ReasoningConfig.vlm.type`:
 * ``evidence`` (default, no weights needed): lists what the memory found, with times and the
   clusters' auxiliary descriptions, and says plainly that no VLM ran;
 * ``qwen2.5-vl``: Qwen2.5-VL from a local checkpoint on all keyframes in one multi-image prompt
-  (services/reasoning/qwen_answer.py).
+  (services/reasoning/qwen_answer.py);
+* ``triton-vlm``: the same answerer served by Triton (triton_models/vlm_answer), called over gRPC
+  (services/reasoning/triton_answer.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.reasoning.config import EvidenceAnswererConfig, QwenVLAnswererConfig
+from services.reasoning.config import EvidenceAnswererConfig, QwenVLAnswererConfig, TritonVLMAnswererConfig
 
 
 class AnswerError(RuntimeError):
@@ -105,10 +107,14 @@ class EvidenceAnswerer(Answerer):
         )
 
 
-def build_answerer(config: EvidenceAnswererConfig | QwenVLAnswererConfig) -> Answerer:
-    """Instantiate the backend named by `config.type` (imports torch only for a VLM)."""
+def build_answerer(config: EvidenceAnswererConfig | QwenVLAnswererConfig | TritonVLMAnswererConfig) -> Answerer:
+    """Instantiate the backend named by `config.type` (imports torch only for an in-process VLM)."""
     if config.type == "evidence":
         return EvidenceAnswerer()
+    if config.type == "triton-vlm":
+        from services.reasoning.triton_answer import TritonVLMAnswerer
+
+        return TritonVLMAnswerer(config)
     from services.reasoning.qwen_answer import QwenVLAnswerer
 
     return QwenVLAnswerer(config)

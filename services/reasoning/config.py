@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.config import CommonSettings
+from services.common.triton import TritonClientSettings
 
 
 class EvidenceAnswererConfig(BaseModel):
@@ -30,7 +31,18 @@ class QwenVLAnswererConfig(BaseModel):
     max_image_side: int = Field(default=448, ge=28)
 
 
-AnswererConfig = Annotated[EvidenceAnswererConfig | QwenVLAnswererConfig, Field(discriminator="type")]
+class TritonVLMAnswererConfig(TritonClientSettings):
+    """The `vlm_answer` model of a Triton server (triton_models/vlm_answer): QwenVLAnswerer runs there."""
+
+    type: Literal["triton-vlm"] = "triton-vlm"
+    model_name: str = "vlm_answer"
+    # One answer is a free-form generation over several images: on CPU it takes tens of seconds.
+    timeout_s: float = Field(default=300.0, gt=0.0)
+
+
+AnswererConfig = Annotated[
+    EvidenceAnswererConfig | QwenVLAnswererConfig | TritonVLMAnswererConfig, Field(discriminator="type")
+]
 
 
 class ReasoningConfig(BaseModel):

@@ -8,6 +8,7 @@ import grpc
 
 from services.common.grpc_runtime import abort
 from services.common.grpc_runtime import create_server as _create_server
+from services.common.triton import TritonDeadlineExceeded, TritonModelNotReady, TritonUnavailable
 from services.memory.retriever import RetrieveInvalid, RetrieveNotFound
 from services.reasoning.answer import AnswerError
 from services.reasoning.reasoner import MemoryUnavailable, Reasoner
@@ -35,6 +36,11 @@ class ReasoningServicer(reasoning_pb2_grpc.ReasoningServiceServicer):
         except MemoryUnavailable as e:
             abort(context, grpc.StatusCode.UNAVAILABLE, str(e))
         except AnswerError as e:
+            # A VLM backend that is away or too slow is a transient state, not a bug.
+            if isinstance(e.__cause__, (TritonUnavailable, TritonModelNotReady)):
+                abort(context, grpc.StatusCode.UNAVAILABLE, f"the VLM backend is unavailable: {e}")
+            if isinstance(e.__cause__, TritonDeadlineExceeded):
+                abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, f"the VLM backend is too slow: {e}")
             abort(context, grpc.StatusCode.INTERNAL, f"the answerer failed: {e}")
 
 

@@ -61,7 +61,7 @@ from services.indexing.embedders.base import (
 from services.ingest.config import IngestConfig, IngestSettings
 from services.memory.config import FrameStoreConfig, MemoryConfig, MemorySettings, RetrievalConfig
 from services.memory.store import QdrantEdgeStoreConfig, QdrantServerStoreConfig
-from services.reasoning.config import QwenVLAnswererConfig, ReasoningConfig, ReasoningSettings
+from services.reasoning.config import QwenVLAnswererConfig, ReasoningConfig, ReasoningSettings, TritonVLMAnswererConfig
 from services.uplink.config import UplinkConfig, UplinkSettings
 from tests.fixtures.tcp_proxy import free_port
 
@@ -700,6 +700,7 @@ SETTINGS_BLOCKS: list[tuple[str, tuple[str, ...], type[BaseModel], bool]] = [
     ("edge", ("memory", "qdrant", "settings"), QdrantServerStoreConfig, False),
     ("cloud", ("reasoning", "settings"), ReasoningConfig, False),
     ("cloud", ("reasoning", "settings", "vlm"), QwenVLAnswererConfig, True),
+    ("cloud", ("reasoning", "settings", "vlm"), TritonVLMAnswererConfig, True),
     ("cloud", ("kafka", "settings"), BusConfig, False),
 ]
 

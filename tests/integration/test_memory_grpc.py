@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -25,7 +25,7 @@ from services.memory.grpc_server import create_server as memory_server
 from services.memory.qdrant_client_store import QdrantClientStore
 from services.memory.service import Memory
 from services.memory.store import QdrantEdgeStoreConfig, QdrantServerStoreConfig
-from services.reasoning.answer import EvidenceAnswerer
+from services.reasoning.answer import Answer, AnswerError, EvidenceAnswerer, EvidenceFrame
 from services.reasoning.grpc_server import create_server as reasoning_server
 from services.reasoning.reasoner import GrpcMemory, Reasoner
 from tests.fixtures.tcp_proxy import free_port
@@ -311,3 +311,28 @@ def test_entries_from_another_embedder_are_poison(memory: Memory, embedder: Embe
         memory.writer.on_index_entry(Message("index", 0, 0, None, b"\xff\xff garbage"))
     with pytest.raises(PoisonMessage):
         memory.writer.on_frame(Message("frames", 0, 0, None, frame_pb2.Frame(camera_id="x").SerializeToString()))
+
+
+class _BackendAway(EvidenceAnswerer):
+    """An answerer whose VLM backend is unreachable (how TritonVLMAnswerer fails when Triton is down)."""
+
+    def answer(self, question: str, frames: Sequence[EvidenceFrame]) -> Answer:
+        from services.common.triton import TritonUnavailable
+
+        try:
+            raise TritonUnavailable("127.0.0.1:8001 refused the connection")
+        except TritonUnavailable as e:
+            raise AnswerError(str(e)) from e
+
+
+def test_ask_with_the_vlm_backend_down_is_unavailable(memory_address: str) -> None:
+    source = GrpcMemory(memory_address, timeout_s=10.0)
+    server, port, _ = reasoning_server("127.0.0.1:0", Reasoner(source, _BackendAway()))
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch, pytest.raises(grpc.RpcError) as exc:
+            reasoning_pb2_grpc.ReasoningServiceStub(ch).Ask(reasoning_pb2.AskRequest(question="people"))
+        assert exc.value.code() == grpc.StatusCode.UNAVAILABLE and "VLM backend" in exc.value.details()
+    finally:
+        server.stop(0)
+        source.close()

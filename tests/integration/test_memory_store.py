@@ -135,6 +135,14 @@ def test_scores_in_range_covers_every_point(open_store: StoreFactory) -> None:
     assert len(scored) == store.count(camera_id="cam-a") == 23
     assert [s.score for s in scored] == sorted((s.score for s in scored), reverse=True)
     assert store.scores_in_range("text", q, camera_id="cam-a", since_s=100.0) == []
+    # Retrieve's two steps: ids and scores of everything in range, then payloads of a few.
+    ids, sims = store.similarities_in_range("text", q, camera_id="cam-a")
+    assert ids == [s.point_id for s in scored]
+    assert np.allclose(sims, [s.score for s in scored], atol=1e-6)
+    chosen = [ids[0], ids[5], "00000000-0000-0000-0000-00000000dead"]
+    got = store.payloads(chosen)
+    assert set(got) == set(chosen[:2]) and got[ids[0]] == scored[0].payload
+    assert store.similarities_in_range("text", q, camera_id="cam-a", since_s=100.0)[0] == []
 
 
 def test_count_cameras_and_upsert_replaces(open_store: StoreFactory) -> None:

@@ -1,9 +1,10 @@
 """The Triton backends against a real tritonserver (nvidia-pytriton's 2.51, Python backend, CPU).
 
 One server per module serves a repository prepared in tmp from the real
-fall-detector weights (shipped best_fp16.onnx), a tiny random Qwen2.5-VL and a
-tiny random CLIP embedder; the services' Triton backends must give what the
-in-process backends give on the same inputs. A second, small server holds
+fall-detector weights (shipped best_fp16.onnx), a tiny random Qwen2.5-VL (as
+`vlm`, events, and `vlm_answer`, answers) and a tiny random CLIP embedder; the
+services' Triton backends must give what the in-process backends give on the
+same inputs. A second, small server holds
 models that fail to load. (The aux-minilm embedder takes ~9 s to load per
 process, so it is covered by the wire-format unit tests instead.)
 """
@@ -32,6 +33,7 @@ from scripts.make_tiny_qwen_vl import make_tiny_qwen_vl  # noqa: E402
 from scripts.prepare_triton_repo import (  # noqa: E402
     DetectorWeights,
     EmbedderWeights,
+    VlmAnswerWeights,
     VlmWeights,
     prepare_repository,
     set_parameters,
@@ -63,12 +65,18 @@ from services.indexing.embedders.base import (  # noqa: E402
 )
 from services.indexing.embedders.clip_backend import ClipEmbedder  # noqa: E402
 from services.indexing.embedders.triton_backend import TritonEmbedder  # noqa: E402
+from services.reasoning.answer import AnswerError, EvidenceFrame, build_answerer  # noqa: E402
+from services.reasoning.config import QwenVLAnswererConfig, TritonVLMAnswererConfig  # noqa: E402
+from services.reasoning.triton_answer import REQUEST_INPUT, TritonVLMAnswerer, request_to_wire  # noqa: E402
 from tests.fixtures.media import bus_jpg, shared  # noqa: E402
 from tests.fixtures.tcp_proxy import free_port  # noqa: E402
 from tests.fixtures.triton import TritonServer  # noqa: E402
 
 GAMMA = 0.5
 MAX_NEW_TOKENS = 128
+# The answerer's settings on both sides (small: generation dominates the added test time).
+ANSWER_TOKENS = 24
+ANSWER_IMAGE_SIDE = 112
 
 
 @pytest.fixture(scope="module")
@@ -89,11 +97,15 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_vlm: Path, tiny_clip: 
         # One torch thread on both sides: the same reduction order, so greedy decoding matches token for token.
         vlm=VlmWeights(tiny_vlm, gamma=GAMMA, max_new_tokens=MAX_NEW_TOKENS, torch_threads=1),
         embedder=EmbedderWeights(tiny_clip, torch_threads=1),
+        vlm_answer=VlmAnswerWeights(
+            tiny_vlm, max_new_tokens=ANSWER_TOKENS, max_image_side=ANSWER_IMAGE_SIDE, torch_threads=1
+        ),
     )
     with TritonServer(repo) as srv:
         assert srv.model_states() == {
             "detector": ("READY", ""),
             "vlm": ("READY", ""),
+            "vlm_answer": ("READY", ""),
             "embedder": ("READY", ""),
         }, srv.tail_log()
         yield srv
@@ -244,6 +256,58 @@ def test_vlm_refuses_a_different_gamma(server: TritonServer) -> None:
 
 
 @pytest.fixture(scope="module")
+def in_process_answerer(tiny_vlm: Path) -> Iterator[object]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield build_answerer(
+        QwenVLAnswererConfig(checkpoint=tiny_vlm, max_new_tokens=ANSWER_TOKENS, max_image_side=ANSWER_IMAGE_SIDE)
+    )
+    torch.set_num_threads(before)
+
+
+def answer_keyframes() -> list[EvidenceFrame]:
+    """A real frame, one kept without an image, and a noise frame of another size, out of time order."""
+    rng = np.random.default_rng(0)
+    return [
+        EvidenceFrame("cam-2", 12.0, rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), "1 x car", 0.2, 0.2),
+        EvidenceFrame("cam-1", 3.0, real_images()[1], "a person walks in", 0.3, 0.5),
+        EvidenceFrame("cam-1", 7.5, None, "a person lies on the floor", 0.4, 0.9, from_index_frame=True),
+    ]
+
+
+def test_answerer_matches_in_process(server: TritonServer, in_process_answerer: object) -> None:
+    from services.reasoning.qwen_answer import RANDOM_INIT_NOTE, QwenVLAnswerer
+
+    assert isinstance(in_process_answerer, QwenVLAnswerer)
+    answerer = build_answerer(TritonVLMAnswererConfig(url=server.grpc_url))
+    assert isinstance(answerer, TritonVLMAnswerer)
+    assert answerer.name == f"triton:vlm_answer@{server.grpc_url}({in_process_answerer.name})"
+    assert answerer.random_init
+    frames = answer_keyframes()
+    got = answerer.answer("Did anyone fall, and when?", frames)
+    want = in_process_answerer.answer("Did anyone fall, and when?", frames)
+    # Greedy decoding of the same checkpoint on the same pixels: the same Answer, notes and all.
+    assert got == want
+    assert got.vlm_ran and got.random_init and RANDOM_INIT_NOTE in got.notes
+    assert got.text and set(got.used_times_s) <= {3.0, 7.5, 12.0}
+    answerer.close()
+
+
+def test_answerer_bad_input_is_invalid_argument(server: TritonServer) -> None:
+    answerer = TritonVLMAnswerer(TritonVLMAnswererConfig(url=server.grpc_url))
+    with pytest.raises(AnswerError, match="no keyframes to answer from") as info:
+        answerer.answer("Did anyone fall?", [])
+    assert isinstance(info.value.__cause__, TritonRequestError) and info.value.__cause__.invalid_argument
+    answerer.close()
+    client = TritonModelClient(TritonClientSettings(url=server.grpc_url), "vlm_answer")
+    request = request_to_wire("Did anyone fall?", answer_keyframes()[:1])[REQUEST_INPUT]
+    with pytest.raises(TritonRequestError, match=r"IMAGES\[0\] holds 12 bytes, not the .* x 3 its frame") as raw:
+        client.infer({REQUEST_INPUT: request, "IMAGES": np.array([b"not an image"], dtype=np.object_)}, ("ANSWER",))
+    assert raw.value.invalid_argument
+    client.close()
+
+
+@pytest.fixture(scope="module")
 def in_process_clip(tiny_clip: Path) -> ClipEmbedder:
     emb = build_embedder(ClipEmbedderConfig(checkpoint=tiny_clip))
     assert isinstance(emb, ClipEmbedder)
@@ -333,6 +397,8 @@ def test_model_metrics_are_exported(server: TritonServer) -> None:
     assert value("vigil_triton_embedder_frames_total", "embedder") >= 1
     assert value("vigil_triton_embedder_queries_total", "embedder") >= 1
     assert value("vigil_triton_embedder_rejected_requests_total", "embedder") >= 1
+    assert value("vigil_triton_vlm_answer_answers_total", "vlm_answer") >= 1
+    assert value("vigil_triton_vlm_answer_rejected_requests_total", "vlm_answer") >= 2
 
 
 def test_missing_model_is_not_ready_with_the_reason(server: TritonServer) -> None:
@@ -382,6 +448,9 @@ def test_prepared_config_points_at_weights_not_copies(server: TritonServer) -> N
     assert json.loads(
         TritonModelClient(TritonClientSettings(url=server.grpc_url), "detector").parameters()["class_names"]
     ) == {"0": "Normal", "1": "Fall"}
+    params = TritonModelClient(TritonClientSettings(url=server.grpc_url), "vlm_answer").parameters()
+    assert Path(params["checkpoint"]).is_dir() and params["random_init"] == "true"
+    assert (params["max_new_tokens"], params["max_image_side"]) == (str(ANSWER_TOKENS), str(ANSWER_IMAGE_SIDE))
     params = TritonModelClient(TritonClientSettings(url=server.grpc_url), "embedder").parameters()
     embedder = ClipEmbedderConfig.model_validate_json(params["embedder"])
     assert embedder.checkpoint.is_dir() and (embedder.checkpoint / "VIGIL_RANDOM_INIT").exists()
