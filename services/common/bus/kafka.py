@@ -43,6 +43,8 @@ MAX_POLL_RECORDS = 50
 _PRUNE_PENDING_AT = 10_000
 # Room on top of max_message_bytes for the record batch, headers and request framing.
 _FRAMING_BYTES = 64 * 1024
+# How often a consumer refreshes topic metadata (and so notices a topic created after it subscribed).
+_METADATA_MAX_AGE_MS = 5000
 # Offset commits are small; if one takes longer than this the broker is away, and the next
 # poll tries again.
 _COMMIT_TIMEOUT_MS = 5_000
@@ -448,6 +450,9 @@ class KafkaGroupConsumer(Consumer):
                 fetch_max_bytes=max(50 * 1024 * 1024, cfg.max_message_bytes + _FRAMING_BYTES),
                 api_version=api_version,
                 reconnect_backoff_max_ms=1000,
+                # A consumer that subscribes before its topic exists (the producing service starts
+                # later) is assigned nothing until its next metadata refresh: 5 s here, not 5 min.
+                metadata_max_age_ms=_METADATA_MAX_AGE_MS,
             )
             consumer.subscribe(self._topics)
         except KafkaError as exc:
