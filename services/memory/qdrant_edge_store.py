@@ -29,6 +29,13 @@ logger = logging.getLogger(__name__)
 _CONFIG_FILE = "edge_config.json"
 # Facet hits are capped by a limit; far more cameras than one edge site holds.
 _MAX_CAMERAS = 100_000
+# camera_id: `facet` (cameras()) needs a keyword index, and it speeds up the camera filter. start_s/end_s:
+# the time-range filter; without these it scans every point (7x slower at 30k points, measured).
+_FIELD_INDEXES = {
+    "camera_id": qe.PayloadSchemaType.Keyword,
+    "start_s": qe.PayloadSchemaType.Float,
+    "end_s": qe.PayloadSchemaType.Float,
+}
 
 
 def _edge_filter(flt: RangeFilter) -> qe.Filter | None:
@@ -88,18 +95,26 @@ class QdrantEdgeStore(VectorStore):
         if self._shard is not None:
             if self._specs != specs:
                 raise StoreError(f"shard {self._path} holds vectors {self._specs}, asked for {specs}")
-            return
-        if (self._path / _CONFIG_FILE).exists():
+        elif (self._path / _CONFIG_FILE).exists():
             self._shard = self._open(config)
         else:
             try:
                 self._shard = qe.EdgeShard.create(str(self._path), config)
             except Exception as e:
                 raise StoreError(f"cannot create qdrant-edge shard {self._path}: {e}") from e
-            # A keyword index is what makes `facet` (cameras()) work, and speeds up the camera filter.
-            self._shard.update(qe.UpdateOperation.create_field_index("camera_id", qe.PayloadSchemaType.Keyword))
             logger.info("created qdrant-edge shard %s with vectors %s", self._path, specs)
         self._specs = specs
+        self._ensure_field_indexes(self._shard)
+
+    def _ensure_field_indexes(self, shard: qe.EdgeShard) -> None:
+        """Payload indexes every filter uses; created on a shard that lacks them (older shards included)."""
+        try:
+            present = set(shard.info().payload_schema)
+            for key, kind in _FIELD_INDEXES.items():
+                if key not in present:
+                    shard.update(qe.UpdateOperation.create_field_index(key, kind))
+        except Exception as e:
+            raise StoreError(f"cannot index payload fields of qdrant-edge shard {self._path}: {e}") from e
 
     def upsert(self, points: Sequence[IndexPoint]) -> None:
         """Upsert, then flush so the points survive a crash as well as a clean close."""

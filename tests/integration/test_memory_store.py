@@ -208,3 +208,23 @@ def test_config_is_discriminated_and_strict(tmp_path: Path) -> None:
         adapter.validate_python({"type": "qdrant"})
     with pytest.raises(ValidationError):
         adapter.validate_python({"type": "qdrant-edge", "path": str(tmp_path), "url": "x"})
+
+
+def test_qdrant_edge_indexes_the_filtered_fields_also_on_an_older_shard(tmp_path: Path) -> None:
+    """The time-range filter needs float indexes on start_s/end_s; a shard made before them gets them on open."""
+    import qdrant_edge as qe
+
+    from services.memory.qdrant_edge_store import QdrantEdgeStore
+
+    path = tmp_path / "old"
+    config = qe.EdgeConfig(vectors={"text": qe.EdgeVectorParams(size=4, distance=qe.Distance.Cosine)})
+    old = qe.EdgeShard.create(str(path), config)
+    old.update(qe.UpdateOperation.create_field_index("camera_id", qe.PayloadSchemaType.Keyword))
+    old.close()
+    store = QdrantEdgeStore(path)
+    try:
+        store.ensure_collection({"text": 4})
+        assert store._shard is not None
+        assert {"camera_id", "start_s", "end_s"} <= set(store._shard.info().payload_schema)
+    finally:
+        store.close()
