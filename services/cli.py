@@ -288,6 +288,7 @@ _MODES = {"akr": 1, "sample": 2, "top-k": 3}
 def cmd_ask(args: argparse.Namespace) -> int:
     """`vigil ask`: answer a question about the past from the memory (embedded) or a reasoning service."""
     from services.memory.retriever import RetrieveInvalid, RetrieveNotFound
+    from services.reasoning.answer import AnswerError, AnswerUnavailable
     from services.reasoning.reasoner import MemoryUnavailable
     from vigil.memory.v1 import memory_pb2
     from vigil.reasoning.v1 import reasoning_pb2
@@ -311,9 +312,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
     except (RetrieveInvalid, RetrieveNotFound) as exc:
         print(f"vigil ask: {exc}", file=sys.stderr)
         return 2
-    except MemoryUnavailable as exc:
+    except (MemoryUnavailable, AnswerUnavailable) as exc:
         print(f"vigil ask: {exc}", file=sys.stderr)
         return 3
+    except AnswerError as exc:
+        print(f"vigil ask: the answerer failed: {exc}", file=sys.stderr)
+        return 1
     if response is None:
         return 3
     saved = _save_keyframes(response, args.save) if args.save is not None else []
@@ -353,8 +357,7 @@ def _ask_embedded(args: argparse.Namespace, request: Any) -> Any:
 def _ask_remote(args: argparse.Namespace, request: Any) -> Any:
     import grpc
 
-    from services.memory.retriever import RetrieveInvalid, RetrieveNotFound
-    from services.reasoning.reasoner import MemoryUnavailable
+    from services.reasoning.reasoner import raise_for_status
     from vigil.reasoning.v1 import reasoning_pb2_grpc
 
     with grpc.insecure_channel(
@@ -363,12 +366,7 @@ def _ask_remote(args: argparse.Namespace, request: Any) -> Any:
         try:
             return reasoning_pb2_grpc.ReasoningServiceStub(channel).Ask(request, timeout=args.timeout)
         except grpc.RpcError as exc:
-            code, detail = exc.code(), exc.details()  # type: ignore[attr-defined]
-            if code == grpc.StatusCode.INVALID_ARGUMENT:
-                raise RetrieveInvalid(detail) from exc
-            if code == grpc.StatusCode.NOT_FOUND:
-                raise RetrieveNotFound(detail) from exc
-            raise MemoryUnavailable(f"reasoning service at {args.reasoning}: {code.name}: {detail}") from exc
+            raise_for_status(exc, f"reasoning service at {args.reasoning}")
 
 
 def _save_keyframes(response: Any, folder: Path) -> list[Path]:

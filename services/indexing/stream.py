@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -61,7 +61,11 @@ class ClosedCluster:
     cluster: Cluster
     members: list[PendingFrame]
     index_member: PendingFrame
-    handles: list[Any] = field(default_factory=list)
+
+    @property
+    def handles(self) -> list[Any]:
+        """The callers' handles of the member frames, to ack once the cluster is published."""
+        return [m.handle for m in self.members]
 
 
 class CameraIndexer:
@@ -130,7 +134,7 @@ class CameraIndexer:
             first = c.members[0]
             index_member = members[c.index_frame - first]
             c.scene_id += self._scene_base
-            out.append(ClosedCluster(self.camera_id, c, members, index_member, [m.handle for m in members]))
+            out.append(ClosedCluster(self.camera_id, c, members, index_member))
             self._open = None
             # The clusterer would otherwise keep every cluster of a never-ending stream.
             self._clusterer.clusters.clear()

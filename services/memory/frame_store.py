@@ -26,7 +26,6 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,7 +215,3 @@ class FrameStore:
             log.info("retention: deleted raw frames %s", path)
         self.expired_buckets += len(doomed)
         return len(doomed)
-
-    def members_times(self, records: Sequence[ClusterRecord]) -> list[list[float]]:
-        """Member times per record (for sampling)."""
-        return [[m.time_s for m in r.members] for r in records]

@@ -30,7 +30,8 @@ _CONFIG_FILE = "edge_config.json"
 # Facet hits are capped by a limit; far more cameras than one edge site holds.
 _MAX_CAMERAS = 100_000
 # camera_id: `facet` (cameras()) needs a keyword index, and it speeds up the camera filter. start_s/end_s:
-# the time-range filter; without these it scans every point (7x slower at 30k points, measured).
+# the time-range filter; without these it scans every point (make bench-retrieve, 100k points, one camera
+# and a time window: 184 ms per Retrieve without them, 45 ms with).
 _FIELD_INDEXES = {
     "camera_id": qe.PayloadSchemaType.Keyword,
     "start_s": qe.PayloadSchemaType.Float,

@@ -103,6 +103,16 @@ class RetrieveResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+def check_question(text: str, max_chars: int) -> str:
+    """The stripped question; RetrieveInvalid when it is empty or too long."""
+    question = text.strip()
+    if not question:
+        raise RetrieveInvalid("the question is empty: ask something, e.g. 'when did a person fall?'")
+    if len(question) > max_chars:
+        raise RetrieveInvalid(f"the question is {len(question)} characters; the limit is {max_chars}")
+    return question
+
+
 def describe_range(camera_id: str | None, since_s: float | None, until_s: float | None) -> str:
     """The filter in words, for messages."""
     where = f"camera {camera_id!r}" if camera_id else "any camera"
@@ -132,20 +142,13 @@ class Retriever:
         # Shared with the writers: one engine handle, used from gRPC and consumer threads.
         self.store_lock = store_lock or threading.RLock()
         self._embed_lock = threading.Lock()
-        query_names = list(self._probe_query_vectors())
-        self.vector = self.config.vector or query_names[0]
+        # The embedder says which named vectors a question gets only by embedding one.
+        self.vector = self.config.vector or next(iter(embedder.embed_query("probe")))
         if self.vector not in embedder.vector_specs:
             raise ValueError(f"retrieval vector {self.vector!r} is not one of {sorted(embedder.vector_specs)}")
 
-    def _probe_query_vectors(self) -> dict[str, np.ndarray]:
-        return self.embedder.embed_query("probe")
-
     def _check(self, q: RetrieveQuery) -> str:
-        question = q.question.strip()
-        if not question:
-            raise RetrieveInvalid("the question is empty: ask something, e.g. 'when did a person fall?'")
-        if len(question) > self.max_question_chars:
-            raise RetrieveInvalid(f"the question is {len(question)} characters; the limit is {self.max_question_chars}")
+        question = check_question(q.question, self.max_question_chars)
         if q.since_s is not None and q.until_s is not None and q.since_s > q.until_s:
             raise RetrieveInvalid(f"the time range is inverted: since {q.since_s:g}s is after until {q.until_s:g}s")
         for name, value in (("since", q.since_s), ("until", q.until_s)):

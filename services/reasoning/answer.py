@@ -25,6 +25,10 @@ class AnswerError(RuntimeError):
     """The answerer could not produce an answer (model failure, no usable keyframe)."""
 
 
+class AnswerUnavailable(AnswerError):
+    """The answerer's model backend is away, not ready or too slow: a transient state, worth a retry."""
+
+
 @dataclass(frozen=True)
 class EvidenceFrame:
     """One keyframe as the answerer sees it: decoded pixels (BGR, or None without an image) and context."""

@@ -8,9 +8,8 @@ import grpc
 
 from services.common.grpc_runtime import abort
 from services.common.grpc_runtime import create_server as _create_server
-from services.common.triton import TritonDeadlineExceeded, TritonModelNotReady, TritonUnavailable
 from services.memory.retriever import RetrieveInvalid, RetrieveNotFound
-from services.reasoning.answer import AnswerError
+from services.reasoning.answer import AnswerError, AnswerUnavailable
 from services.reasoning.reasoner import MemoryUnavailable, Reasoner
 from vigil.reasoning.v1 import reasoning_pb2, reasoning_pb2_grpc
 
@@ -35,12 +34,9 @@ class ReasoningServicer(reasoning_pb2_grpc.ReasoningServiceServicer):
             abort(context, grpc.StatusCode.NOT_FOUND, str(e))
         except MemoryUnavailable as e:
             abort(context, grpc.StatusCode.UNAVAILABLE, str(e))
+        except AnswerUnavailable as e:
+            abort(context, grpc.StatusCode.UNAVAILABLE, f"the VLM backend is unavailable: {e}")
         except AnswerError as e:
-            # A VLM backend that is away or too slow is a transient state, not a bug.
-            if isinstance(e.__cause__, (TritonUnavailable, TritonModelNotReady)):
-                abort(context, grpc.StatusCode.UNAVAILABLE, f"the VLM backend is unavailable: {e}")
-            if isinstance(e.__cause__, TritonDeadlineExceeded):
-                abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, f"the VLM backend is too slow: {e}")
             abort(context, grpc.StatusCode.INTERNAL, f"the answerer failed: {e}")
 
 

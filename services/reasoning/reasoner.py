@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
+from typing import NoReturn
 
 import cv2
 import grpc
 import numpy as np
 
-from services.memory.retriever import RetrieveInvalid, RetrieveNotFound, Retriever
+from services.memory.retriever import RetrieveInvalid, RetrieveNotFound, Retriever, check_question
 from services.reasoning.answer import Answerer, AnswerError, EvidenceFrame
 from vigil.memory.v1 import memory_pb2, memory_pb2_grpc
 from vigil.reasoning.v1 import reasoning_pb2
@@ -69,17 +70,21 @@ class GrpcMemory(MemorySource):
             response: memory_pb2.RetrieveResponse = self._stub.Retrieve(request, timeout=self._timeout_s)
             return response
         except grpc.RpcError as e:
-            code = e.code()  # type: ignore[attr-defined]
-            detail = e.details()  # type: ignore[attr-defined]
-            if code == grpc.StatusCode.INVALID_ARGUMENT:
-                raise RetrieveInvalid(detail) from e
-            if code == grpc.StatusCode.NOT_FOUND:
-                raise RetrieveNotFound(detail) from e
-            raise MemoryUnavailable(f"edge memory at {self.address}: {code.name}: {detail}") from e
+            raise_for_status(e, f"edge memory at {self.address}")
 
     def close(self) -> None:
         """Close the channel."""
         self._channel.close()
+
+
+def raise_for_status(error: grpc.RpcError, where: str) -> NoReturn:
+    """A failed Retrieve or Ask as the typed error callers handle: bad question, nothing found, or unavailable."""
+    code, detail = error.code(), error.details()  # type: ignore[attr-defined]
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        raise RetrieveInvalid(detail) from error
+    if code == grpc.StatusCode.NOT_FOUND:
+        raise RetrieveNotFound(detail) from error
+    raise MemoryUnavailable(f"{where}: {code.name}: {detail}") from error
 
 
 def decode_keyframe(k: memory_pb2.Keyframe) -> EvidenceFrame:
@@ -107,11 +112,7 @@ class Reasoner:
     def ask(self, request: reasoning_pb2.AskRequest) -> reasoning_pb2.AskResponse:
         """Answer one question; raises RetrieveInvalid, RetrieveNotFound, MemoryUnavailable or AnswerError."""
         t0 = time.perf_counter()
-        question = request.question.strip()
-        if not question:
-            raise RetrieveInvalid("the question is empty: ask something, e.g. 'when did a person fall?'")
-        if len(question) > self.max_question_chars:
-            raise RetrieveInvalid(f"the question is {len(question)} characters; the limit is {self.max_question_chars}")
+        question = check_question(request.question, self.max_question_chars)
         retrieval = self.memory.retrieve(
             memory_pb2.RetrieveRequest(
                 question=question,

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from services.common.triton import TritonError, TritonModelClient, TritonRequestError
-from services.reasoning.answer import Answer, Answerer, AnswerError, EvidenceFrame, format_time
+from services.reasoning.answer import Answer, Answerer, AnswerError, AnswerUnavailable, EvidenceFrame, format_time
 from services.reasoning.config import TritonVLMAnswererConfig
 from services.reasoning.qwen_answer import RANDOM_INIT_NOTE
 
@@ -208,7 +208,8 @@ class TritonVLMAnswerer(Answerer):
         except TritonRequestError as exc:
             raise AnswerError(exc.message) from exc
         except TritonError as exc:
-            raise AnswerError(str(exc)) from exc
+            # Unreachable, not ready or past the deadline: the backend's state, not the request's fault.
+            raise AnswerUnavailable(str(exc)) from exc
         answer = answer_from_wire(out[ANSWER_OUTPUT])
         self._vlm = answer.vlm
         if self._random_init and not (answer.random_init and RANDOM_INIT_NOTE in answer.notes):

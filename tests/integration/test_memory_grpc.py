@@ -25,7 +25,7 @@ from services.memory.grpc_server import create_server as memory_server
 from services.memory.qdrant_client_store import QdrantClientStore
 from services.memory.service import Memory
 from services.memory.store import QdrantEdgeStoreConfig, QdrantServerStoreConfig
-from services.reasoning.answer import Answer, AnswerError, EvidenceAnswerer, EvidenceFrame
+from services.reasoning.answer import Answer, AnswerUnavailable, EvidenceAnswerer, EvidenceFrame
 from services.reasoning.grpc_server import create_server as reasoning_server
 from services.reasoning.reasoner import GrpcMemory, Reasoner
 from tests.fixtures.tcp_proxy import free_port
@@ -317,12 +317,7 @@ class _BackendAway(EvidenceAnswerer):
     """An answerer whose VLM backend is unreachable (how TritonVLMAnswerer fails when Triton is down)."""
 
     def answer(self, question: str, frames: Sequence[EvidenceFrame]) -> Answer:
-        from services.common.triton import TritonUnavailable
-
-        try:
-            raise TritonUnavailable("127.0.0.1:8001 refused the connection")
-        except TritonUnavailable as e:
-            raise AnswerError(str(e)) from e
+        raise AnswerUnavailable("triton at 127.0.0.1:8001 refused the connection")
 
 
 def test_ask_with_the_vlm_backend_down_is_unavailable(memory_address: str) -> None:
