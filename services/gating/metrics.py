@@ -11,3 +11,8 @@ EVENTS = Counter("vigil_gating_events_total", "Structured events published", ["l
 INVALID_OUTPUT = Counter("vigil_gating_invalid_model_output_total", "Structurer outputs rejected by validation")
 CORRUPT_FRAMES = Counter("vigil_gating_corrupt_frames_total", "Frames whose payload could not be decoded")
 STAGE_SECONDS = Histogram("vigil_gating_stage_seconds", "Time per gating stage", ["stage"], buckets=LATENCY_BUCKETS_S)
+ROUTED = Counter(
+    "vigil_gating_structured_total",
+    "Events structured, by route: mllm (tau_g <= s_t < tau_high) or confident (s_t >= tau_high, detector priors)",
+    ["route"],
+)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from services.gating.context import SceneContext, scene_context
 from services.gating.detections import Detection
 from services.gating.detectors.base import Detector
 from services.gating.evidence import EncodedEvidence, make_evidence
@@ -44,8 +45,11 @@ class GatingParams:
     """Thresholds of the gate and of incident grouping."""
 
     tau_g: float = 0.25
-    target_classes: frozenset[str] | None = frozenset({"Fall"})
-    severe_classes: frozenset[str] = frozenset({"Fall"})
+    # DAT 4.2.1's routing threshold: events of frames with s_t >= tau_high skip the MLLM.
+    tau_high: float = 0.8
+    target_classes: frozenset[str] | None = frozenset({"accident"})
+    severe_classes: frozenset[str] = frozenset({"accident"})
+    context_margin: float = 0.25
     iou_threshold: float = 0.3
     cooldown_s: float = 5.0
     motion_gate: bool = True
@@ -69,6 +73,9 @@ class GatedEvent:
     detections: tuple[Detection, ...]
     evidence: EncodedEvidence
     stage_ms: dict[str, float]
+    context: SceneContext | None = None
+    # "mllm" (tau_g <= s_t < tau_high: the configured structurer) or "confident" (s_t >= tau_high).
+    route: str = "mllm"
 
 
 @dataclass
@@ -80,14 +87,33 @@ class FrameOutcome:
     event: GatedEvent | None = None
     invalid_model_output: str | None = None
     stage_ms: dict[str, float] = field(default_factory=dict)
+    # Which structurer wrote (or failed to write) this frame's event: "mllm", "confident" or None.
+    route: str | None = None
 
 
 class FrameGater:
-    """DAT's small-large cascade for a set of cameras."""
+    """DAT's small-large cascade for a set of cameras.
 
-    def __init__(self, detector: Detector, structurer: EventStructurer, params: GatingParams) -> None:
+    Per frame: the motion pre-gate, then the gate detector (eq. 1-2). A gated frame that opens an
+    incident also runs the context detector (COCO: the vehicles and people around it) on the same
+    decoded image, once, and is routed by its trigger score: s_t >= tau_high is a confident detection
+    whose event `confident_structurer` writes from the detectors' priors at once; tau_g <= s_t < tau_high
+    goes to `structurer` (the MLLM when one is configured).
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        structurer: EventStructurer,
+        params: GatingParams,
+        *,
+        context_detector: Detector | None = None,
+        confident_structurer: EventStructurer | None = None,
+    ) -> None:
         self.detector = detector
         self.structurer = structurer
+        self.context_detector = context_detector
+        self.confident_structurer = confident_structurer or structurer
         self.params = params
         self._grouper = IncidentGrouper(params.iou_threshold, params.cooldown_s)
         self._motion: dict[str, MotionGate] = {}
@@ -131,15 +157,24 @@ class FrameGater:
         evidence = make_evidence(image, g.valid, self.params.severe_classes, self.params.jpeg_quality)
         stage_ms["evidence"] = (time.perf_counter() - t2) * 1e3
         h, w = image.shape[:2]
+        context = None
+        if self.context_detector is not None:
+            t_ctx = time.perf_counter()
+            context = scene_context(g.valid, self.context_detector.detect(image), self.params.context_margin)
+            stage_ms["context"] = (time.perf_counter() - t_ctx) * 1e3
+        route = "confident" if g.trigger_score >= self.params.tau_high else "mllm"
+        structurer = self.confident_structurer if route == "confident" else self.structurer
+        outcome.route = route
         t3 = time.perf_counter()
         try:
-            structured = self.structurer.structure(
+            structured = structurer.structure(
                 StructuringRequest(
                     boxed_image=evidence.boxed_image,
                     detections=g.valid,
                     width=w,
                     height=h,
                     camera_id=camera_id,
+                    context=context,
                 )
             )
         except InvalidModelOutput as exc:
@@ -162,6 +197,8 @@ class FrameGater:
             detections=g.valid,
             evidence=evidence,
             stage_ms=stage_ms,
+            context=context,
+            route=route,
         )
         return outcome
 

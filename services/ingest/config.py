@@ -14,8 +14,9 @@ class IngestConfig(BaseModel):
 
     source: str = ""
     camera_id: str = "cam0"
-    # Frames per second to publish; 0 = every frame of the source.
-    fps: float = Field(default=5.0, ge=0.0)
+    # Frames per second to publish; 0 = every frame of the source; unset = 5 for a video or
+    # stream, 1 for an image folder or %d pattern (which plays every image at this rate).
+    fps: float | None = Field(default=None, ge=0.0)
     jpeg_quality: int = Field(default=90, ge=10, le=100)
     # Largest side of a published frame in pixels; 0 = keep the source size.
     max_side: int = Field(default=1280, ge=0)

@@ -1,4 +1,4 @@
-"""Video sources through OpenCV: files and live streams (RTSP/HTTP), sampled at a target fps."""
+"""Sources through OpenCV: video files, live streams (RTSP/HTTP) and image sequences, as timed frames."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+# One printf integer field, as OpenCV's image-sequence patterns use it: %d, %03d.
+_PRINTF_INT = re.compile(r"%(0?\d*)d")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+_ACCEPTED = ", ".join(IMAGE_EXTENSIONS) + " (any case)"
+VIDEO_DEFAULT_FPS = 5.0
+SEQUENCE_DEFAULT_FPS = 1.0
 
 
 class SourceError(RuntimeError):
@@ -26,6 +33,15 @@ class SourceError(RuntimeError):
 def redact(source: str) -> str:
     """The source with any user:password@ removed, safe to log and publish."""
     return re.sub(r"(://)[^/@]+@", r"\1", source)
+
+
+def _is_stream(source: str) -> bool:
+    return bool(_URL.match(source)) and not source.startswith("file://")
+
+
+def _check_fps(fps: float | None) -> None:
+    if fps is not None and fps <= 0:
+        raise SourceError(f"fps must be positive, got {fps}")
 
 
 @dataclass(frozen=True)
@@ -67,10 +83,9 @@ class VideoSource:
         max_consecutive_failures: int = 25,
         max_reconnects: int = 5,
     ) -> None:
-        if fps is not None and fps <= 0:
-            raise SourceError(f"fps must be positive, got {fps}")
+        _check_fps(fps)
         self.source = source
-        self.is_stream = bool(_URL.match(source)) and not source.startswith("file://")
+        self.is_stream = _is_stream(source)
         self.target_fps = fps
         self._open_timeout_ms = int(open_timeout_s * 1000)
         self._max_failures = max_consecutive_failures
@@ -190,3 +205,143 @@ class VideoSource:
     def close(self) -> None:
         """Release the decoder."""
         self._cap.release()
+
+
+class ImageSequenceSource(VideoSource):
+    """A folder of images (natural name order) or a printf-style pattern (numeric order), one frame per image.
+
+    Every image is yielded: `fps` (default 1) defines the timeline rather than
+    sampling it, so image i sits at i / fps. An image that does not decode is
+    skipped with a warning and counted in `stats.corrupt_frames`; it keeps its
+    slot in time, as a failed frame of a video does. A subclass of VideoSource so
+    that everything typed for a video source takes a sequence too.
+    """
+
+    def __init__(self, source: str, fps: float | None = None) -> None:
+        # Not VideoSource.__init__: there is no decoder to open, only the same interface to offer.
+        _check_fps(fps)
+        self.source = source
+        self.is_stream = False
+        self.target_fps = fps or SEQUENCE_DEFAULT_FPS
+        self.native_fps = self.target_fps
+        self.stats = SourceStats()
+        self.paths = _sequence_files(Path(source.removeprefix("file://")))
+        self.stats.expected_frames = len(self.paths)
+        # Probe like the video path: a sequence with nothing decodable fails at open, not mid-run.
+        self._first_index, first = self._probe()
+        self._pending_first: np.ndarray | None = first
+        self.height, self.width = first.shape[:2]
+
+    def _read(self, path: Path) -> np.ndarray | None:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None or image.size == 0:
+            self.stats.corrupt_frames += 1
+            log.warning("%s: cannot decode %s (corrupt or not an image); skipped", self.source, path)
+            return None
+        return image
+
+    def _probe(self) -> tuple[int, np.ndarray]:
+        for i, path in enumerate(self.paths):
+            image = self._read(path)
+            if image is not None:
+                return i, image
+        raise SourceError(f"none of the {len(self.paths)} images of {self.source} could be decoded (all corrupt)")
+
+    def frames(self) -> Iterator[RawFrame]:
+        """Yield every image that decodes, image i at pts i / fps."""
+        for i in range(self._first_index, len(self.paths)):
+            if self._pending_first is not None:
+                image: np.ndarray | None = self._pending_first
+                self._pending_first = None
+            else:
+                image = self._read(self.paths[i])
+            if image is None:
+                continue
+            self.stats.frames_read += 1
+            self.stats.frames_sampled += 1
+            yield RawFrame(index=i, pts_s=i / self.native_fps, image=image)
+
+    def close(self) -> None:
+        """Drop the probed image; images are read one at a time, so nothing else is held."""
+        self._pending_first = None
+
+
+def is_image_sequence(source: str) -> bool:
+    """Whether `source` names a folder of images or a printf-style pattern such as frames/%03d.jpg."""
+    if _is_stream(source):
+        return False
+    path = Path(source.removeprefix("file://"))
+    if path.is_dir() or source.endswith(("/", os.sep)):
+        return True
+    # An existing file is a video even if its name happens to contain a %d.
+    return not path.is_file() and len(_PRINTF_INT.findall(path.name)) == 1
+
+
+def resolve_fps(source: str, fps: float | None, video_default: float | None = VIDEO_DEFAULT_FPS) -> float | None:
+    """The fps to open `source` at: `fps` if set (0 = every frame), else the default for a video or a sequence."""
+    if fps is None:
+        return SEQUENCE_DEFAULT_FPS if is_image_sequence(source) else video_default
+    return fps or None
+
+
+def open_source(source: str, fps: float | None = None, open_timeout_s: float = 10.0) -> VideoSource:
+    """An ImageSequenceSource for a folder or %d pattern, else a VideoSource for a file or stream URL."""
+    if is_image_sequence(source):
+        return ImageSequenceSource(source, fps=fps)
+    return VideoSource(source, fps=fps, open_timeout_s=open_timeout_s)
+
+
+def _natural_key(name: str) -> tuple[list[int | str], str]:
+    # Digit runs compare by value (img2 before img10); re.split puts them at the odd positions.
+    parts = re.split(r"(\d+)", name)
+    return [int(p) if i % 2 else p.casefold() for i, p in enumerate(parts)], name
+
+
+def _listdir(folder: Path, what: str) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_file()]
+    except FileNotFoundError:
+        raise SourceError(f"{what}: folder {folder} does not exist") from None
+    except OSError as exc:
+        raise SourceError(f"{what}: cannot list folder {folder} ({exc.strerror})") from None
+
+
+def _sequence_files(path: Path) -> list[Path]:
+    """The images a folder or a printf-style pattern names, in playback order; SourceError if there are none."""
+    field = None if path.is_dir() else _PRINTF_INT.search(path.name)
+    return _folder_images(path) if field is None else _pattern_images(path, field)
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    # macOS leaves hidden ._name.jpg companions beside the real images: they are no frames.
+    files = [
+        p
+        for p in _listdir(folder, "image sequence")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    ]
+    if not files:
+        raise SourceError(f"no images in folder {folder} (looked for {_ACCEPTED})")
+    return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+def _pattern_images(pattern: Path, field: re.Match[str]) -> list[Path]:
+    head, tail = pattern.name[: field.start()], pattern.name[field.end() :]
+    if not tail.lower().endswith(IMAGE_EXTENSIONS):
+        raise SourceError(f"pattern {pattern} does not name images (accepted: {_ACCEPTED})")
+    candidate = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail))
+    numbered: list[tuple[int, Path]] = []
+    for p in _listdir(pattern.parent, f"pattern {pattern}"):
+        m = candidate.fullmatch(p.name)
+        # %03d writes 7 as 007, never 7 or 0007: keep only the names the pattern itself produces.
+        if m and field.group(0) % int(m.group(1)) == m.group(1):
+            numbered.append((int(m.group(1)), p))
+    if not numbered:
+        raise SourceError(
+            f"no files match pattern {pattern} (a printf-style pattern such as frames/%03d.jpg; images: {_ACCEPTED})"
+        )
+    numbered.sort()
+    first, last = numbered[0][0], numbered[-1][0]
+    if last - first + 1 != len(numbered):
+        # OpenCV would stop at the first gap; playing on keeps every image, back to back.
+        log.warning("%s: %d numbers missing between %d and %d", pattern, last - first + 1 - len(numbered), first, last)
+    return [p for _, p in numbered]

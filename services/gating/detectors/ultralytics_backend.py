@@ -14,10 +14,20 @@ from services.gating.detectors.base import (
     DetectorError,
     UltralyticsDetectorConfig,
     check_image,
-    shipped_weights_dir,
+    shipped_weights,
 )
 
 log = logging.getLogger(__name__)
+
+
+def _onnx_input_size(weights: Path) -> int | None:
+    """The static input size of an ONNX export (ultralytics runs ONNX through onnxruntime at that size only)."""
+    if weights.suffix != ".onnx":
+        return None
+    import onnxruntime as ort
+
+    shape = ort.InferenceSession(str(weights), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+    return shape[2] if isinstance(shape[2], int) else None
 
 
 class UltralyticsDetector(Detector):
@@ -26,13 +36,19 @@ class UltralyticsDetector(Detector):
     def __init__(self, config: UltralyticsDetectorConfig) -> None:
         from ultralytics import YOLO
 
-        weights = Path(config.weights) if config.weights else shipped_weights_dir() / "best.pt"
+        weights = Path(config.weights) if config.weights else shipped_weights(config.model, "ultralytics")
         if not weights.is_file():
             raise DetectorError(f"detector weights not found: {weights}")
         self._config = config
-        self._model = YOLO(str(weights), task="detect")
+        try:
+            self._model = YOLO(str(weights), task="detect")
+        except Exception as exc:  # ultralytics raises many types for a file it cannot load
+            raise DetectorError(f"{weights} is not a model ultralytics can load: {exc}") from exc
+        if getattr(self._model, "task", "detect") != "detect":
+            raise DetectorError(f"{weights} is a {self._model.task!r} model; expected a YOLO detection model")
         self._names = {int(k): str(v) for k, v in self._model.names.items()}
-        self._name = f"ultralytics:{weights.name}@{config.imgsz}"
+        self._imgsz = config.imgsz or _onnx_input_size(weights) or 640
+        self._name = f"ultralytics:{weights.name}@{self._imgsz}"
         log.info("loaded %s classes=%s", self._name, self._names)
 
     @property
@@ -51,7 +67,7 @@ class UltralyticsDetector(Detector):
         # ultralytics' return types are a wide union; one image in, one Results out.
         results: Any = self._model.predict(
             image_bgr,
-            imgsz=self._config.imgsz,
+            imgsz=self._imgsz,
             conf=self._config.min_confidence,
             iou=self._config.iou_threshold,
             device=self._config.device,

@@ -1,4 +1,8 @@
-"""Triton Python model `detector`: the DAT gate's YOLO detector, running the in-process OnnxDetector.
+"""Triton Python model `detector`: any YOLOv8 detection ONNX, running the in-process OnnxDetector.
+
+Serves the DAT gate (`detector`) and, loaded by ``context_detector/1/model.py``,
+the context detector: which weights is the config's business (`weights`, else
+the shipped `model`), the class names always come from the ONNX metadata.
 
 Thin on purpose: decoding of the request and the padding of the response are
 here; letterbox, the forward pass, decoding and NMS are
@@ -37,21 +41,24 @@ class TritonPythonModel:
     """One OnnxDetector per model instance; one response per request, errors per request."""
 
     def initialize(self, args: dict[str, str]) -> None:
-        """Load the ONNX session named by the `weights` parameter (or the shipped export)."""
+        """Load the ONNX session named by the `weights` parameter, else the shipped `model` (fall|accident|coco)."""
         params = _parameters(json.loads(args["model_config"]))
         _import_vigil(params)
         from services.gating.detectors.base import DetectorError, OnnxDetectorConfig
         from services.gating.detectors.onnx_backend import OnnxDetector
 
         self._bad_input: tuple[type[Exception], ...] = (DetectorError, ValueError)
-        self._detector = OnnxDetector(
-            OnnxDetectorConfig(
-                weights=Path(params["weights"]) if params.get("weights") else None,
-                min_confidence=float(params.get("min_confidence") or 0.1),
-                iou_threshold=float(params.get("iou_threshold") or 0.45),
-                intra_op_threads=int(params.get("intra_op_threads") or 0),
-            )
-        )
+        settings: dict[str, Any] = {
+            "weights": Path(params["weights"]) if params.get("weights") else None,
+            "min_confidence": float(params.get("min_confidence") or 0.1),
+            "iou_threshold": float(params.get("iou_threshold") or 0.45),
+            "intra_op_threads": int(params.get("intra_op_threads") or 0),
+        }
+        # `weights` wins over `model`; an empty `model` leaves OnnxDetectorConfig's default. Validated
+        # like any config, so a misspelt model fails the load with the allowed names.
+        if params.get("model"):
+            settings["model"] = params["model"]
+        self._detector = OnnxDetector(OnnxDetectorConfig.model_validate(settings))
         if params.get("class_names"):
             expected = {int(k): str(v) for k, v in json.loads(params["class_names"]).items()}
             if expected != self._detector.class_names:
@@ -59,7 +66,8 @@ class TritonPythonModel:
                     f"config parameter class_names {expected} does not match the weights' "
                     f"{self._detector.class_names}; re-run scripts/prepare_triton_repo.py"
                 )
-        labels = {"model": args["model_name"], "version": args["model_version"]}
+        self._model_name = args["model_name"]
+        labels = {"model": self._model_name, "version": args["model_version"]}
         self._families: list[Any] = []
         self._frames = self._counter("vigil_triton_detector_frames_total", "Frames the detector ran on", labels)
         self._detections = self._counter("vigil_triton_detector_detections_total", "Detections returned", labels)
@@ -67,7 +75,7 @@ class TritonPythonModel:
             "vigil_triton_detector_rejected_requests_total", "Requests refused as invalid input", labels
         )
         self._logger = pb_utils.Logger
-        self._logger.log_info(f"detector ready: {self._detector.name} classes={self._detector.class_names}")
+        self._logger.log_info(f"{args['model_name']} ready: {self._detector.name} classes={self._detector.class_names}")
 
     def _frames_of(self, request: Any) -> list[np.ndarray]:
         raw = pb_utils.get_input_tensor_by_name(request, "IMAGE")
@@ -127,7 +135,7 @@ class TritonPythonModel:
                 )
                 continue
             except Exception as exc:
-                self._logger.log_error(f"detector failed: {type(exc).__name__}: {exc}")
+                self._logger.log_error(f"{self._model_name} failed: {type(exc).__name__}: {exc}")
                 responses.append(
                     pb_utils.InferenceResponse(
                         error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL)
