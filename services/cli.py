@@ -473,13 +473,15 @@ def cmd_train_gate(args: argparse.Namespace) -> int:
     """`vigil train gate`: the accident detector from the labelled CCTV clips (ultralytics, from COCO weights)."""
     from services.gating.detectors.base import DetectorError
     from services.gating.training.dataset import DatasetError, load_frames
-    from services.gating.training.train import TrainParams, train_gate
+    from services.gating.training.train import TrainParams, best_epoch, train_gate
 
     try:
+        epochs = best_epoch(args.epochs_from) if args.epochs_from else args.epochs
         params = TrainParams(
             design=args.design,
             imgsz=args.imgsz,
-            epochs=args.epochs,
+            epochs=epochs,
+            fold_val=args.epochs_from is not None,
             freeze=args.freeze,
             batch=args.batch,
             seed=args.seed,
@@ -624,6 +626,13 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--seed", type=int, default=0, help="split and training seed")
     tg.add_argument("--device", default="cpu", help="cpu, or a CUDA device such as 0")
     tg.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
+    tg.add_argument(
+        "--epochs-from",
+        type=Path,
+        metavar="RUN",
+        help="final model: train on the train + val clips for the epochs at which RUN (trained on train only) "
+        "was best on val, and keep the last epoch",
+    )
     tg.set_defaults(func=cmd_train_gate)
 
     evaluate = sub.add_parser("eval", help="evaluate a model").add_subparsers(dest="what", required=True)

@@ -42,6 +42,8 @@ def params_from_config(config: GatingConfig) -> GatingParams:
         motion_gate=config.motion_gate,
         motion_threshold=config.motion_threshold,
         motion_max_skip=config.motion_max_skip,
+        motion_local_threshold=config.motion_local_threshold,
+        motion_max_skip_s=config.motion_max_skip_s,
         jpeg_quality=config.jpeg_quality,
     )
 

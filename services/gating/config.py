@@ -65,22 +65,24 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 
 def apply_profile(data: dict[str, Any], profiles: dict[str, dict[str, Any]] = PROFILES) -> dict[str, Any]:
-    """Fill what `data` leaves out from its profile; a detector given without weights takes the profile's model."""
+    """Fill what `data` leaves out from its profile.
+
+    A detector block given in part keeps the profile's other fields while its type is the profile's
+    (`VIGIL_GATING__CONTEXT_DETECTOR__INTRA_OP_THREADS=1` still runs COCO at 0.3); a block of another
+    in-process type still runs the profile's model unless it names `weights` or `model`.
+    """
     name = data.get("profile", "traffic")
     if name not in profiles:
         raise ValueError(f"unknown profile {name!r}; known profiles: {', '.join(profiles)}")
     out = dict(data)
-    for key, value in profiles[name].items():
-        if key not in out:
-            out[key] = value
-        elif (
-            isinstance(out[key], dict)
-            and isinstance(value, dict)
-            and "model" in value
-            and out[key].get("type", "onnx") in {"onnx", "ultralytics"}
-            and not {"weights", "model"} & set(out[key])
-        ):
-            out[key] = {**out[key], "model": value["model"]}
+    for key, preset in profiles[name].items():
+        given = out.get(key, preset)
+        if key in out and isinstance(given, dict) and isinstance(preset, dict) and "type" in preset:
+            if given.get("type", preset["type"]) == preset["type"]:
+                given = {**preset, **given}
+            elif given["type"] in {"onnx", "ultralytics"} and not {"weights", "model"} & set(given):
+                given = {**given, "model": preset["model"]}
+        out[key] = given
     return out
 
 
@@ -110,8 +112,14 @@ class GatingConfig(BaseModel):
     incident_iou: float = Field(default=0.3, ge=0.0, le=1.0)
     incident_cooldown_s: float = Field(default=5.0, ge=0.0)
     motion_gate: bool = True
+    # Mean absolute grey-level change that makes the detector run: over the whole thumbnail, and
+    # in any one cell of a 4x4 grid (a change in one part of a fixed camera's view).
     motion_threshold: float = Field(default=2.0, ge=0.0)
+    motion_local_threshold: float = Field(default=8.0, ge=0.0)
+    # The detector sees every camera at least every N frames and every N seconds of stream time:
+    # 1 s, DAT's scheduling interval, so no incident waits longer than one uplink interval to be seen.
     motion_max_skip: int = Field(default=30, ge=0)
+    motion_max_skip_s: float = Field(default=1.0, ge=0.0)
     jpeg_quality: int = Field(default=85, ge=10, le=100)
     # Detect() rejects larger images.
     max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)

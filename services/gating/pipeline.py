@@ -55,6 +55,8 @@ class GatingParams:
     motion_gate: bool = True
     motion_threshold: float = 2.0
     motion_max_skip: int = 30
+    motion_local_threshold: float = 8.0
+    motion_max_skip_s: float = 1.0
     jpeg_quality: int = 85
 
 
@@ -121,7 +123,13 @@ class FrameGater:
 
     def _motion_gate(self, camera_id: str) -> MotionGate:
         if camera_id not in self._motion:
-            self._motion[camera_id] = MotionGate(self.params.motion_threshold, max_skip=self.params.motion_max_skip)
+            p = self.params
+            self._motion[camera_id] = MotionGate(
+                p.motion_threshold,
+                max_skip=p.motion_max_skip,
+                local_threshold=p.motion_local_threshold,
+                max_skip_s=p.motion_max_skip_s,
+            )
         return self._motion[camera_id]
 
     def detect_and_gate(self, image: np.ndarray, tau_g: float | None = None) -> tuple[list[Detection], GateResult]:
@@ -135,7 +143,7 @@ class FrameGater:
         t0 = time.perf_counter()
         run_detector = True
         if self.params.motion_gate:
-            run_detector = self._motion_gate(camera_id).check(image).changed or camera_id not in self._last
+            run_detector = self._motion_gate(camera_id).check(image, pts_s).changed or camera_id not in self._last
             stage_ms["motion"] = (time.perf_counter() - t0) * 1e3
         if run_detector:
             t1 = time.perf_counter()

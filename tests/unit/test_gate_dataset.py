@@ -108,3 +108,12 @@ def test_too_few_clips(tmp_path: Path) -> None:
     cctv = tiny_cctv(tmp_path / "cctv", clips=("test13", "test14"))
     with pytest.raises(DatasetError, match="at least 3"):
         build_yolo_dataset(cctv, tmp_path / "ds")
+
+
+def test_fold_val_trains_on_the_val_clips_too(cctv: Path, tmp_path: Path) -> None:
+    built = build_yolo_dataset(cctv, tmp_path / "ds", seed=0, fold_val=True)
+    train = {p.name for p in (tmp_path / "ds" / "images" / "train").iterdir()}
+    val = {p.name for p in (tmp_path / "ds" / "images" / "val").iterdir()}
+    test = {p.name for p in (tmp_path / "ds" / "images" / "test").iterdir()}
+    assert val and val <= train and not test & train
+    assert built.fold_val and json.loads((tmp_path / "ds" / "split.json").read_text())["fold_val"] is True

@@ -33,8 +33,12 @@ def test_explicit_settings_win_over_the_profile() -> None:
     assert cfg.target_classes == "*"
     # A backend chosen without weights still runs the profile's model.
     assert cfg.detector.type == "ultralytics" and cfg.detector.model == "fall"  # type: ignore[union-attr]
-    explicit = GatingConfig.model_validate({"detector": {"type": "onnx", "weights": "/x.onnx"}})
-    assert explicit.detector.model == "fall"  # type: ignore[union-attr]
+    # Weights win over the profile's model (a file of one's own); a partial block keeps the rest of the preset.
+    explicit = GatingConfig.model_validate({"detector": {"weights": "/x.onnx"}})
+    assert explicit.detector.type == "onnx" and str(explicit.detector.weights) == "/x.onnx"  # type: ignore[union-attr]
+    partial = GatingConfig.model_validate({"context_detector": {"intra_op_threads": 1}})
+    ctx = partial.context_detector
+    assert ctx is not None and (ctx.model, ctx.min_confidence, ctx.intra_op_threads) == ("coco", 0.3, 1)  # type: ignore[union-attr]
 
 
 def test_unknown_profile_lists_the_known_ones() -> None:

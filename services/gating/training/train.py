@@ -52,6 +52,8 @@ class TrainParams:
     # COCO detections at or above this confidence become `vehicle` pseudo-labels (two-class design).
     vehicle_confidence: float = 0.4
     calibration_images: int = 64
+    # Final model: train on the train + val clips for a fixed `epochs` chosen before on val; keep the last epoch.
+    fold_val: bool = False
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
@@ -123,7 +125,12 @@ def train_gate(data: Path, out: Path, params: TrainParams, *, evaluate: bool = T
     out.mkdir(parents=True, exist_ok=True)
     labeller = coco_vehicle_labeller(params.vehicle_confidence) if params.design == "accident+vehicle" else None
     dataset = build_yolo_dataset(
-        data, out / "dataset", seed=params.seed, design=params.design, vehicle_labeller=labeller
+        data,
+        out / "dataset",
+        seed=params.seed,
+        design=params.design,
+        vehicle_labeller=labeller,
+        fold_val=params.fold_val,
     )
     start = starting_weights(dataset, out, params.calibration_images)
     run_dir = out / "ultralytics"
@@ -149,8 +156,10 @@ def train_gate(data: Path, out: Path, params: TrainParams, *, evaluate: bool = T
         plots=False,
         amp=False,
         verbose=False,
+        # With the val clips in training, their fitness chooses nothing: the last epoch is the model.
+        val=not params.fold_val,
     )
-    best = run_dir / "weights" / "best.pt"
+    best = run_dir / "weights" / ("last.pt" if params.fold_val else "best.pt")
     if not best.is_file():
         raise RuntimeError(f"ultralytics finished without writing {best}")
     shutil.copy2(best, out / "best.pt")
@@ -168,12 +177,26 @@ def train_gate(data: Path, out: Path, params: TrainParams, *, evaluate: bool = T
     if evaluate:
         from services.gating.training.evaluate import evaluate_onnx_on_splits
 
-        result.metrics.update(evaluate_onnx_on_splits(onnx, dataset.root, ("val", "test")))
+        held_out = ("test",) if params.fold_val else ("val", "test")
+        result.metrics.update(evaluate_onnx_on_splits(onnx, dataset.root, held_out))
     from services.gating.training.card import write_model_card
 
     write_model_card(result)
     (out / "result.json").write_text(json.dumps(_jsonable(asdict(result)), indent=2) + "\n")
     return result
+
+
+def best_epoch(run: Path) -> int:
+    """The epoch a finished run kept (best val fitness), from its result.json: the epochs of a fold-val run."""
+    import json
+
+    from services.gating.training.card import best_row
+
+    result = json.loads((run / "result.json").read_text())
+    best = best_row(result["metrics"].get("train_log", []))
+    if best is None:
+        raise DatasetError(f"{run}/result.json has no validation log to take the epochs from")
+    return int(best["epoch"])
 
 
 def export_onnx(best_pt: Path, imgsz: int, dest: Path) -> Path:
