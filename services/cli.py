@@ -517,10 +517,11 @@ def cmd_eval_gate(args: argparse.Namespace) -> int:
     from services.gating.training.dataset import DatasetError, build_yolo_dataset
     from services.gating.training.evaluate import evaluate_models
 
+    splits = args.split or ["val", "test"]
     try:
         with tempfile.TemporaryDirectory(prefix="vigil-eval-gate-") as tmp:
             dataset = build_yolo_dataset(args.data, Path(tmp), seed=args.seed)
-            rows = evaluate_models(args.model, dataset.root, args.split, args.tau_low, args.tau_high)
+            rows = evaluate_models(args.model, dataset.root, splits, args.tau_low, args.tau_high)
     except (DatasetError, DetectorError, ValueError) as exc:
         print(f"vigil eval gate: {exc}", file=sys.stderr)
         return 2
@@ -529,12 +530,12 @@ def cmd_eval_gate(args: argparse.Namespace) -> int:
     if not args.json:
         print()
         print(
-            f"Detector-level gate metrics on the {', '.join(args.split)} clips (tau_low={args.tau_low}, "
+            f"Detector-level gate metrics on the {', '.join(splits)} clips (tau_low={args.tau_low}, "
             f"tau_high={args.tau_high}):"
         )
         for row in rows:
             print(f"\n{row['design']} ({row['model']})\n")
-            print(metrics_table(row["metrics"], tuple(args.split)))
+            print(metrics_table(row["metrics"], tuple(splits)))
     return 0
 
 
@@ -669,8 +670,6 @@ def main(argv: list[str] | None = None) -> int:
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     configure_logging(args.log_level)
-    if getattr(args, "what", None) == "gate" and args.command == "eval" and not args.split:
-        args.split = ["val", "test"]
     return int(args.func(args))
 
 

@@ -131,3 +131,22 @@ def test_train_gate_refuses_bad_data_before_training(
     assert rc == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # nothing was built or trained
+
+
+def test_eval_gate_prints_fig4_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`vigil eval gate` on real frames with the shipped accident detector: one JSON row, every metric, a table."""
+    from services.gating.detectors.base import shipped_weights
+
+    data = tiny_cctv(tmp_path / "cctv")
+    onnx = shipped_weights("accident", "onnx")
+    assert main(["eval", "gate", "--data", str(data), "--model", f"shipped={onnx}", "--split", "test"]) == 0
+    out = capsys.readouterr().out
+    row = json.loads(out.splitlines()[0])
+    assert row["design"] == "shipped" and row["target"] == "accident"
+    metrics = row["metrics"]["test"]
+    for key in ("map50", "balanced_accuracy", "suspect_precision", "false_positives", "mllm_load"):
+        assert key in metrics
+    assert "| Balanced Accuracy (frames) |" in out
+    # A class the model does not have is refused with the classes it does have.
+    assert main(["eval", "gate", "--data", str(data), "--model", f"{onnx}:Fall"]) == 2
+    assert "has no class 'Fall'" in capsys.readouterr().err
