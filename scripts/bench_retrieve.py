@@ -748,7 +748,7 @@ def relevant_mass(
     store: VectorStore, emb: Embedder, mem: AkrMemory, case: str, questions: Sequence[str], temps: Sequence[float]
 ) -> dict[str, float]:
     """Mean softmax probability on the case's relevant index frames, per temperature (why AKR stops or not)."""
-    from services.memory.retrieval import softmax
+    from services.memory.sampling import softmax
 
     relevant = mem.relevant_ids(case)
     sums = dict.fromkeys(temps, 0.0)

@@ -31,11 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from services.uplink.harness import method_names, run_methods  # noqa: E402
-from services.uplink.improved import VIGIL_METHODS  # noqa: E402
 from services.uplink.optimal import MAX_INTERVAL_EVENTS, solve_interval  # noqa: E402
 from services.uplink.scheduler import DatScheduler, PendingEvent, Plan, SchedulerParams  # noqa: E402
 from services.uplink.simulator import SimConfig  # noqa: E402
 from services.uplink.traces import BandwidthTrace, load_trace  # noqa: E402
+from services.uplink.vigil_methods import VIGIL_METHODS  # noqa: E402
 from services.uplink.workload import default_size_samples, generate  # noqa: E402
 
 TRACES_DIR = ROOT.parent / "shared" / "data" / "traces"

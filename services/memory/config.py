@@ -47,7 +47,7 @@ class RetrievalConfig(BaseModel):
 
     def n_max(self) -> int:
         """The upper bound on keyframes from the bandwidth and the latency budget."""
-        from services.memory.retrieval import max_frames_for_budget
+        from services.memory.sampling import max_frames_for_budget
 
         return max_frames_for_budget(
             self.uplink_bytes_per_s, self.latency_budget_s, self.mean_frame_bytes, self.max_frames_cap

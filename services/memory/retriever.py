@@ -24,7 +24,7 @@ import numpy as np
 from services.indexing.embedders.base import Embedder, EmbedderError
 from services.memory.config import RetrievalConfig
 from services.memory.frame_store import FrameStore
-from services.memory.retrieval import (
+from services.memory.sampling import (
     Draws,
     frames_from_clusters,
     min_frames,

@@ -21,10 +21,10 @@ from vigil.event.v1 import event_pb2
 
 def scheduler_registry() -> dict[str, type[Scheduler]]:
     """Every concrete scheduling method by its `name`: DAT, the paper's baselines, Vigil's methods."""
-    from services.uplink import baselines, improved, scheduler
+    from services.uplink import baselines, scheduler, vigil_methods
 
     found: dict[str, type[Scheduler]] = {}
-    for module in (scheduler, baselines, improved):
+    for module in (scheduler, baselines, vigil_methods):
         for obj in vars(module).values():
             if inspect.isclass(obj) and issubclass(obj, Scheduler) and not inspect.isabstract(obj):
                 found[obj.name] = obj

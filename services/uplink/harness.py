@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.uplink.baselines import BASELINES
-from services.uplink.improved import VIGIL_METHODS
 from services.uplink.optimal import (
     MAX_HORIZON_EVENTS,
     MAX_HORIZON_INTERVALS,
@@ -40,6 +39,7 @@ from services.uplink.optimal import (
 from services.uplink.scheduler import DatScheduler, PendingEvent, Scheduler, SchedulerParams
 from services.uplink.simulator import Link, SimConfig, SimResult, horizon_objective, simulate, summarize
 from services.uplink.traces import BandwidthTrace, TraceFormatError, load_trace
+from services.uplink.vigil_methods import VIGIL_METHODS
 from services.uplink.workload import PATTERNS, EventFileError, generate, load_events
 
 HEURISTICS: tuple[type[Scheduler], ...] = (DatScheduler, *BASELINES, *VIGIL_METHODS)

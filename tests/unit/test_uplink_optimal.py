@@ -8,7 +8,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.uplink.baselines import BASELINES
-from services.uplink.improved import VIGIL_METHODS, VigilCarryoverScheduler
 from services.uplink.optimal import (
     InstanceTooLarge,
     Objective,
@@ -21,6 +20,7 @@ from services.uplink.optimal import (
 from services.uplink.scheduler import DatScheduler, PendingEvent, Scheduler, SchedulerParams, UnitKind
 from services.uplink.simulator import SimConfig, horizon_objective, simulate
 from services.uplink.traces import BandwidthTrace
+from services.uplink.vigil_methods import VIGIL_METHODS, VigilCarryoverScheduler
 
 HEURISTICS: tuple[type[Scheduler], ...] = (DatScheduler, *BASELINES, *VIGIL_METHODS)
 PARAMS = SchedulerParams()
@@ -96,7 +96,10 @@ def test_horizon_optimum_replays_exactly_and_bounds_interval_methods(pending, ca
     sol = solve_horizon(pending, caps, PARAMS)
     config = SimConfig(horizon_s=4.0, drain_s=4.0)
     replay = simulate(ReplayScheduler(sol.plans, k, PARAMS), pending, trace, config)
-    assert horizon_objective(replay, k) == pytest.approx((sol.objective.alarm, sol.objective.visual), abs=1e-6)
+    # HiGHS stops within its ~1e-6 relative tolerances: a replay of its plan can differ by that much
+    # (hypothesis found 6.6037566 vs 6.6037577 once).
+    objective = (sol.objective.alarm, sol.objective.visual)
+    assert horizon_objective(replay, k) == pytest.approx(objective, rel=1e-6, abs=1e-6)
     for cls in (DatScheduler, VigilCarryoverScheduler, OptimalScheduler):
         got = Objective(*horizon_objective(simulate(cls(PARAMS), pending, trace, config), k))
         assert sol.objective.no_worse_than(got), (cls.name, sol.objective, got)

@@ -14,14 +14,14 @@ from services.uplink.baselines import (
     JsonOnlyScheduler,
     PriorityOnlyScheduler,
 )
-from services.uplink.improved import (
+from services.uplink.scheduler import DatScheduler, PendingEvent, Plan, SchedulerParams, UnitKind
+from services.uplink.vigil_methods import (
     VigilAlertFirstScheduler,
     VigilCarryoverEventDrivenScheduler,
     VigilCarryoverScheduler,
     VigilEventDrivenScheduler,
     hierarchical_greedy,
 )
-from services.uplink.scheduler import DatScheduler, PendingEvent, Plan, SchedulerParams, UnitKind
 
 J, R, X = UnitKind.JSON, UnitKind.ROI, UnitKind.BOX
 

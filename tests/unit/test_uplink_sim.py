@@ -9,10 +9,10 @@ import pytest
 
 from services.uplink.baselines import FixedBoxScheduler, FixedJsonBoxScheduler
 from services.uplink.harness import bench_uplink_main, method_names, run_methods
-from services.uplink.improved import VigilAlertFirstScheduler, VigilEventDrivenScheduler
 from services.uplink.scheduler import DatScheduler, PendingEvent, SchedulerParams, UnitKind
 from services.uplink.simulator import Link, PlanError, SimConfig, simulate, summarize
 from services.uplink.traces import BandwidthTrace, TraceFormatError, detect_format, load_trace, parse_trace
+from services.uplink.vigil_methods import VigilAlertFirstScheduler, VigilEventDrivenScheduler
 from services.uplink.workload import (
     PATTERNS,
     EventFileError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.memory.retrieval import (
+from services.memory.sampling import (
     Draws,
     frames_from_clusters,
     max_frames_for_budget,
