@@ -47,19 +47,14 @@ def _overlaps(a: Box, b: Box) -> bool:
     return min(a.x2, b.x2) > max(a.x1, b.x1) and min(a.y2, b.y2) > max(a.y1, b.y1)
 
 
-def scene_context(
-    incidents: Sequence[Detection],
-    objects: Sequence[Detection],
-    margin: float = 0.25,
-    min_confidence: float = 0.3,
-) -> SceneContext:
-    """Split the context objects of a frame into those involved in an incident and the rest in view."""
+def scene_context(incidents: Sequence[Detection], objects: Sequence[Detection], margin: float = 0.25) -> SceneContext:
+    """Split the context objects of a frame into those involved in an incident and the rest in view.
+
+    Confidence is the context detector's own `min_confidence` (0.3 in the traffic profile), not filtered again here.
+    """
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
-    relevant = sorted(
-        (d for d in objects if d.label in CONTEXT_LABELS and d.confidence >= min_confidence),
-        key=lambda d: -d.confidence,
-    )
+    relevant = sorted((d for d in objects if d.label in CONTEXT_LABELS), key=lambda d: -d.confidence)
     zones = [_grown(d.box, margin) for d in incidents]
     involved = tuple(d for d in relevant if any(_overlaps(d.box, z) for z in zones))
     return SceneContext(involved=involved, in_view=tuple(relevant))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from services.gating.context import count_labels, describe_counts
 from services.gating.detectors.base import Detector
 from services.indexing import metrics
 from services.indexing.clustering import Cluster, IncrementalClusterer
@@ -148,8 +148,7 @@ class CameraIndexer:
 
 def describe_detections(labels: Sequence[str], phrases: Mapping[str, str]) -> str:
     """Detector classes and counts in words, e.g. '3 person, 1 person fallen on the ground'."""
-    counts = Counter(phrases.get(label, label) for label in labels)
-    return ", ".join(f"{n} {phrase}" for phrase, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return describe_counts(count_labels(phrases.get(label, label) for label in labels))
 
 
 class ClusterEmbedder:

@@ -26,13 +26,10 @@ def test_overlapping_and_nearby_objects_are_involved() -> None:
     assert scene_context([ACCIDENT], [touching_margin], margin=0.0).involved == ()
 
 
-def test_only_road_classes_above_confidence() -> None:
-    ctx = scene_context(
-        [ACCIDENT],
-        [det("dog", Box(110, 110, 150, 150)), det("person", Box(110, 110, 150, 150), conf=0.1)],
-        min_confidence=0.3,
-    )
-    assert ctx.in_view == () and ctx.involved == ()
+def test_only_road_classes() -> None:
+    person = det("person", Box(110, 110, 150, 150))
+    ctx = scene_context([ACCIDENT], [det("dog", Box(110, 110, 150, 150)), det("traffic light", ACCIDENT.box), person])
+    assert ctx.in_view == (person,) and ctx.involved == (person,)
 
 
 def test_describe_counts() -> None:

@@ -106,30 +106,20 @@ def rebuild_detection_model(
     nc = len(w.names)
     model = DetectionModel(yaml, nc=nc, verbose=False)
     convs = {name: m for name, m in model.named_modules() if isinstance(m, Conv) and hasattr(m, "bn")}
-    # Every parameter of the unfused model comes from the ONNX: a Conv's weight from its folded
-    # `conv.weight` (its bias goes into the BatchNorm), anything else (the head's last 1x1 convs, DFL) as is.
-    targets: dict[str, str] = {}
-    for key in model.state_dict():
-        module = key.rsplit(".", 2)[0]
-        if ".bn." in key or key.endswith("num_batches_tracked"):
-            continue
-        if module in convs:
-            targets[key] = key
-            targets[f"{module}.conv.bias"] = f"{module}.conv.bias"
-        else:
-            targets[key] = key
-    missing = [k for k in targets if k not in w.tensors]
+    # Every parameter of the unfused model comes from the ONNX: a Conv's weight from its folded `conv.weight`,
+    # anything else (the head's last 1x1 convs, DFL) as is; the folded biases go into the BatchNorms below.
+    state = model.state_dict()
+    direct = [k for k in state if ".bn." not in k and not k.endswith("num_batches_tracked")]
+    needed = direct + [f"{n}.conv.bias" for n in convs]
+    missing = [k for k in needed if k not in w.tensors]
     if missing:
         raise RebuildError(
-            f"{onnx_path} does not match {yaml} with {nc} classes: {len(missing)} of {len(targets)} weights missing "
+            f"{onnx_path} does not match {yaml} with {nc} classes: {len(missing)} of {len(needed)} weights missing "
             f"(first: {missing[0]}); expected a fused ultralytics YOLOv8n export"
         )
-    state = model.state_dict()
     folded = {n: (w.tensors[f"{n}.conv.weight"], w.tensors[f"{n}.conv.bias"]) for n in convs}
     with torch.no_grad():
-        for key in targets:
-            if key not in state:
-                continue  # a folded bias: it goes into the BatchNorm below
+        for key in direct:
             value = w.tensors[key]
             if tuple(state[key].shape) != value.shape:
                 raise RebuildError(
