@@ -109,7 +109,7 @@ eval-gate: venv
 	$(VENV)/bin/vigil eval gate --data $(CCTV) --split test \
 		--model accident=models/vigil-accident-yolov8n.onnx \
 		--model accident+vehicle=models/vigil-accident-vehicle-yolov8n.onnx \
-		--model people-fall=$$($(PY) -c 'from services.gating.detectors.base import shipped_weights; print(shipped_weights("fall", "onnx"))'):Fall
+		--model people-fall=$$($(PY) -c 'from services.models.detectors.base import shipped_weights; print(shipped_weights("fall", "onnx"))'):Fall
 
 # Alerts end to end through `vigil run --json`: the people profile (before) vs traffic (after), on the held-out
 # clips played at 1 frame/s and on normal-traffic footage: JSON lines and a markdown table.

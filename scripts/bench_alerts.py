@@ -308,7 +308,7 @@ def missing_weights(profile: str) -> str | None:
 
     from services.common.config import load_settings
     from services.gating.config import GatingSettings
-    from services.gating.detectors.base import DetectorError, shipped_weights
+    from services.models.detectors.base import DetectorError, shipped_weights
 
     try:
         cfg = load_settings(GatingSettings, gating={"profile": profile}).gating

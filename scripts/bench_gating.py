@@ -24,14 +24,14 @@ sys.path.insert(0, str(ROOT))
 from scripts.export_detector_onnx import export_onnx  # noqa: E402
 from services.gating.bootstrap import build_gater  # noqa: E402
 from services.gating.config import GatingConfig  # noqa: E402
-from services.gating.detectors.base import (  # noqa: E402
+from services.gating.motion import MotionGate  # noqa: E402
+from services.ingest.source import VideoSource  # noqa: E402
+from services.models.detectors.base import (  # noqa: E402
     Detector,
     OnnxDetectorConfig,
     UltralyticsDetectorConfig,
     build_detector,
 )
-from services.gating.motion import MotionGate  # noqa: E402
-from services.ingest.source import VideoSource  # noqa: E402
 
 VIDEOS = ROOT.parent / "shared" / "data" / "videos" / "static_camera"
 

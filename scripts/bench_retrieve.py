@@ -46,8 +46,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.indexing.embedders.aux_backend import IMAGE_DIM, IMAGE_VECTOR, TEXT_DIM, TEXT_VECTOR  # noqa: E402
-from services.indexing.embedders.base import Embedder, EmbedderError, FrameEmbedding, check_query  # noqa: E402
 from services.memory.config import RetrievalConfig  # noqa: E402
 from services.memory.frame_store import ClusterRecord, FrameStore, MemberFrame, camera_dir_name  # noqa: E402
 from services.memory.retriever import Mode, RetrieveQuery, Retriever, RetrieveResult  # noqa: E402
@@ -64,6 +62,8 @@ from services.memory.store import (  # noqa: E402
     check_specs,
     check_vector,
 )
+from services.models.embedders.aux_backend import IMAGE_DIM, IMAGE_VECTOR, TEXT_DIM, TEXT_VECTOR  # noqa: E402
+from services.models.embedders.base import Embedder, EmbedderError, FrameEmbedding, check_query  # noqa: E402
 
 SPECS = {TEXT_VECTOR: TEXT_DIM, IMAGE_VECTOR: IMAGE_DIM}
 STAND_IN = "bench-stand-in"
@@ -545,7 +545,7 @@ def bench_store(
 
 def bench_query_embedding(count: int) -> dict[str, Any]:
     """Load the real default embedder (aux-minilm, no OCR) once and time `embed_query` on `count` questions."""
-    from services.indexing.embedders.base import AuxMiniLMEmbedderConfig, build_embedder
+    from services.models.embedders.base import AuxMiniLMEmbedderConfig, build_embedder
 
     t = time.perf_counter()
     emb = build_embedder(AuxMiniLMEmbedderConfig(ocr=False))

@@ -44,18 +44,18 @@ from scripts.prepare_triton_repo import (  # noqa: E402
     VlmWeights,
     prepare_repository,
 )
-from services.gating.config import TritonVLMConfig  # noqa: E402
-from services.gating.detectors.base import OnnxDetectorConfig, TritonDetectorConfig, build_detector  # noqa: E402
-from services.gating.structuring import StructuringRequest  # noqa: E402
-from services.gating.triton_vlm import TritonVLMStructurer  # noqa: E402
-from services.indexing.embedders.base import (  # noqa: E402
+from services.models.answerers.base import EvidenceFrame, build_answerer  # noqa: E402
+from services.models.answerers.config import QwenVLAnswererConfig, TritonVLMAnswererConfig  # noqa: E402
+from services.models.detectors.base import OnnxDetectorConfig, TritonDetectorConfig, build_detector  # noqa: E402
+from services.models.embedders.base import (  # noqa: E402
     ClipEmbedderConfig,
     Embedder,
     TritonEmbedderConfig,
     build_embedder,
 )
-from services.reasoning.answer import EvidenceFrame, build_answerer  # noqa: E402
-from services.reasoning.config import QwenVLAnswererConfig, TritonVLMAnswererConfig  # noqa: E402
+from services.models.structurers.base import StructuringRequest  # noqa: E402
+from services.models.structurers.config import TritonVLMConfig  # noqa: E402
+from services.models.structurers.triton_vlm import TritonVLMStructurer  # noqa: E402
 from tests.fixtures.media import bus_jpg, package_file  # noqa: E402
 from tests.fixtures.triton import TritonServer  # noqa: E402
 
@@ -139,7 +139,7 @@ def bench_vlm(server: TritonServer, checkpoint: Path, images: list[np.ndarray], 
     """QwenVLStructurer in-process vs TritonVLMStructurer on the same boxed frames and priors."""
     import torch
 
-    from services.gating.qwen_vl import QwenVLStructurer
+    from services.models.structurers.qwen_vl import QwenVLStructurer
 
     torch.set_num_threads(1)  # the served model runs with one torch thread too
     detector = build_detector(OnnxDetectorConfig())

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.gating.detectors.base import shipped_weights_dir  # noqa: E402
+from services.models.detectors.base import shipped_weights_dir  # noqa: E402
 
 log = logging.getLogger("export_detector_onnx")
 

@@ -16,9 +16,10 @@ import argparse
 import logging
 from pathlib import Path
 
+from services.models.random_init import RANDOM_INIT_MARKER
+
 log = logging.getLogger(__name__)
 
-RANDOM_INIT_MARKER = "VIGIL_RANDOM_INIT"
 IMAGE_SIZE = 32
 
 

@@ -22,9 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from services.models.random_init import RANDOM_INIT_MARKER
+
 log = logging.getLogger(__name__)
 
-RANDOM_INIT_MARKER = "VIGIL_RANDOM_INIT"
 
 SPECIAL_TOKENS = (
     "<|endoftext|>",

@@ -39,9 +39,9 @@ from typing import get_args
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.gating.detectors.base import ShippedModel, shipped_weights  # noqa: E402
-from services.gating.qwen_vl import RANDOM_INIT_MARKER  # noqa: E402
-from services.indexing.embedders.base import AuxMiniLMEmbedderConfig, ClipEmbedderConfig  # noqa: E402
+from services.models.detectors.base import ShippedModel, shipped_weights  # noqa: E402
+from services.models.embedders.base import AuxMiniLMEmbedderConfig, ClipEmbedderConfig  # noqa: E402
+from services.models.random_init import is_random_init  # noqa: E402
 
 log = logging.getLogger("prepare_triton_repo")
 
@@ -111,7 +111,7 @@ class EmbedderWeights:
             return ClipEmbedderConfig(
                 checkpoint=self.clip_checkpoint.resolve(), aux_weight=self.aux_weight, device=self.device
             )
-        from services.indexing.embedders.aux_backend import shipped_minilm_dir, shipped_mobilenet_weights
+        from services.models.embedders.aux_backend import shipped_minilm_dir, shipped_mobilenet_weights
 
         return AuxMiniLMEmbedderConfig(
             minilm_dir=shipped_minilm_dir().resolve(),
@@ -143,7 +143,7 @@ def set_parameters(config_text: str, values: Mapping[str, str]) -> str:
 
 def set_vector_outputs(config_text: str, vector_specs: Mapping[str, int]) -> str:
     """The embedder's config.pbtxt with one FP32 output VECTOR_<name> (dims [dim]) per named vector."""
-    from services.indexing.embedders.triton_backend import vector_output
+    from services.models.embedders.triton_backend import vector_output
 
     lines = config_text.splitlines(keepends=True)
     at = [i for i, line in enumerate(lines) if line.startswith(VECTOR_OUTPUTS_MARKER)]
@@ -213,9 +213,7 @@ def _qwen_vl_parameters(checkpoint: Path, lora: Path | None) -> dict[str, str]:
     lora = lora.resolve() if lora else None
     if lora is not None and not (lora / "adapter_config.json").is_file():
         raise FileNotFoundError(f"no PEFT adapter (adapter_config.json) in {lora}")
-    random_init = (checkpoint / RANDOM_INIT_MARKER).exists() or (
-        lora is not None and (lora / RANDOM_INIT_MARKER).exists()
-    )
+    random_init = is_random_init(checkpoint, lora)
     return {
         "checkpoint": str(checkpoint),
         "lora": str(lora) if lora else "",
@@ -257,8 +255,8 @@ def prepare_vlm_answer(out: Path, weights: VlmAnswerWeights) -> Path:
 
 def prepare_embedder(out: Path, weights: EmbedderWeights) -> Path:
     """out/embedder building its embedder from `weights`, described from that embedder loaded once here."""
-    from services.indexing.embedders.base import build_embedder
-    from services.indexing.embedders.triton_backend import ServedEmbedder
+    from services.models.embedders.base import build_embedder
+    from services.models.embedders.triton_backend import ServedEmbedder
 
     config = weights.embedder_config()
     if isinstance(config, ClipEmbedderConfig) and not (config.checkpoint / "config.json").is_file():

@@ -110,8 +110,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from services.embedded import EmbeddedPipeline
     from services.gating.bootstrap import build_gater
     from services.gating.config import GatingSettings
-    from services.gating.detectors.base import DetectorError
     from services.ingest.source import SourceError, open_source, resolve_fps
+    from services.models.detectors.base import DetectorError
 
     source_arg = args.camera or str(args.video or default_video())
     fps = resolve_fps(source_arg, args.fps)
@@ -317,9 +317,8 @@ _MODES = {"akr": 1, "sample": 2, "top-k": 3}
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """`vigil ask`: answer a question about the past from the memory (embedded) or a reasoning service."""
-    from services.memory.retriever import RetrieveInvalid, RetrieveNotFound
-    from services.reasoning.answer import AnswerError, AnswerUnavailable
-    from services.reasoning.reasoner import MemoryUnavailable
+    from services.common.memory_api import MemoryUnavailable, RetrieveInvalid, RetrieveNotFound
+    from services.models.answerers.base import AnswerError, AnswerUnavailable
     from vigil.memory.v1 import memory_pb2
     from vigil.reasoning.v1 import reasoning_pb2
 
@@ -361,11 +360,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def _ask_embedded(args: argparse.Namespace, request: Any) -> Any:
+    from services.common.memory_api import MemoryUnavailable
+    from services.memory.local import LocalMemory
     from services.memory.service import Memory
     from services.memory.store import StoreError
-    from services.reasoning.answer import build_answerer
+    from services.models.answerers.base import build_answerer
     from services.reasoning.config import ReasoningSettings
-    from services.reasoning.reasoner import LocalMemory, MemoryUnavailable, Reasoner
+    from services.reasoning.reasoner import Reasoner
 
     cfg = memory_config(args.memory)
     if not (Path(cfg.frames.path) / "clusters").exists():
@@ -387,7 +388,7 @@ def _ask_embedded(args: argparse.Namespace, request: Any) -> Any:
 def _ask_remote(args: argparse.Namespace, request: Any) -> Any:
     import grpc
 
-    from services.reasoning.reasoner import raise_for_status
+    from services.common.memory_api import raise_for_status
     from vigil.reasoning.v1 import reasoning_pb2_grpc
 
     with grpc.insecure_channel(
@@ -413,7 +414,7 @@ def _save_keyframes(response: Any, folder: Path) -> list[Path]:
 
 
 def _print_answer(response: Any, saved: list[Path]) -> None:
-    from services.reasoning.answer import format_time
+    from services.models.answerers.base import format_time
 
     r = response.retrieval
     print(response.answer)
@@ -471,9 +472,9 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 def cmd_train_gate(args: argparse.Namespace) -> int:
     """`vigil train gate`: the accident detector from the labelled CCTV clips (ultralytics, from COCO weights)."""
-    from services.gating.detectors.base import DetectorError
     from services.gating.training.dataset import DatasetError, load_frames
     from services.gating.training.train import TrainParams, best_epoch, train_gate
+    from services.models.detectors.base import DetectorError
 
     try:
         epochs = best_epoch(args.epochs_from) if args.epochs_from else args.epochs
@@ -512,10 +513,10 @@ def cmd_eval_gate(args: argparse.Namespace) -> int:
     """`vigil eval gate`: Fig. 4's detector-level metrics of one or more ONNX detectors on held-out clips."""
     import tempfile
 
-    from services.gating.detectors.base import DetectorError
     from services.gating.training.card import metrics_table
     from services.gating.training.dataset import DatasetError, build_yolo_dataset
     from services.gating.training.evaluate import evaluate_models
+    from services.models.detectors.base import DetectorError
 
     splits = args.split or ["val", "test"]
     try:

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from services.gating.config import GatingConfig, QwenVLConfig, TritonVLMConfig
-from services.gating.detectors import build_detector
-from services.gating.detectors.base import Detector
+from services.gating.config import GatingConfig
 from services.gating.pipeline import FrameGater, GatingParams, parse_classes
-from services.gating.structuring import DetectorPriorStructurer, EventStructurer
+from services.models.detectors import build_detector
+from services.models.detectors.base import Detector
+from services.models.structurers.base import DetectorPriorStructurer, EventStructurer
+from services.models.structurers.config import QwenVLConfig, TritonVLMConfig
 
 
 def build_structurer(config: GatingConfig, detector: Detector) -> EventStructurer:
     """The configured structurer: Qwen2.5-VL from a checkpoint or on Triton, or the detector-prior one."""
     s = config.structurer
     if isinstance(s, TritonVLMConfig):
-        from services.gating.triton_vlm import TritonVLMStructurer
+        from services.models.structurers.triton_vlm import TritonVLMStructurer
 
         return TritonVLMStructurer(s, gamma=config.gamma)
     if isinstance(s, QwenVLConfig):
-        from services.gating.qwen_vl import QwenVLStructurer
+        from services.models.structurers.qwen_vl import QwenVLStructurer
 
         return QwenVLStructurer(
             checkpoint=s.checkpoint,

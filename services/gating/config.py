@@ -2,47 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.config import CommonSettings
-from services.common.triton import TritonClientSettings
-from services.gating.detectors.base import DetectorConfig, OnnxDetectorConfig
-
-
-class DetectorPriorConfig(BaseModel):
-    """Fill the event schema from detections alone (no VLM weights needed)."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["detector-prior"] = "detector-prior"
-
-
-class QwenVLConfig(BaseModel):
-    """Qwen2.5-VL (optionally with a LoRA adapter) from a local checkpoint directory."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["qwen2.5-vl"] = "qwen2.5-vl"
-    checkpoint: Path
-    lora: Path | None = None
-    device: str = "cpu"
-    max_new_tokens: int = Field(default=256, ge=16)
-
-
-class TritonVLMConfig(TritonClientSettings):
-    """The `vlm` model of a Triton server (triton_models/vlm): Qwen2.5-VL with constrained decoding there."""
-
-    type: Literal["triton-vlm"] = "triton-vlm"
-    model_name: str = "vlm"
-    # Generation on CPU takes seconds; the deadline covers one event.
-    timeout_s: float = Field(default=120.0, gt=0.0)
-
-
-StructurerConfig = Annotated[DetectorPriorConfig | QwenVLConfig | TritonVLMConfig, Field(discriminator="type")]
-
-
-Profile = Literal["traffic", "people"]
+from services.models.detectors.base import DetectorConfig, OnnxDetectorConfig
+from services.models.detectors.profiles import Profile, apply_profile
+from services.models.structurers.config import DetectorPriorConfig, StructurerConfig
 
 # What each profile sets when the settings leave it out. A profile is a set of defaults, not a lock:
 # any field given explicitly (environment, flags, Helm values) wins over it.
@@ -62,28 +29,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         "severe_classes": "Fall",
     },
 }
-
-
-def apply_profile(data: dict[str, Any], profiles: dict[str, dict[str, Any]] = PROFILES) -> dict[str, Any]:
-    """Fill what `data` leaves out from its profile.
-
-    A detector block given in part keeps the profile's other fields while its type is the profile's
-    (`VIGIL_GATING__CONTEXT_DETECTOR__INTRA_OP_THREADS=1` still runs COCO at 0.3); a block of another
-    in-process type still runs the profile's model unless it names `weights` or `model`.
-    """
-    name = data.get("profile", "traffic")
-    if name not in profiles:
-        raise ValueError(f"unknown profile {name!r}; known profiles: {', '.join(profiles)}")
-    out = dict(data)
-    for key, preset in profiles[name].items():
-        given = out.get(key, preset)
-        if key in out and isinstance(given, dict) and isinstance(preset, dict) and "type" in preset:
-            if given.get("type", preset["type"]) == preset["type"]:
-                given = {**preset, **given}
-            elif given["type"] in {"onnx", "ultralytics"} and not {"weights", "model"} & set(given):
-                given = {**given, "model": preset["model"]}
-        out[key] = given
-    return out
 
 
 class GatingConfig(BaseModel):
@@ -128,7 +73,7 @@ class GatingConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _profile_defaults(cls, data: Any) -> Any:
-        return apply_profile(data) if isinstance(data, dict) else data
+        return apply_profile(data, PROFILES) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _thresholds(self) -> GatingConfig:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.gating.detections import Detection
 from services.gating.pipeline import GatedEvent
-from services.gating.structuring import ProducerInfo
+from services.models.detections import Detection
+from services.models.structurers.base import ProducerInfo
 from vigil.detection.v1 import detection_pb2
 from vigil.event.v1 import event_pb2
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from services.gating.detections import Detection
+from services.models.detections import Detection
 
 _SEVERE_COLOUR = (0, 0, 255)
 _OTHER_COLOUR = (0, 200, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from services.gating.detections import Detection
+from services.models.detections import Detection
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ import time
 import grpc
 
 from services.common.grpc_runtime import create_server as _create_server
-from services.common.triton import TritonDeadlineExceeded, TritonModelNotReady, TritonUnavailable
 from services.gating.consumer import decode_image
 from services.gating.convert import detection_to_proto
-from services.gating.detectors.base import DetectorError
 from services.gating.pipeline import FrameGater
+from services.models.detectors.base import DetectorError
+from services.models.triton import TritonDeadlineExceeded, TritonModelNotReady, TritonUnavailable
 from vigil.detection.v1 import detection_pb2, detection_pb2_grpc
 
 log = logging.getLogger(__name__)

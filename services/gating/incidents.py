@@ -14,7 +14,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from services.gating.detections import Box, Detection
+from services.models.detections import Box, Detection
 
 
 @dataclass

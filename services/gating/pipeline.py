@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.gating.context import SceneContext, scene_context
-from services.gating.detections import Detection
-from services.gating.detectors.base import Detector
 from services.gating.evidence import EncodedEvidence, make_evidence
 from services.gating.gate import GateResult, gate
 from services.gating.incidents import IncidentGrouper
 from services.gating.motion import MotionGate
-from services.gating.structuring import (
+from services.models.context import SceneContext, scene_context
+from services.models.detections import Detection
+from services.models.detectors.base import Detector
+from services.models.structurers.base import (
     EventStructurer,
     InvalidModelOutput,
     StructuredEvent,

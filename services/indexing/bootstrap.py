@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from services.gating.detectors.base import Detector, build_detector
 from services.indexing.config import IndexingConfig
-from services.indexing.embedders.base import Embedder, build_embedder
 from services.indexing.stream import ClusterEmbedder
+from services.models.detectors.base import Detector, build_detector
+from services.models.embedders.base import Embedder, build_embedder
 
 
 def build_cluster_embedder(

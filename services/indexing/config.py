@@ -7,10 +7,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.config import CommonSettings
-from services.gating.config import Profile, apply_profile
-from services.gating.detectors.base import DetectorConfig, OnnxDetectorConfig
-from services.indexing.embedders.base import AuxMiniLMEmbedderConfig, EmbedderConfig
 from services.indexing.scenes import SceneParams
+from services.models.detectors.base import DetectorConfig, OnnxDetectorConfig
+from services.models.detectors.profiles import Profile, apply_profile
+from services.models.embedders.base import AuxMiniLMEmbedderConfig, EmbedderConfig
 
 
 class SceneConfig(BaseModel):

@@ -20,11 +20,11 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from services.common.bus import Bus, Message, PoisonMessage, RetryableError
+from services.common.frames import frame_time_s
 from services.indexing import metrics
 from services.indexing.config import IndexingConfig
-from services.indexing.embedders.base import EmbedderError
 from services.indexing.stream import CameraIndexer, ClosedCluster, ClusterEmbedder, PendingFrame
-from services.memory.frame_store import frame_time_s
+from services.models.embedders.base import EmbedderError
 from vigil.media.v1 import frame_pb2
 
 log = logging.getLogger(__name__)

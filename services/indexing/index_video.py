@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.common.frames import RawFrame
 from services.indexing.clustering import Cluster, IncrementalClusterer
 from services.indexing.scenes import SceneCut, SceneParams, SceneSegmenter
-from services.ingest.source import RawFrame
 
 
 @dataclass

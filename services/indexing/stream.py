@@ -23,13 +23,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from services.gating.context import count_labels, describe_counts
-from services.gating.detectors.base import Detector
+from services.common.frames import time_key
 from services.indexing import metrics
 from services.indexing.clustering import Cluster, IncrementalClusterer
-from services.indexing.embedders.base import Embedder
 from services.indexing.scenes import SceneParams, SceneSegmenter
-from services.memory.frame_store import time_key
+from services.models.context import count_labels, describe_counts
+from services.models.detectors.base import Detector
+from services.models.embedders.base import Embedder
 from vigil.memory.v1 import memory_pb2
 
 log = logging.getLogger(__name__)

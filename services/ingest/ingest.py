@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import cv2
 
 from services.common.bus import Bus
+from services.common.frames import RawFrame
 from services.common.metrics import LatencyRecorder
 from services.ingest import metrics
-from services.ingest.source import RawFrame, SourceStats, VideoSource, redact
+from services.ingest.source import SourceStats, VideoSource, redact
 from vigil.media.v1 import frame_pb2
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from services.common.frames import RawFrame
+
 log = logging.getLogger(__name__)
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -42,15 +44,6 @@ def _is_stream(source: str) -> bool:
 def _check_fps(fps: float | None) -> None:
     if fps is not None and fps <= 0:
         raise SourceError(f"fps must be positive, got {fps}")
-
-
-@dataclass(frozen=True)
-class RawFrame:
-    """A decoded frame with its position in the source."""
-
-    index: int
-    pts_s: float
-    image: np.ndarray
 
 
 @dataclass

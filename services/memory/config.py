@@ -7,8 +7,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.config import CommonSettings
-from services.indexing.embedders.base import AuxMiniLMEmbedderConfig, EmbedderConfig
 from services.memory.store import QdrantEdgeStoreConfig, VectorStoreConfig
+from services.models.embedders.base import AuxMiniLMEmbedderConfig, EmbedderConfig
 
 
 class FrameStoreConfig(BaseModel):

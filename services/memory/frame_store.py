@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.common.frames import time_key
+
 log = logging.getLogger(__name__)
 
 _HOUR_MS = 3_600_000
@@ -44,17 +46,6 @@ def camera_dir_name(camera_id: str) -> str:
     import hashlib
 
     return f"{safe.strip('.') or 'cam'}-{hashlib.sha1(camera_id.encode()).hexdigest()[:8]}"
-
-
-def frame_time_s(live: bool, pts_s: float, capture_time_ns: int) -> float:
-    """A frame's place on its camera's time axis: Unix seconds for a live stream, pts for a file."""
-    # A live stream's pts restarts with every reconnect; its capture time does not.
-    return capture_time_ns / 1e9 if live else pts_s
-
-
-def time_key(time_s: float) -> int:
-    """A time on the camera axis as the integer milliseconds frames are stored under."""
-    return round(time_s * 1000.0)
 
 
 @dataclass(frozen=True)

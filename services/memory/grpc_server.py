@@ -10,8 +10,9 @@ import numpy as np
 
 from services.common.grpc_runtime import abort
 from services.common.grpc_runtime import create_server as _create_server
+from services.common.memory_api import RetrieveInvalid, RetrieveNotFound
 from services.memory import metrics
-from services.memory.retriever import Mode, RetrieveInvalid, RetrieveNotFound, RetrieveQuery, Retriever, RetrieveResult
+from services.memory.retriever import Mode, RetrieveQuery, Retriever, RetrieveResult
 from services.memory.service import Memory
 from services.memory.store import StoreError, StoreUnavailable
 from vigil.memory.v1 import memory_pb2, memory_pb2_grpc

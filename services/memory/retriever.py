@@ -21,7 +21,7 @@ from enum import Enum
 
 import numpy as np
 
-from services.indexing.embedders.base import Embedder, EmbedderError
+from services.common.memory_api import RetrieveInvalid, RetrieveNotFound, check_question
 from services.memory.config import RetrievalConfig
 from services.memory.frame_store import FrameStore
 from services.memory.sampling import (
@@ -34,14 +34,7 @@ from services.memory.sampling import (
     top_k,
 )
 from services.memory.store import ScoredFrame, VectorStore
-
-
-class RetrieveInvalid(ValueError):
-    """The request cannot be served as asked (empty question, inverted range, bad parameter)."""
-
-
-class RetrieveNotFound(LookupError):
-    """Nothing to retrieve: an unknown camera, or no memory within the range."""
+from services.models.embedders.base import Embedder, EmbedderError
 
 
 class Mode(Enum):
@@ -101,16 +94,6 @@ class RetrieveResult:
     frames_expired: int = 0
     retrieve_ms: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-def check_question(text: str, max_chars: int) -> str:
-    """The stripped question; RetrieveInvalid when it is empty or too long."""
-    question = text.strip()
-    if not question:
-        raise RetrieveInvalid("the question is empty: ask something, e.g. 'when did a person fall?'")
-    if len(question) > max_chars:
-        raise RetrieveInvalid(f"the question is {len(question)} characters; the limit is {max_chars}")
-    return question
 
 
 def describe_range(camera_id: str | None, since_s: float | None, until_s: float | None) -> str:

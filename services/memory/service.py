@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 
-from services.indexing.embedders.base import Embedder, build_embedder
 from services.memory import metrics
 from services.memory.config import MemoryConfig
 from services.memory.frame_store import FrameStore
 from services.memory.retriever import Retriever
 from services.memory.store import VectorStore, build_store
 from services.memory.writer import MemoryWriter
+from services.models.embedders.base import Embedder, build_embedder
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,9 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from services.common.bus import Message, PoisonMessage, RetryableError
+from services.common.frames import frame_time_s
 from services.memory import metrics
-from services.memory.frame_store import ClusterRecord, FrameStore, MemberFrame, frame_time_s
+from services.memory.frame_store import ClusterRecord, FrameStore, MemberFrame
 from services.memory.store import FramePayload, IndexPoint, StoreError, StoreUnavailable, VectorStore
 from vigil.media.v1 import frame_pb2
 from vigil.memory.v1 import memory_pb2

@@ -7,7 +7,7 @@ import logging
 from services.common.grpc_runtime import serve_until_signalled
 from services.common.logging import configure_logging
 from services.common.metrics import start_metrics_server
-from services.reasoning.answer import build_answerer
+from services.models.answerers.base import build_answerer
 from services.reasoning.config import ReasoningSettings
 from services.reasoning.grpc_server import create_server
 from services.reasoning.reasoner import GrpcMemory, Reasoner

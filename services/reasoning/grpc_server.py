@@ -8,9 +8,9 @@ import grpc
 
 from services.common.grpc_runtime import abort
 from services.common.grpc_runtime import create_server as _create_server
-from services.memory.retriever import RetrieveInvalid, RetrieveNotFound
-from services.reasoning.answer import AnswerError, AnswerUnavailable
-from services.reasoning.reasoner import MemoryUnavailable, Reasoner
+from services.common.memory_api import MemoryUnavailable, RetrieveInvalid, RetrieveNotFound
+from services.models.answerers.base import AnswerError, AnswerUnavailable
+from services.reasoning.reasoner import Reasoner
 from vigil.reasoning.v1 import reasoning_pb2, reasoning_pb2_grpc
 
 log = logging.getLogger(__name__)

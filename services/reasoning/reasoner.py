@@ -1,58 +1,32 @@
 """Ask: question -> the edge memory's keyframes -> the answerer -> an answer with the times it used.
 
-The memory is reached through a `MemorySource`: `GrpcMemory` (the cloud service, across
-the WAN) or `LocalMemory` (the embedded `vigil ask`, same conversion code, no socket).
+The memory is reached through a `MemorySource` (services/common/memory_api.py): `GrpcMemory`
+here (the cloud service, across the WAN) or the memory's own `LocalMemory` (the embedded
+`vigil ask`), which the composition root passes in.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from abc import ABC, abstractmethod
-from typing import NoReturn
 
 import cv2
 import grpc
 import numpy as np
 
-from services.memory.retriever import RetrieveInvalid, RetrieveNotFound, Retriever, check_question
-from services.reasoning.answer import Answerer, AnswerError, EvidenceFrame
+from services.common.memory_api import (
+    MemorySource,
+    MemoryUnavailable,
+    RetrieveInvalid,
+    RetrieveNotFound,
+    check_question,
+    raise_for_status,
+)
+from services.models.answerers.base import Answerer, AnswerError, EvidenceFrame
 from vigil.memory.v1 import memory_pb2, memory_pb2_grpc
 from vigil.reasoning.v1 import reasoning_pb2
 
 log = logging.getLogger(__name__)
-
-
-class MemoryUnavailable(RuntimeError):
-    """The edge memory could not be reached or did not answer in time."""
-
-
-class MemorySource(ABC):
-    """Where keyframes come from."""
-
-    @abstractmethod
-    def retrieve(self, request: memory_pb2.RetrieveRequest) -> memory_pb2.RetrieveResponse:
-        """Retrieve; raises RetrieveInvalid, RetrieveNotFound or MemoryUnavailable."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections."""
-
-
-class LocalMemory(MemorySource):
-    """The memory in this process (embedded mode)."""
-
-    def __init__(self, retriever: Retriever) -> None:
-        self._retriever = retriever
-
-    def retrieve(self, request: memory_pb2.RetrieveRequest) -> memory_pb2.RetrieveResponse:
-        """Call the memory's RPC body directly."""
-        from services.memory.grpc_server import retrieve
-        from services.memory.store import StoreError
-
-        try:
-            return retrieve(self._retriever, request)
-        except StoreError as e:
-            raise MemoryUnavailable(f"the memory's vector store failed: {e}") from e
 
 
 class GrpcMemory(MemorySource):
@@ -75,16 +49,6 @@ class GrpcMemory(MemorySource):
     def close(self) -> None:
         """Close the channel."""
         self._channel.close()
-
-
-def raise_for_status(error: grpc.RpcError, where: str) -> NoReturn:
-    """A failed Retrieve or Ask as the typed error callers handle: bad question, nothing found, or unavailable."""
-    code, detail = error.code(), error.details()  # type: ignore[attr-defined]
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        raise RetrieveInvalid(detail) from error
-    if code == grpc.StatusCode.NOT_FOUND:
-        raise RetrieveNotFound(detail) from error
-    raise MemoryUnavailable(f"{where}: {code.name}: {detail}") from error
 
 
 def decode_keyframe(k: memory_pb2.Keyframe) -> EvidenceFrame:
@@ -160,7 +124,6 @@ class Reasoner:
 __all__ = [
     "AnswerError",
     "GrpcMemory",
-    "LocalMemory",
     "MemorySource",
     "MemoryUnavailable",
     "Reasoner",

@@ -16,10 +16,10 @@ from services.common.config import BusConfig
 from services.gating.bootstrap import build_gater
 from services.gating.config import GatingConfig
 from services.gating.consumer import decode_image
-from services.gating.structuring import validate_event
 from services.ingest.config import IngestConfig
 from services.ingest.ingest import encode_frame
 from services.ingest.source import VideoSource
+from services.models.structurers.base import validate_event
 from tests.fixtures.media import shared
 from vigil.alert.v1 import alert_pb2
 

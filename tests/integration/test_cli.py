@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.gating.structuring import validate_event
+from services.models.structurers.base import validate_event
 from tests.fixtures.media import shared
 
 ROOT = Path(__file__).resolve().parents[2]

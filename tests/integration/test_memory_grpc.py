@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 
 from services.common.bus import Message, PoisonMessage
-from services.indexing.embedders.base import AuxMiniLMEmbedderConfig, Embedder, build_embedder
 from services.indexing.stream import point_id_for
 from services.memory.config import FrameStoreConfig, MemoryConfig
 from services.memory.grpc_server import create_server as memory_server
 from services.memory.qdrant_client_store import QdrantClientStore
 from services.memory.service import Memory
 from services.memory.store import QdrantEdgeStoreConfig, QdrantServerStoreConfig
-from services.reasoning.answer import Answer, AnswerUnavailable, EvidenceAnswerer, EvidenceFrame
+from services.models.answerers.base import Answer, AnswerUnavailable, EvidenceAnswerer, EvidenceFrame
+from services.models.embedders.base import AuxMiniLMEmbedderConfig, Embedder, build_embedder
 from services.reasoning.grpc_server import create_server as reasoning_server
 from services.reasoning.reasoner import GrpcMemory, Reasoner
 from tests.fixtures.tcp_proxy import free_port

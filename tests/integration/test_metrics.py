@@ -7,12 +7,12 @@ import urllib.request
 import numpy as np
 
 from services.common.bus.inprocess import InProcessBus
+from services.common.frames import RawFrame
 from services.common.metrics import start_metrics_server
 from services.gating.bootstrap import build_gater
 from services.gating.config import GatingConfig
 from services.gating.consumer import FrameHandler
 from services.ingest.ingest import encode_frame
-from services.ingest.source import RawFrame
 from tests.fixtures.tcp_proxy import free_port
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.reasoning.answer import Answer, AnswerError, EvidenceFrame, build_answerer, format_time
-from services.reasoning.config import QwenVLAnswererConfig
+from services.models.answerers.base import Answer, AnswerError, EvidenceFrame, build_answerer, format_time
+from services.models.answerers.config import QwenVLAnswererConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.torch]
 
@@ -25,7 +25,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 from scripts.make_tiny_qwen_vl import make_tiny_lora, make_tiny_qwen_vl  # noqa: E402
-from services.reasoning.qwen_answer import NO_TEXT_ANSWER, RANDOM_INIT_NOTE, QwenVLAnswerer  # noqa: E402
+from services.models.answerers.qwen_vl import NO_TEXT_ANSWER, RANDOM_INIT_NOTE, QwenVLAnswerer  # noqa: E402
 
 MAX_IMAGE_SIDE = 112
 QUESTION = "Did anyone fall, and when?"

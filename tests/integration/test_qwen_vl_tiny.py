@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.gating.detections import Box, Detection
-from services.gating.structuring import InvalidModelOutput, StructuringRequest, event_schema, validate_event
+from services.models.detections import Box, Detection
+from services.models.structurers.base import InvalidModelOutput, StructuringRequest, event_schema, validate_event
 
 pytestmark = [pytest.mark.slow, pytest.mark.torch]
 
@@ -25,8 +25,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from scripts.make_tiny_qwen_vl import RANDOM_INIT_MARKER, make_tiny_lora, make_tiny_qwen_vl  # noqa: E402
-from services.gating.qwen_vl import (  # noqa: E402
+from scripts.make_tiny_qwen_vl import make_tiny_lora, make_tiny_qwen_vl  # noqa: E402
+from services.models.random_init import RANDOM_INIT_MARKER  # noqa: E402
+from services.models.structurers.qwen_vl import (  # noqa: E402
     RANDOM_INIT_NOTE,
     QwenVLStructurer,
     build_task_prompt,

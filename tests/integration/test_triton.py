@@ -41,36 +41,36 @@ from scripts.prepare_triton_repo import (  # noqa: E402
     prepare_repository,
     set_parameters,
 )
-from services.common.triton import (  # noqa: E402
+from services.models.answerers.base import AnswerError, EvidenceFrame, build_answerer  # noqa: E402
+from services.models.answerers.config import QwenVLAnswererConfig, TritonVLMAnswererConfig  # noqa: E402
+from services.models.answerers.triton_vlm import REQUEST_INPUT, TritonVLMAnswerer, request_to_wire  # noqa: E402
+from services.models.detections import Detection  # noqa: E402
+from services.models.detectors.base import (  # noqa: E402
+    DetectorError,
+    OnnxDetectorConfig,
+    TritonDetectorConfig,
+    build_detector,
+)
+from services.models.detectors.onnx_backend import OnnxDetector  # noqa: E402
+from services.models.detectors.triton_backend import TritonDetector  # noqa: E402
+from services.models.embedders.base import (  # noqa: E402
+    ClipEmbedderConfig,
+    EmbedderError,
+    TritonEmbedderConfig,
+    build_embedder,
+)
+from services.models.embedders.clip_backend import ClipEmbedder  # noqa: E402
+from services.models.embedders.triton_backend import TritonEmbedder  # noqa: E402
+from services.models.structurers.base import StructuringRequest, event_schema, validate_event  # noqa: E402
+from services.models.structurers.config import TritonVLMConfig  # noqa: E402
+from services.models.structurers.triton_vlm import TritonVLMStructurer  # noqa: E402
+from services.models.triton import (  # noqa: E402
     TritonClientSettings,
     TritonModelClient,
     TritonModelNotReady,
     TritonRequestError,
     TritonUnavailable,
 )
-from services.gating.config import TritonVLMConfig  # noqa: E402
-from services.gating.detections import Detection  # noqa: E402
-from services.gating.detectors.base import (  # noqa: E402
-    DetectorError,
-    OnnxDetectorConfig,
-    TritonDetectorConfig,
-    build_detector,
-)
-from services.gating.detectors.onnx_backend import OnnxDetector  # noqa: E402
-from services.gating.detectors.triton_backend import TritonDetector  # noqa: E402
-from services.gating.structuring import StructuringRequest, event_schema, validate_event  # noqa: E402
-from services.gating.triton_vlm import TritonVLMStructurer  # noqa: E402
-from services.indexing.embedders.base import (  # noqa: E402
-    ClipEmbedderConfig,
-    EmbedderError,
-    TritonEmbedderConfig,
-    build_embedder,
-)
-from services.indexing.embedders.clip_backend import ClipEmbedder  # noqa: E402
-from services.indexing.embedders.triton_backend import TritonEmbedder  # noqa: E402
-from services.reasoning.answer import AnswerError, EvidenceFrame, build_answerer  # noqa: E402
-from services.reasoning.config import QwenVLAnswererConfig, TritonVLMAnswererConfig  # noqa: E402
-from services.reasoning.triton_answer import REQUEST_INPUT, TritonVLMAnswerer, request_to_wire  # noqa: E402
 from tests.fixtures.media import bus_jpg, shared  # noqa: E402
 from tests.fixtures.tcp_proxy import free_port  # noqa: E402
 from tests.fixtures.triton import TritonServer  # noqa: E402
@@ -247,7 +247,7 @@ def test_bad_images_are_invalid_argument(server: TritonServer, triton_det: Trito
 
 @pytest.fixture(scope="module")
 def in_process_vlm(tiny_vlm: Path) -> Iterator[object]:
-    from services.gating.qwen_vl import QwenVLStructurer
+    from services.models.structurers.qwen_vl import QwenVLStructurer
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -261,7 +261,7 @@ def boxed_request(image: np.ndarray, dets: list[Detection], camera: str) -> Stru
 
 
 def test_vlm_matches_in_process(server: TritonServer, in_process_vlm: object, onnx_det: OnnxDetector) -> None:
-    from services.gating.qwen_vl import QwenVLStructurer
+    from services.models.structurers.qwen_vl import QwenVLStructurer
 
     assert isinstance(in_process_vlm, QwenVLStructurer)
     vlm = TritonVLMStructurer(TritonVLMConfig(url=server.grpc_url), gamma=GAMMA)
@@ -319,7 +319,7 @@ def answer_keyframes() -> list[EvidenceFrame]:
 
 
 def test_answerer_matches_in_process(server: TritonServer, in_process_answerer: object) -> None:
-    from services.reasoning.qwen_answer import RANDOM_INIT_NOTE, QwenVLAnswerer
+    from services.models.answerers.qwen_vl import RANDOM_INIT_NOTE, QwenVLAnswerer
 
     assert isinstance(in_process_answerer, QwenVLAnswerer)
     answerer = build_answerer(TritonVLMAnswererConfig(url=server.grpc_url))

@@ -21,12 +21,12 @@ from services.common.bus.kafka import KafkaBus
 from services.common.config import BusConfig
 from services.indexing.config import IndexingConfig
 from services.indexing.consumer import IndexingHandler
-from services.indexing.embedders.base import AuxMiniLMEmbedderConfig, Embedder, FrameEmbedding, build_embedder
 from services.indexing.stream import ClusterEmbedder
 from services.memory.config import FrameStoreConfig, MemoryConfig
 from services.memory.retriever import RetrieveQuery
 from services.memory.service import Memory
 from services.memory.store import QdrantEdgeStoreConfig
+from services.models.embedders.base import AuxMiniLMEmbedderConfig, Embedder, FrameEmbedding, build_embedder
 from vigil.media.v1 import frame_pb2
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from services.gating.constrained import (
+from services.models.structurers.base import InvalidModelOutput, check_eq4, event_schema, validate_event
+from services.models.structurers.constrained import (
     ArrayNode,
     JsonSchemaLogitsProcessor,
     LiteralNode,
@@ -26,7 +27,6 @@ from services.gating.constrained import (
     is_valid_prefix,
     number_node,
 )
-from services.gating.structuring import InvalidModelOutput, check_eq4, event_schema, validate_event
 
 GAMMAS = [0.5, 0.3, 0.12345, 0.9, 0.7]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.gating.context import describe_counts, scene_context
-from services.gating.detections import Box, Detection
+from services.models.context import describe_counts, scene_context
+from services.models.detections import Box, Detection
 
 
 def det(label: str, box: Box, conf: float = 0.8) -> Detection:

@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from services.indexing.embedders import (
+from services.models.embedders import (
     AuxMiniLMEmbedderConfig,
     ClipEmbedderConfig,
     EmbedderConfig,
     EmbedderError,
     l2_normalize,
 )
-from services.indexing.embedders.aux_backend import compose_prompt, torchvision_feature_keys
-from services.indexing.embedders.base import TritonEmbedderConfig, check_inputs, check_query, is_random_init
+from services.models.embedders.aux_backend import compose_prompt, torchvision_feature_keys
+from services.models.embedders.base import TritonEmbedderConfig, check_inputs, check_query
+from services.models.random_init import is_random_init
 
 ADAPTER: TypeAdapter[ClipEmbedderConfig | AuxMiniLMEmbedderConfig | TritonEmbedderConfig] = TypeAdapter(EmbedderConfig)
 

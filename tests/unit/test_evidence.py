@@ -3,8 +3,8 @@
 import cv2
 import numpy as np
 
-from services.gating.detections import Box, Detection
 from services.gating.evidence import crop, draw_boxes, make_evidence
+from services.models.detections import Box, Detection
 
 
 def _image() -> np.ndarray:

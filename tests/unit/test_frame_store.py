@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.memory.frame_store import ClusterRecord, FrameStore, MemberFrame, camera_dir_name, frame_time_s
+from services.common.frames import frame_time_s
+from services.memory.frame_store import ClusterRecord, FrameStore, MemberFrame, camera_dir_name
 
 
 def test_frames_round_trip_and_overwrite(tmp_path: Path) -> None:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from services.gating.detections import Box, Detection
 from services.gating.gate import gate
+from services.models.detections import Box, Detection
 
 
 def det(label: str, p: float, x: float = 0) -> Detection:

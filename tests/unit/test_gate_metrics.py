@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from services.gating.detections import Box
 from services.gating.training.evaluate import FrameResult, average_precision, gate_metrics, parse_model_spec
+from services.models.detections import Box
 
 B = Box(0, 0, 10, 10)
 FAR = Box(50, 50, 60, 60)

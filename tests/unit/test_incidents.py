@@ -2,8 +2,8 @@
 
 import pytest
 
-from services.gating.detections import Box, Detection
 from services.gating.incidents import IncidentGrouper
+from services.models.detections import Box, Detection
 
 
 def d(x: float) -> list[Detection]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from services.common.frames import RawFrame
 from services.indexing.clustering import IncrementalClusterer
 from services.indexing.index_video import index_frames
 from services.indexing.scenes import SceneParams, SceneSegmenter, features, scene_score
-from services.ingest.source import RawFrame
 
 W = (1.0, 1.0, 1.0, 0.0)
 

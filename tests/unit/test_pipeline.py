@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.gating.detections import Box, Detection
-from services.gating.detectors.base import Detector
 from services.gating.pipeline import FrameGater, GatingParams, event_id_for
-from services.gating.structuring import (
+from services.models.detections import Box, Detection
+from services.models.detectors.base import Detector
+from services.models.structurers.base import (
     DetectorPriorStructurer,
     EventStructurer,
     InvalidModelOutput,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.reasoning.answer import AnswerError, EvidenceAnswerer, EvidenceFrame, format_time
-from services.reasoning.config import EvidenceAnswererConfig
-from services.reasoning.qwen_answer import cited_times, frame_line
+from services.models.answerers.base import AnswerError, EvidenceAnswerer, EvidenceFrame, format_time
+from services.models.answerers.config import EvidenceAnswererConfig
+from services.models.answerers.qwen_vl import cited_times, frame_line
 
 
 def frame(t: float, aux: str = "", camera: str = "cam-1", p: float = 0.5, image: bool = False) -> EvidenceFrame:
@@ -85,6 +85,6 @@ def test_evidence_answer_needs_frames() -> None:
 
 
 def test_build_answerer_defaults_to_evidence() -> None:
-    from services.reasoning.answer import build_answerer
+    from services.models.answerers.base import build_answerer
 
     assert isinstance(build_answerer(EvidenceAnswererConfig()), EvidenceAnswerer)

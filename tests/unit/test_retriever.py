@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.indexing.embedders.base import Embedder, EmbedderError, FrameEmbedding, check_query
+from services.common.memory_api import RetrieveInvalid, RetrieveNotFound
 from services.memory.config import RetrievalConfig
 from services.memory.frame_store import ClusterRecord, FrameStore, MemberFrame
 from services.memory.qdrant_edge_store import QdrantEdgeStore
-from services.memory.retriever import Mode, RetrieveInvalid, RetrieveNotFound, RetrieveQuery, Retriever
+from services.memory.retriever import Mode, RetrieveQuery, Retriever
 from services.memory.store import FramePayload, IndexPoint
+from services.models.embedders.base import Embedder, EmbedderError, FrameEmbedding, check_query
 
 WORDS = ["person", "car", "bicycle", "text"]
 

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from services.gating.detections import Box, Detection
-from services.gating.structuring import (
+from services.models.detections import Box, Detection
+from services.models.structurers.base import (
     DetectorPriorStructurer,
     InvalidModelOutput,
     StructuringRequest,

@@ -17,11 +17,10 @@ import pytest
 from pydantic import TypeAdapter
 
 from scripts.prepare_triton_repo import TEMPLATES
-from services.common.triton import TritonRequestError, TritonUnavailable
-from services.reasoning.answer import Answer, Answerer, AnswerError, EvidenceAnswerer, EvidenceFrame
-from services.reasoning.config import AnswererConfig, TritonVLMAnswererConfig
-from services.reasoning.qwen_answer import RANDOM_INIT_NOTE
-from services.reasoning.triton_answer import (
+from services.models.answerers.base import Answer, Answerer, AnswerError, EvidenceAnswerer, EvidenceFrame
+from services.models.answerers.config import AnswererConfig, TritonVLMAnswererConfig
+from services.models.answerers.qwen_vl import RANDOM_INIT_NOTE
+from services.models.answerers.triton_vlm import (
     ANSWER_OUTPUT,
     IMAGES_INPUT,
     REQUEST_INPUT,
@@ -32,6 +31,7 @@ from services.reasoning.triton_answer import (
     request_to_wire,
     served_vlm_name,
 )
+from services.models.triton import TritonRequestError, TritonUnavailable
 
 QUESTION = "Did anyone fall, and when? ☕"
 
@@ -218,8 +218,8 @@ def test_server_errors_become_answer_errors_with_the_servers_message() -> None:
 
 
 def test_build_answerer_selects_triton(monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.reasoning import answer as answer_module
-    from services.reasoning import triton_answer
+    from services.models.answerers import base as answer_module
+    from services.models.answerers import triton_vlm as triton_answer
 
     built: list[TritonVLMAnswererConfig] = []
 

@@ -18,9 +18,8 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from scripts.prepare_triton_repo import TEMPLATES, set_vector_outputs
-from services.common.triton import TritonRequestError
-from services.indexing.embedders.aux_backend import IMAGE_DIM, IMAGE_VECTOR, TEXT_DIM, TEXT_VECTOR
-from services.indexing.embedders.base import (
+from services.models.embedders.aux_backend import IMAGE_DIM, IMAGE_VECTOR, TEXT_DIM, TEXT_VECTOR
+from services.models.embedders.base import (
     Embedder,
     EmbedderConfig,
     EmbedderError,
@@ -30,7 +29,7 @@ from services.indexing.embedders.base import (
     check_query,
     l2_normalize,
 )
-from services.indexing.embedders.triton_backend import (
+from services.models.embedders.triton_backend import (
     AUX_TEXT_INPUT,
     IMAGE_INPUT,
     PROMPT_OUTPUT,
@@ -47,6 +46,7 @@ from services.indexing.embedders.triton_backend import (
     query_to_wire,
     vector_output,
 )
+from services.models.triton import TritonRequestError
 
 
 def _text_vector(text: str) -> np.ndarray:

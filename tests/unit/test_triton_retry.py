@@ -1,20 +1,25 @@
-"""Retry, back-off and deadline logic of services.common.triton, on a fake clock."""
+"""Retry, back-off and deadline logic of services.models.triton, on a fake clock."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from services.common.triton import (
+from services.models.detections import Box, Detection
+from services.models.structurers.base import ProducerInfo, StructuringRequest
+from services.models.structurers.triton_vlm import (
+    producer_from_wire,
+    producer_to_wire,
+    request_from_wire,
+    request_to_wire,
+)
+from services.models.triton import (
     RetryPolicy,
     TritonDeadlineExceeded,
     call_with_retries,
     is_unavailable,
     status_name,
 )
-from services.gating.detections import Box, Detection
-from services.gating.structuring import ProducerInfo, StructuringRequest
-from services.gating.triton_vlm import producer_from_wire, producer_to_wire, request_from_wire, request_to_wire
 
 
 class FakeGrpcError(Exception):

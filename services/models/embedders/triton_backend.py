@@ -28,14 +28,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.common.triton import TritonModelClient, TritonRequestError
-from services.indexing.embedders.base import (
+from services.models.embedders.base import (
     Embedder,
     EmbedderError,
     FrameEmbedding,
     TritonEmbedderConfig,
     check_inputs,
 )
+from services.models.triton import TritonModelClient, TritonRequestError
 
 __all__ = ["ServedEmbedder", "TritonEmbedder", "TritonEmbedderConfig"]
 

@@ -7,7 +7,7 @@ briefly and cite the frames used. Decoding is greedy and free-form; the frames
 the answer cites (by number or by time) become ``Answer.used_times_s``.
 
 The model loads from a local checkpoint directory through
-:mod:`services.common.qwen`; torch / transformers are imported only when an
+:mod:`services.models.qwen`; torch / transformers are imported only when an
 answerer is built, and importing this module does no I/O.
 """
 
@@ -20,9 +20,9 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from services.common.qwen import ContentItem, load_qwen_vl
-from services.reasoning.answer import Answer, Answerer, AnswerError, EvidenceFrame, format_time
-from services.reasoning.config import QwenVLAnswererConfig
+from services.models.answerers.base import Answer, Answerer, AnswerError, EvidenceFrame, format_time
+from services.models.answerers.config import QwenVLAnswererConfig
+from services.models.qwen import ContentItem, load_qwen_vl
 
 if TYPE_CHECKING:
     import torch

@@ -1,5 +1,5 @@
 """Detector backends behind one interface, chosen by a discriminated config (`type`)."""
 
-from services.gating.detectors.base import Detector, DetectorConfig, DetectorError, build_detector
+from services.models.detectors.base import Detector, DetectorConfig, DetectorError, build_detector
 
 __all__ = ["Detector", "DetectorConfig", "DetectorError", "build_detector"]

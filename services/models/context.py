@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from services.gating.detections import Box, Detection
+from services.models.detections import Box, Detection
 
 # COCO classes that matter on a road, and the event schema's object label for each.
 CONTEXT_LABELS: dict[str, str] = {

@@ -31,10 +31,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from services.common.triton import TritonError, TritonModelClient, TritonRequestError
-from services.reasoning.answer import Answer, Answerer, AnswerError, AnswerUnavailable, EvidenceFrame, format_time
-from services.reasoning.config import TritonVLMAnswererConfig
-from services.reasoning.qwen_answer import RANDOM_INIT_NOTE
+from services.models.answerers.base import Answer, Answerer, AnswerError, AnswerUnavailable, EvidenceFrame, format_time
+from services.models.answerers.config import TritonVLMAnswererConfig
+from services.models.answerers.qwen_vl import RANDOM_INIT_NOTE
+from services.models.triton import TritonError, TritonModelClient, TritonRequestError
 
 __all__ = ["TritonVLMAnswerer", "TritonVLMAnswererConfig"]
 

@@ -4,7 +4,7 @@ An :class:`EventStructurer` turns a triggered frame (boxed image + the detector'
 valid detections D+_t) into the event JSON of ``schemas/event.v1.schema.json``.
 Two implementations: :class:`DetectorPriorStructurer` here (fills the schema
 from detections alone; the default when no VLM weights are configured) and
-``services.gating.qwen_vl.QwenVLStructurer`` (Qwen2.5-VL with constrained
+``services.models.structurers.qwen_vl.QwenVLStructurer`` (Qwen2.5-VL with constrained
 decoding). Whatever produced the JSON, :func:`validate_event` checks it before
 anything is published; invalid output raises :class:`InvalidModelOutput`.
 """
@@ -22,10 +22,10 @@ from typing import Any
 import jsonschema
 import numpy as np
 
-from services.gating.context import CONTEXT_LABELS, SceneContext, count_labels, describe_counts
-from services.gating.detections import Detection
+from services.models.context import CONTEXT_LABELS, SceneContext, count_labels, describe_counts
+from services.models.detections import Detection
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "event.v1.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[3] / "schemas" / "event.v1.schema.json"
 
 
 class InvalidModelOutput(ValueError):

@@ -1,7 +1,6 @@
 """Embedder backends (Venus IV-C1) behind one interface, chosen by a discriminated config (`type`)."""
 
-from services.indexing.embedders.base import (
-    RANDOM_INIT_MARKER,
+from services.models.embedders.base import (
     AuxMiniLMEmbedderConfig,
     ClipEmbedderConfig,
     Embedder,
@@ -13,7 +12,6 @@ from services.indexing.embedders.base import (
 )
 
 __all__ = [
-    "RANDOM_INIT_MARKER",
     "AuxMiniLMEmbedderConfig",
     "ClipEmbedderConfig",
     "Embedder",

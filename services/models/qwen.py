@@ -28,21 +28,15 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+from services.models.random_init import RANDOM_INIT_MARKER, is_random_init
+
 log = logging.getLogger(__name__)
 
-RANDOM_INIT_MARKER = "VIGIL_RANDOM_INIT"
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 IMAGE_PAD = "<|image_pad|>"
 
 # One chat content item in Hugging Face's message format: {"type": "text", "text": ...} or {"type": "image"}.
 ContentItem = Mapping[str, str]
-
-
-def is_random_init(checkpoint: Path, lora: Path | None = None) -> bool:
-    """Whether the checkpoint or the adapter is a random stand-in (holds the VIGIL_RANDOM_INIT marker)."""
-    return (Path(checkpoint) / RANDOM_INIT_MARKER).exists() or (
-        lora is not None and (Path(lora) / RANDOM_INIT_MARKER).exists()
-    )
 
 
 def expand_image_tokens(text: str, image_token_counts: Sequence[int]) -> str:

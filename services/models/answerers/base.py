@@ -5,9 +5,9 @@ Backends, chosen by `ReasoningConfig.vlm.type`:
 * ``evidence`` (default, no weights needed): lists what the memory found, with times and the
   clusters' auxiliary descriptions, and says plainly that no VLM ran;
 * ``qwen2.5-vl``: Qwen2.5-VL from a local checkpoint on all keyframes in one multi-image prompt
-  (services/reasoning/qwen_answer.py);
+  (services/models/answerers/qwen_vl.py);
 * ``triton-vlm``: the same answerer served by Triton (triton_models/vlm_answer), called over gRPC
-  (services/reasoning/triton_answer.py).
+  (services/models/answerers/triton_vlm.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.reasoning.config import EvidenceAnswererConfig, QwenVLAnswererConfig, TritonVLMAnswererConfig
+from services.models.answerers.config import EvidenceAnswererConfig, QwenVLAnswererConfig, TritonVLMAnswererConfig
 
 
 class AnswerError(RuntimeError):
@@ -116,9 +116,9 @@ def build_answerer(config: EvidenceAnswererConfig | QwenVLAnswererConfig | Trito
     if config.type == "evidence":
         return EvidenceAnswerer()
     if config.type == "triton-vlm":
-        from services.reasoning.triton_answer import TritonVLMAnswerer
+        from services.models.answerers.triton_vlm import TritonVLMAnswerer
 
         return TritonVLMAnswerer(config)
-    from services.reasoning.qwen_answer import QwenVLAnswerer
+    from services.models.answerers.qwen_vl import QwenVLAnswerer
 
     return QwenVLAnswerer(config)

@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from services.indexing.embedders.base import (
+from services.models.embedders.base import (
     AuxMiniLMEmbedderConfig,
     Embedder,
     EmbedderError,

@@ -10,8 +10,8 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.common.triton import TritonClientSettings
-from services.gating.detections import Detection
+from services.models.detections import Detection
+from services.models.triton import TritonClientSettings
 
 
 class DetectorError(RuntimeError):
@@ -143,13 +143,13 @@ def check_image(image: np.ndarray) -> None:
 def build_detector(config: UltralyticsDetectorConfig | OnnxDetectorConfig | TritonDetectorConfig) -> Detector:
     """Instantiate the backend named by `config.type` (imports its runtime only then)."""
     if config.type == "ultralytics":
-        from services.gating.detectors.ultralytics_backend import UltralyticsDetector
+        from services.models.detectors.ultralytics_backend import UltralyticsDetector
 
         return UltralyticsDetector(config)
     if config.type == "triton":
-        from services.gating.detectors.triton_backend import TritonDetector
+        from services.models.detectors.triton_backend import TritonDetector
 
         return TritonDetector(config)
-    from services.gating.detectors.onnx_backend import OnnxDetector
+    from services.models.detectors.onnx_backend import OnnxDetector
 
     return OnnxDetector(config)

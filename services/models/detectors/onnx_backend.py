@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from services.gating.detections import Box, Detection, nms
-from services.gating.detectors.base import (
+from services.models.detections import Box, Detection, nms
+from services.models.detectors.base import (
     Detector,
     DetectorError,
     OnnxDetectorConfig,

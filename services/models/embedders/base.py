@@ -11,9 +11,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.common.triton import TritonClientSettings
-
-RANDOM_INIT_MARKER = "VIGIL_RANDOM_INIT"
+from services.models.triton import TritonClientSettings
 
 
 class EmbedderError(ValueError):
@@ -128,21 +126,16 @@ def check_query(text: str) -> str:
     return stripped
 
 
-def is_random_init(checkpoint: Path) -> bool:
-    """Whether a checkpoint directory is a random stand-in (it holds the VIGIL_RANDOM_INIT marker)."""
-    return (Path(checkpoint) / RANDOM_INIT_MARKER).exists()
-
-
 def build_embedder(config: ClipEmbedderConfig | AuxMiniLMEmbedderConfig | TritonEmbedderConfig) -> Embedder:
     """Instantiate the backend named by `config.type` (imports torch and its models, or tritonclient, only then)."""
     if config.type == "clip":
-        from services.indexing.embedders.clip_backend import ClipEmbedder
+        from services.models.embedders.clip_backend import ClipEmbedder
 
         return ClipEmbedder(config)
     if config.type == "triton":
-        from services.indexing.embedders.triton_backend import TritonEmbedder
+        from services.models.embedders.triton_backend import TritonEmbedder
 
         return TritonEmbedder(config)
-    from services.indexing.embedders.aux_backend import AuxMiniLMEmbedder
+    from services.models.embedders.aux_backend import AuxMiniLMEmbedder
 
     return AuxMiniLMEmbedder(config)

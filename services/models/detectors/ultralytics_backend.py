@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from services.gating.detections import Box, Detection
-from services.gating.detectors.base import (
+from services.models.detections import Box, Detection
+from services.models.detectors.base import (
     Detector,
     DetectorError,
     UltralyticsDetectorConfig,

@@ -19,16 +19,16 @@ from typing import Any
 import cv2
 import numpy as np
 
-from services.indexing.embedders.base import (
+from services.models.embedders.base import (
     ClipEmbedderConfig,
     Embedder,
     EmbedderError,
     FrameEmbedding,
     check_inputs,
     check_query,
-    is_random_init,
     l2_normalize,
 )
+from services.models.random_init import is_random_init
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from services.common.triton import TritonModelClient, TritonRequestError
-from services.gating.config import TritonVLMConfig
-from services.gating.detections import Box, Detection
-from services.gating.qwen_vl import RANDOM_INIT_NOTE
-from services.gating.structuring import (
+from services.models.detections import Box, Detection
+from services.models.structurers.base import (
     EventStructurer,
     InvalidModelOutput,
     ProducerInfo,
@@ -33,6 +30,9 @@ from services.gating.structuring import (
     StructuringRequest,
     validate_event,
 )
+from services.models.structurers.config import TritonVLMConfig
+from services.models.structurers.qwen_vl import RANDOM_INIT_NOTE
+from services.models.triton import TritonModelClient, TritonRequestError
 
 __all__ = ["TritonVLMConfig", "TritonVLMStructurer"]
 

@@ -1,8 +1,8 @@
 """Qwen2.5-VL event structurer (DAT eq. 3): boxed image + detector-prior prompt -> constrained event JSON.
 
 The model, its tokenizer and image processor load from a local checkpoint
-directory (no hub access) through :mod:`services.common.qwen`; an optional PEFT
-LoRA adapter (DAT eq. 5-6) is applied on top. Decoding is constrained by :mod:`services.gating.constrained`,
+directory (no hub access) through :mod:`services.models.qwen`; an optional PEFT
+LoRA adapter (DAT eq. 5-6) is applied on top. Decoding is constrained by :mod:`services.models.structurers.constrained`,
 so the output is schema-valid JSON unless the token budget or vocabulary makes
 that impossible; whatever comes out is still checked by ``validate_event``.
 
@@ -20,17 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.common.qwen import (
+from services.models.context import describe_counts
+from services.models.qwen import (
     IMAGE_PAD,
     IMAGE_PLACEHOLDER,
-    RANDOM_INIT_MARKER,
     expand_image_tokens,
     load_qwen_vl,
     qwen_chat_format,
 )
-from services.gating.constrained import JsonSchemaLogitsProcessor, TokenTable, event_grammar, grammar_alphabet
-from services.gating.context import describe_counts
-from services.gating.structuring import (
+from services.models.structurers.base import (
     EventStructurer,
     InvalidModelOutput,
     ProducerInfo,
@@ -38,6 +36,12 @@ from services.gating.structuring import (
     StructuringRequest,
     event_schema,
     validate_event,
+)
+from services.models.structurers.constrained import (
+    JsonSchemaLogitsProcessor,
+    TokenTable,
+    event_grammar,
+    grammar_alphabet,
 )
 
 if TYPE_CHECKING:
@@ -49,7 +53,6 @@ log = logging.getLogger(__name__)
 __all__ = [
     "IMAGE_PAD",
     "IMAGE_PLACEHOLDER",
-    "RANDOM_INIT_MARKER",
     "RANDOM_INIT_NOTE",
     "GenerationStats",
     "QwenVLStructurer",
