@@ -84,7 +84,7 @@ class Footage:
 
 def normal_footage() -> list[Footage]:
     """The normal-traffic inputs: every alert on them is a false alert."""
-    from services.cli import default_video
+    from services.cli.run import default_video
 
     cams = SHARED / "videos" / "static_camera"
     return [

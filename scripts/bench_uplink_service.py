@@ -67,7 +67,7 @@ def run(method: str, capacity: np.ndarray, n_events: int, rate: float, seed: int
         time.sleep(0.1)
     time.sleep(1.6)  # let carry-over evidence finish or expire
     stop.set()
-    uplink.join()
+    uplink.close()
     st = uplink.dispatcher.stats
     a = np.array(st.alert_delays_s) if st.alert_delays_s else np.array([np.nan])
     v = np.array(st.visual_delays_s) if st.visual_delays_s else np.array([np.nan])

@@ -1,10 +1,11 @@
 """One process, every edge stage: ingest -> gating -> uplink (scheduled) -> alert sink, and
-ingest -> indexing -> memory (Venus) when a memory is given.
+ingest -> indexing -> memory (Venus) when the run keeps a memory.
 
-This is `vigil run`. The stages are the same handlers the distributed services
-run, connected by a bus: the in-process bus by default, or Kafka when a
-bootstrap is given (then the stages' consumer groups are the services' own,
-and the alert sink only reports the alerts this run produced).
+This is `vigil run`. Each stage is built by its service's own composition root
+(`services/<svc>/bootstrap.py: build`) from one validated `EdgeSettings`, so the
+environment (`VIGIL_GATING__*`, `VIGIL_BUS__*`, ...) means here what it means to the
+services. The stages share one bus: the in-process bus by default, or Kafka (then the
+consumer groups are the services' own, and the alert sink only reports this run's alerts).
 """
 
 from __future__ import annotations
@@ -14,22 +15,49 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import Field
 
 from services.common.bus import Bus, Message
-from services.common.config import TopicsConfig
+from services.common.config import CommonSettings
 from services.common.metrics import LatencyRecorder
-from services.gating.consumer import FrameHandler
+from services.common.runtime import Stage
+from services.gating import bootstrap as gating
+from services.gating.config import GatingConfig, GatingSettings
 from services.gating.pipeline import FrameGater
-from services.indexing.consumer import IndexingHandler
-from services.ingest.ingest import IngestResult, run_ingest
+from services.indexing import bootstrap as indexing
+from services.indexing.config import IndexingConfig, IndexingSettings
+from services.ingest import bootstrap as ingest
+from services.ingest.config import IngestConfig, IngestSettings
+from services.ingest.ingest import IngestResult
 from services.ingest.source import VideoSource
-from services.memory.service import Memory
-from services.uplink.bootstrap import ScheduledUplink
-from services.uplink.config import UplinkConfig
+from services.memory import bootstrap as memory
+from services.memory.config import MemoryConfig, MemorySettings
+from services.models.detectors.base import Detector
+from services.uplink import bootstrap as uplink
+from services.uplink.config import UplinkConfig, UplinkSettings
 from vigil.alert.v1 import alert_pb2
 
 log = logging.getLogger(__name__)
+
+ServiceSettingsT = TypeVar("ServiceSettingsT", bound=CommonSettings)
+
+
+class EdgeSettings(CommonSettings):
+    """`vigil run`'s one settings object: every edge service's block, from VIGIL_* as the services read them."""
+
+    ingest: IngestConfig = IngestConfig()
+    gating: GatingConfig = Field(default_factory=GatingConfig)
+    uplink: UplinkConfig = UplinkConfig()
+    indexing: IndexingConfig = Field(default_factory=IndexingConfig)
+    memory: MemoryConfig = MemoryConfig()
+
+    def service(self, cls: type[ServiceSettingsT]) -> ServiceSettingsT:
+        """These settings as one service's: the common fields and its block (its other fields keep their defaults)."""
+        mine = type(self).model_fields
+        # Every part is validated already; model_construct does not read the environment a second time.
+        return cls.model_construct(**{name: getattr(self, name) for name in cls.model_fields if name in mine})
 
 
 @dataclass
@@ -97,43 +125,66 @@ class _RunTracker:
         self.alerted: set[str] = set()
         self.cond = threading.Condition()
 
+    def frame_done(self, msg: Message) -> None:
+        """A frame was gated, or given up on (dead-lettered after retries)."""
+        with self.cond:
+            self.frames_seen.add((msg.partition, msg.offset))
+            self.cond.notify_all()
+
+
+def shared_detector(indexing_cfg: IndexingConfig, gating_cfg: GatingConfig, gater: FrameGater) -> Detector | None:
+    """The gate's detector that indexing describes frames with, when it is the same model (loaded once)."""
+    # COCO in `traffic` (the context detector), the fall model in `people` (the gate itself).
+    if indexing_cfg.detector is None:
+        return None
+    if indexing_cfg.detector == gating_cfg.context_detector:
+        return gater.context_detector
+    if indexing_cfg.detector == gating_cfg.detector:
+        return gater.detector
+    return None
+
 
 class EmbeddedPipeline:
-    """Wires the stages on one bus and runs a source to its end."""
+    """The edge services' stages on one bus, run over one source to its end."""
 
     def __init__(
         self,
+        settings: EdgeSettings,
         bus: Bus,
-        gater: FrameGater,
-        topics: TopicsConfig,
         *,
-        camera_id: str = "cam0",
-        group_prefix: str = "vigil",
+        with_memory: bool = True,
         on_alert: Callable[[alert_pb2.Alert, float], None] | None = None,
-        uplink: UplinkConfig | None = None,
-        indexing: IndexingHandler | None = None,
-        memory: Memory | None = None,
     ) -> None:
+        """Build every stage; StageError (with a message for the user) when one cannot be built."""
+        self.settings = settings
         self.bus = bus
-        self.uplink_config = uplink or UplinkConfig()
-        self.gater = gater
-        self.topics = topics
-        self.camera_id = camera_id
         self.latency = LatencyRecorder()
-        self._group_prefix = group_prefix
+        self._tracker = _RunTracker()
         self._on_alert = on_alert
-        if (indexing is None) != (memory is None):
-            raise ValueError("indexing and memory go together: pass both or neither")
-        self.indexing = indexing
-        self.memory = memory
+        self.gating = gating.build(
+            settings.service(GatingSettings), bus, latency=self.latency, on_handled=self._tracker.frame_done
+        )
+        self.uplink = uplink.build(settings.service(UplinkSettings), bus, cloud=bus)
+        self.indexing: indexing.IndexingStage | None = None
+        self.memory: memory.MemoryStage | None = None
+        if with_memory:
+            detector = shared_detector(settings.indexing, settings.gating, self.gating.gater)
+            # Indexing flushes once at the end of the source, not on quiet time.
+            self.indexing = indexing.build(settings.service(IndexingSettings), bus, detector=detector, idle_flush=False)
+            # One embedder for both; the retention sweeper is the service's (one run of a file needs none).
+            self.memory = memory.build(
+                settings.service(MemorySettings), bus, embedder=self.indexing.handler.stage.embedder, sweep=False
+            )
+
+    @property
+    def stages(self) -> list[Stage]:
+        """The long-running stages, in the order they start."""
+        return [s for s in (self.gating, self.uplink, self.indexing, self.memory) if s is not None]
 
     def run(
         self,
         source: VideoSource,
         *,
-        jpeg_quality: int = 90,
-        max_side: int = 1280,
-        realtime: bool = False,
         on_frame: Callable[[int], None] | None = None,
         drain_timeout_s: float = 120.0,
         max_inflight: int = 2,
@@ -145,19 +196,8 @@ class EmbeddedPipeline:
         latencies measure processing rather than an ever-growing backlog (0 = no limit).
         """
         t0 = time.monotonic()
-        tracker = _RunTracker()
-        frame_handler = FrameHandler(self.gater, self.bus, self.topics.events, self.latency)
-        uplink_cfg = self.uplink_config.model_copy(update={"consumer_group": f"{self._group_prefix}-uplink"})
-        uplink = ScheduledUplink(self.bus, self.bus, self.topics, uplink_cfg)
-
-        def on_frame_msg(msg: Message) -> None:
-            try:
-                frame_handler(msg)
-            finally:
-                # A frame counts as done once handled or given up on (dead-lettered after retries).
-                with tracker.cond:
-                    tracker.frames_seen.add((msg.partition, msg.offset))
-                    tracker.cond.notify_all()
+        tracker = self._tracker
+        frame_handler = self.gating.handler
 
         def on_alert_msg(msg: Message) -> None:
             alert = alert_pb2.Alert.FromString(msg.value)
@@ -186,65 +226,28 @@ class EmbeddedPipeline:
             if on_frame is not None:
                 on_frame(index)
 
-        p = self._group_prefix
-        dlq = self.topics.dead_letter
-        consumers = [
-            self.bus.consumer(
-                [self.topics.frames], f"{p}-gating", on_frame_msg, dead_letter_topic=dlq(self.topics.frames)
-            ),
-            self.bus.consumer([self.topics.alerts], f"{p}-run-sink-{tracker.started_ns}", on_alert_msg),
-        ]
-        if self.indexing is not None and self.memory is not None:
-            index_consumer = self.bus.consumer(
-                [self.topics.frames],
-                f"{p}-indexing",
-                self.indexing,
-                dead_letter_topic=dlq(self.topics.frames),
-                manual_ack=True,
-            )
-            self.indexing.ack = index_consumer.ack
-            consumers += [
-                index_consumer,
-                self.bus.consumer(
-                    [self.topics.frames],
-                    f"{p}-memory-frames",
-                    self.memory.writer.on_frame,
-                    dead_letter_topic=dlq(self.topics.frames),
-                ),
-                self.bus.consumer(
-                    [self.topics.index],
-                    f"{p}-memory-index",
-                    self.memory.writer.on_index_entry,
-                    dead_letter_topic=dlq(self.topics.index),
-                ),
-            ]
-        index_entries0 = self.indexing.entries_published if self.indexing else 0
+        topics = self.settings.topics
+        sink = Stage(
+            "alert-sink",
+            consumers=[self.bus.consumer([topics.alerts], f"vigil-run-sink-{tracker.started_ns}", on_alert_msg)],
+        )
+        job = ingest.build(
+            self.settings.service(IngestSettings), self.bus, source=source, on_frame=throttled, latency=self.latency
+        )
+        stages = [*self.stages, sink]
+        index_entries0 = self.indexing.handler.entries_published if self.indexing else 0
         memory_before = (
-            (self.indexing.frames + self.indexing.corrupt, self.memory.writer.frames_stored)
+            (self.indexing.handler.frames + self.indexing.handler.corrupt, self.memory.memory.writer.frames_stored)
             if self.indexing is not None and self.memory is not None
             else (0, 0)
         )
         stop = threading.Event()
-        threads = [
-            threading.Thread(target=c.run, args=(stop,), daemon=True, name=f"stage-{i}")
-            for i, c in enumerate(consumers)
-        ]
-        for t in threads:
-            t.start()
-        uplink.start(stop)
+        for stage in stages:
+            stage.start(stop, serve=False)
         result: IngestResult | None = None
+        memory_points: int | None = None
         try:
-            result = run_ingest(
-                source,
-                self.bus,
-                self.topics.frames,
-                self.camera_id,
-                jpeg_quality=jpeg_quality,
-                max_side=max_side,
-                realtime=realtime,
-                on_frame=throttled,
-                latency=self.latency,
-            )
+            result = job.run(stop)
             deadline = time.monotonic() + drain_timeout_s
             with tracker.cond:
                 while (
@@ -255,16 +258,16 @@ class EmbeddedPipeline:
                         log.error("pipeline did not drain within %.0fs", drain_timeout_s)
                         break
                     tracker.cond.wait(min(remaining, 0.5))
-            if self.indexing is not None:
+            if self.indexing is not None and self.memory is not None:
                 self._drain_memory(memory_before, result.published, drain_timeout_s)
+                # Counted before the stages close: closing the memory stage closes its store.
+                memory_points = self.memory.memory.count()
         finally:
             stop.set()
-            for t in threads:
-                t.join(timeout=10)
-            for c in consumers:
-                c.close()
-            uplink.join()
+            for stage in stages:
+                stage.close(join_timeout_s=10)
         stats = source.stats
+        gater = self.gating.gater
         summary = RunSummary(
             source=source.source,
             frames_read=stats.frames_read,
@@ -279,15 +282,15 @@ class EmbeddedPipeline:
             invalid_model_outputs=frame_handler.invalid_outputs,
             alerts=len(tracker.alerted),
             wall_s=time.monotonic() - t0,
-            structurer=self.gater.structurer.producer.kind + ":" + self.gater.structurer.producer.name,
-            detector=self.gater.detector.name
-            + (f" + context {self.gater.context_detector.name}" if self.gater.context_detector else ""),
+            structurer=gater.structurer.producer.kind + ":" + gater.structurer.producer.name,
+            detector=gater.detector.name
+            + (f" + context {gater.context_detector.name}" if gater.context_detector else ""),
             latency_ms=self.latency.summary(),
         )
         if self.indexing is not None and self.memory is not None:
-            summary.index_entries = self.indexing.entries_published - index_entries0
-            summary.memory_points = self.memory.count()
-            summary.memory_path = str(self.memory.config.frames.path.parent)
+            summary.index_entries = self.indexing.handler.entries_published - index_entries0
+            summary.memory_points = memory_points
+            summary.memory_path = str(self.memory.memory.config.frames.path.parent)
         return summary
 
     def _drain_memory(self, before: tuple[int, int], published: int, stall_timeout_s: float) -> None:
@@ -297,7 +300,7 @@ class EmbeddedPipeline:
         long video is not cut short, and a stalled stage gives up after `stall_timeout_s`.
         """
         assert self.indexing is not None and self.memory is not None
-        indexing, writer = self.indexing, self.memory.writer
+        indexing, writer = self.indexing.handler, self.memory.memory.writer
 
         def progress() -> tuple[int, int, int, int]:
             return (

@@ -1,10 +1,8 @@
-"""gRPC server runtime: health, reflection, graceful stop on SIGTERM, port 0 for tests."""
+"""gRPC server runtime: health, reflection, port 0 for tests (services/common/runtime.py starts and stops it)."""
 
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from typing import NoReturn
@@ -48,28 +46,6 @@ def create_server(
     if port == 0:
         raise OSError(f"cannot bind gRPC server to {address}")
     return server, port, health_servicer
-
-
-def serve_until_signalled(
-    server: grpc.Server,
-    health_servicer: health.HealthServicer | None = None,
-    grace_s: float = 10.0,
-    stop: threading.Event | None = None,
-) -> None:
-    """Start `server`, then block until SIGTERM/SIGINT (or `stop`); drain in-flight calls for `grace_s`."""
-    stop = stop or threading.Event()
-
-    def _on_signal(signum: int, _frame: object) -> None:
-        log.info("signal %d: shutting down", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    server.start()
-    stop.wait()
-    if health_servicer is not None:
-        health_servicer.enter_graceful_shutdown()
-    server.stop(grace_s).wait()
 
 
 def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:

@@ -9,6 +9,7 @@ the memory is in this process (`services.memory.local.LocalMemory`) or across th
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from enum import Enum
 from typing import NoReturn
 
 import grpc
@@ -26,6 +27,41 @@ class RetrieveNotFound(LookupError):
 
 class MemoryUnavailable(RuntimeError):
     """The edge memory could not be reached or did not answer in time."""
+
+
+class Mode(Enum):
+    """How index frames are chosen; the one mapping between these names and vigil.memory.v1.RetrievalMode."""
+
+    AKR = "akr"
+    SAMPLE = "sample"
+    TOP_K = "top-k"
+
+    @property
+    def proto(self) -> memory_pb2.RetrievalMode:
+        """The proto enum value."""
+        return _TO_PROTO[self]
+
+    @property
+    def label(self) -> str:
+        """How a person reads it: AKR, sample, top-K."""
+        return {Mode.AKR: "AKR", Mode.SAMPLE: "sample", Mode.TOP_K: "top-K"}[self]
+
+    @classmethod
+    def from_proto(cls, value: int) -> Mode:
+        """The mode a request asks for (unspecified = AKR); RetrieveInvalid for a value this build doesn't know."""
+        if value == memory_pb2.RETRIEVAL_MODE_UNSPECIFIED:
+            return cls.AKR
+        for mode, proto in _TO_PROTO.items():
+            if proto == value:
+                return mode
+        raise RetrieveInvalid(f"unknown retrieval mode {value}; use AKR, SAMPLE or TOP_K")
+
+
+_TO_PROTO = {
+    Mode.AKR: memory_pb2.RETRIEVAL_MODE_AKR,
+    Mode.SAMPLE: memory_pb2.RETRIEVAL_MODE_SAMPLE,
+    Mode.TOP_K: memory_pb2.RETRIEVAL_MODE_TOP_K,
+}
 
 
 def check_question(text: str, max_chars: int) -> str:

@@ -1,11 +1,18 @@
-"""Composition root of gating: the only place that builds detectors, structurers and the bus."""
+"""Composition root of gating: the only place that builds its detectors, structurers, consumer and server."""
 
 from __future__ import annotations
 
-from services.gating.config import GatingConfig
+from collections.abc import Callable
+
+from services.common.bus import Bus, Message
+from services.common.metrics import LatencyRecorder
+from services.common.runtime import GrpcEndpoint, Stage, StageError
+from services.gating.config import GatingConfig, GatingSettings
+from services.gating.consumer import FrameHandler
+from services.gating.grpc_server import create_server
 from services.gating.pipeline import FrameGater, GatingParams, parse_classes
 from services.models.detectors import build_detector
-from services.models.detectors.base import Detector
+from services.models.detectors.base import Detector, DetectorError
 from services.models.structurers.base import DetectorPriorStructurer, EventStructurer
 from services.models.structurers.config import QwenVLConfig, TritonVLMConfig
 
@@ -70,3 +77,67 @@ def build_gater(
         context_detector=context_detector,
         confident_structurer=confident,
     )
+
+
+class GatingStage(Stage):
+    """Frames topic -> gate -> events topic, and the Detect RPC over the same gater."""
+
+    def __init__(
+        self,
+        settings: GatingSettings,
+        bus: Bus,
+        gater: FrameGater,
+        handler: FrameHandler,
+        on_handled: Callable[[Message], None] | None = None,
+    ) -> None:
+        self.gater = gater
+        self.handler = handler
+        topics = settings.topics
+
+        def consume(msg: Message) -> None:
+            try:
+                handler(msg)
+            finally:
+                # Handled or given up on (a poison frame is dead-lettered): either way this frame is done.
+                if on_handled is not None:
+                    on_handled(msg)
+
+        consumer = bus.consumer(
+            [topics.frames],
+            settings.gating.consumer_group,
+            consume if on_handled is not None else handler,
+            dead_letter_topic=topics.dead_letter(topics.frames),
+        )
+
+        def serve() -> GrpcEndpoint:
+            return GrpcEndpoint(*create_server(settings.grpc_address, gater, settings.gating.max_image_bytes))
+
+        super().__init__(
+            "gating",
+            consumers=[consumer],
+            serve=serve,
+            description=f"detector {gater.detector.name}, structurer {gater.structurer.producer.kind}",
+        )
+
+
+def build(
+    settings: GatingSettings,
+    bus: Bus | None,
+    *,
+    gater: FrameGater | None = None,
+    latency: LatencyRecorder | None = None,
+    on_handled: Callable[[Message], None] | None = None,
+) -> GatingStage:
+    """The gating stage from settings; `gater` may be built by the caller, `on_handled` sees every frame message.
+
+    StageError when a detector cannot be loaded (missing weights, a model of the wrong task).
+    """
+    if bus is None:
+        raise ValueError("gating needs a bus")
+    if gater is None:
+        try:
+            gater = build_gater(settings.gating)
+        except DetectorError as exc:
+            raise StageError(str(exc)) from exc
+    handler = FrameHandler(gater, bus, settings.topics.events, latency)
+    return GatingStage(settings, bus, gater, handler, on_handled)

@@ -33,14 +33,22 @@ log = logging.getLogger(__name__)
 class IndexingHandler:
     """Bus handler for the frames topic; thread-safe (the idle flusher calls in from another thread)."""
 
-    def __init__(self, stage: ClusterEmbedder, bus: Bus, index_topic: str, config: IndexingConfig) -> None:
+    def __init__(
+        self,
+        stage: ClusterEmbedder,
+        bus: Bus,
+        index_topic: str,
+        config: IndexingConfig,
+        ack: Callable[[Any], None] | None = None,
+    ) -> None:
         self.stage = stage
         self.bus = bus
         self.index_topic = index_topic
         self.config = config
         self.scene_params = config.scenes.params()
-        # Set to the consumer's ack once it exists (manual-ack consumer); None acks nothing (tests, tools).
-        self.ack: Callable[[Any], None] | None = None
+        # The manual-ack consumer's ack: a frame is acknowledged once its cluster's entry is published.
+        # None acks nothing (tests, tools).
+        self.ack = ack
         self._indexers: dict[str, CameraIndexer] = {}
         self._backlog: list[ClosedCluster] = []
         self._lock = threading.RLock()

@@ -4,46 +4,36 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
 
 from services.common.grpc_runtime import abort
 from services.common.grpc_runtime import create_server as _create_server
-from services.common.memory_api import RetrieveInvalid, RetrieveNotFound
+from services.common.memory_api import Mode, RetrieveInvalid, RetrieveNotFound
 from services.memory import metrics
-from services.memory.retriever import Mode, RetrieveQuery, Retriever, RetrieveResult
-from services.memory.service import Memory
+from services.memory.retriever import RetrieveQuery, Retriever, RetrieveResult
 from services.memory.store import StoreError, StoreUnavailable
 from vigil.memory.v1 import memory_pb2, memory_pb2_grpc
+
+if TYPE_CHECKING:
+    # The composition root builds the Memory and imports this module; at run time the server only uses it.
+    from services.memory.bootstrap import Memory
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = memory_pb2.DESCRIPTOR.services_by_name["MemoryService"].full_name
 
-_MODES = {
-    memory_pb2.RETRIEVAL_MODE_UNSPECIFIED: Mode.AKR,
-    memory_pb2.RETRIEVAL_MODE_AKR: Mode.AKR,
-    memory_pb2.RETRIEVAL_MODE_SAMPLE: Mode.SAMPLE,
-    memory_pb2.RETRIEVAL_MODE_TOP_K: Mode.TOP_K,
-}
-_MODE_PROTO = {
-    Mode.AKR: memory_pb2.RETRIEVAL_MODE_AKR,
-    Mode.SAMPLE: memory_pb2.RETRIEVAL_MODE_SAMPLE,
-    Mode.TOP_K: memory_pb2.RETRIEVAL_MODE_TOP_K,
-}
-
 
 def request_to_query(req: memory_pb2.RetrieveRequest) -> RetrieveQuery:
     """Proto -> query; RetrieveInvalid for an unknown mode."""
-    if req.mode not in _MODES:
-        raise RetrieveInvalid(f"unknown retrieval mode {req.mode}; use AKR, SAMPLE or TOP_K")
     return RetrieveQuery(
         question=req.question,
         camera_id=req.camera_id or None,
         since_s=req.range.since_s if req.range.HasField("since_s") else None,
         until_s=req.range.until_s if req.range.HasField("until_s") else None,
-        mode=_MODES[req.mode],
+        mode=Mode.from_proto(req.mode),
         max_frames=req.max_frames,
         temperature=req.temperature,
         theta=req.theta,
@@ -73,7 +63,7 @@ def result_to_response(result: RetrieveResult) -> memory_pb2.RetrieveResponse:
             )
             for f in result.frames
         ],
-        mode=_MODE_PROTO[result.mode],
+        mode=result.mode.proto,
         index_frames_in_range=result.in_range,
         clusters_chosen=result.clusters_chosen,
         draws=result.draws,
@@ -142,7 +132,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         if code is not None:
             metrics.RETRIEVE_ERRORS.labels(code.name).inc()
             abort(context, code, message)
-        mode = _MODES[request.mode].value
+        mode = Mode.from_proto(request.mode).value
         metrics.RETRIEVE_SECONDS.labels(mode).observe(time.perf_counter() - t0)
         metrics.RETRIEVE_FRAMES.labels(mode).observe(len(response.keyframes))
         return response

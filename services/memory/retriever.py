@@ -17,11 +17,10 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from enum import Enum
 
 import numpy as np
 
-from services.common.memory_api import RetrieveInvalid, RetrieveNotFound, check_question
+from services.common.memory_api import Mode, RetrieveInvalid, RetrieveNotFound, check_question
 from services.memory.config import RetrievalConfig
 from services.memory.frame_store import FrameStore
 from services.memory.sampling import (
@@ -35,14 +34,6 @@ from services.memory.sampling import (
 )
 from services.memory.store import ScoredFrame, VectorStore
 from services.models.embedders.base import Embedder, EmbedderError
-
-
-class Mode(Enum):
-    """How index frames are chosen."""
-
-    AKR = "akr"
-    SAMPLE = "sample"
-    TOP_K = "top-k"
 
 
 @dataclass(frozen=True)

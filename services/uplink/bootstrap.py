@@ -1,22 +1,26 @@
-"""Composition root of the uplink: scheduler by name, estimator, cloud sender, the edge consumer."""
+"""Composition root of the uplink: scheduler by name, estimator, cloud sender and link, the edge consumer."""
 
 from __future__ import annotations
 
 import inspect
-import threading
+import logging
 from typing import Any
 
 from services.common.bus import Bus, Message
+from services.common.bus.factory import make_bus
 from services.common.config import TopicsConfig
+from services.common.runtime import Stage
 from services.uplink import metrics
 from services.uplink.cloud import CloudSender
-from services.uplink.config import UplinkConfig
-from services.uplink.consumer import EventQueuer
+from services.uplink.config import UplinkConfig, UplinkSettings
+from services.uplink.consumer import EventForwarder, EventQueuer
 from services.uplink.delivery_log import DeliveryLog
 from services.uplink.dispatcher import UplinkDispatcher
 from services.uplink.estimator import BandwidthEstimator
 from services.uplink.scheduler import Scheduler, SchedulerParams, Unit, UnitKind
 from vigil.event.v1 import event_pb2
+
+log = logging.getLogger(__name__)
 
 
 def scheduler_registry() -> dict[str, type[Scheduler]]:
@@ -39,7 +43,7 @@ def build_scheduler(name: str, params: SchedulerParams) -> Scheduler:
     return registry[name](params)
 
 
-class ScheduledUplink:
+class ScheduledUplink(Stage):
     """The edge consumer (queue = the events topic) and the interval loop, wired together."""
 
     def __init__(self, edge: Bus, cloud: Bus, topics: TopicsConfig, config: UplinkConfig) -> None:
@@ -60,7 +64,8 @@ class ScheduledUplink:
         )
         metrics.PENDING_EVENTS.set_function(lambda: len(self.dispatcher))
         metrics.BANDWIDTH_ESTIMATE.set_function(self.dispatcher.estimator.estimate)
-        # manual_ack: an event's offset is committed only once the dispatcher finished it.
+        # manual_ack: an event's offset is committed only once the dispatcher finished it; the
+        # dispatcher acknowledges what was delivered on its way out, before the consumer commits.
         self.consumer = edge.consumer(
             [topics.events],
             config.consumer_group,
@@ -68,7 +73,13 @@ class ScheduledUplink:
             dead_letter_topic=topics.dead_letter(topics.events),
             manual_ack=True,
         )
-        self._threads: list[threading.Thread] = []
+        super().__init__(
+            "uplink",
+            consumers=[self.consumer],
+            loops=[("intervals", self.dispatcher.run)],
+            closers=[self.delivered.close],
+            description=f"{topics.events} -> {topics.alerts} with {config.method}",
+        )
 
     def _send(self, unit: Unit, event: event_pb2.Event) -> None:
         self._sender(unit, event)
@@ -79,18 +90,47 @@ class ScheduledUplink:
         msg: Message = token
         self.consumer.ack(msg)
 
-    def start(self, stop: threading.Event) -> None:
-        """Start the consumer and the interval loop; both end when `stop` is set."""
-        self._threads = [
-            threading.Thread(target=self.dispatcher.run, args=(stop,), name="uplink-intervals", daemon=True),
-            threading.Thread(target=self.consumer.run, args=(stop,), name="uplink-events", daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
 
-    def join(self, timeout_s: float = 30.0) -> None:
-        """Wait for both loops, then commit what the dispatcher acknowledged on its way out."""
-        for t in self._threads:
-            t.join(timeout=timeout_s)
-        self.consumer.close()
-        self.delivered.close()
+def cloud_bus(settings: UplinkSettings, edge: Bus) -> Bus:
+    """The bus alerts go out on: the cloud's Kafka (or the edge bus), shaped by a trace when one is configured."""
+    cfg = settings.uplink
+    cloud = make_bus(cfg.cloud_bus, client_id="vigil-uplink-cloud") if cfg.cloud_bus else edge
+    if cfg.emulated_link_trace is not None:
+        # Tests and benchmarks only: a real link's capacity follows a recorded bandwidth trace.
+        from services.uplink.emulated_link import EmulatedLinkBus
+        from services.uplink.traces import load_trace
+
+        trace = load_trace(cfg.emulated_link_trace, scale=cfg.emulated_link_scale)
+        log.warning(
+            "EMULATED uplink link: shaped by trace %s x %.2f (mean %.0f B/s)",
+            trace.name,
+            cfg.emulated_link_scale,
+            trace.mean_Bps,
+        )
+        cloud = EmulatedLinkBus(cloud, trace.capacity_Bps)
+    return cloud
+
+
+def build(settings: UplinkSettings, bus: Bus | None, *, cloud: Bus | None = None) -> Stage:
+    """The uplink stage: scheduled (DAT or another method) or pass-through; `cloud` defaults to `cloud_bus`."""
+    if bus is None:
+        raise ValueError("the uplink needs a bus")
+    topics, cfg = settings.topics, settings.uplink
+    out = cloud if cloud is not None else cloud_bus(settings, bus)
+    closers = [out.close] if cloud is None and out is not bus else []
+    if cfg.mode == "pass-through":
+        consumer = bus.consumer(
+            [topics.events],
+            cfg.consumer_group,
+            EventForwarder(out, topics.alerts, topics.evidence),
+            dead_letter_topic=topics.dead_letter(topics.events),
+        )
+        return Stage(
+            "uplink",
+            consumers=[consumer],
+            closers=closers,
+            description=f"{topics.events} -> {topics.alerts} (pass-through, unscheduled)",
+        )
+    stage = ScheduledUplink(bus, out, topics, cfg)
+    stage.closers += closers
+    return stage

@@ -19,10 +19,10 @@ import pytest
 
 from services.common.bus import Message, PoisonMessage
 from services.indexing.stream import point_id_for
+from services.memory.bootstrap import Memory
 from services.memory.config import FrameStoreConfig, MemoryConfig
 from services.memory.grpc_server import create_server as memory_server
 from services.memory.qdrant_client_store import QdrantClientStore
-from services.memory.service import Memory
 from services.memory.store import QdrantEdgeStoreConfig, QdrantServerStoreConfig
 from services.models.answerers.base import Answer, AnswerUnavailable, EvidenceAnswerer, EvidenceFrame
 from services.models.embedders.base import AuxMiniLMEmbedderConfig, Embedder, build_embedder

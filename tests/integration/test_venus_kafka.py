@@ -22,9 +22,9 @@ from services.common.config import BusConfig
 from services.indexing.config import IndexingConfig
 from services.indexing.consumer import IndexingHandler
 from services.indexing.stream import ClusterEmbedder
+from services.memory.bootstrap import Memory
 from services.memory.config import FrameStoreConfig, MemoryConfig
 from services.memory.retriever import RetrieveQuery
-from services.memory.service import Memory
 from services.memory.store import QdrantEdgeStoreConfig
 from services.models.embedders.base import AuxMiniLMEmbedderConfig, Embedder, FrameEmbedding, build_embedder
 from vigil.media.v1 import frame_pb2

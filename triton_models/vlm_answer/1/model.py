@@ -42,7 +42,7 @@ class TritonPythonModel:
         from services.models.answerers.base import AnswerError
         from services.models.answerers.config import QwenVLAnswererConfig
         from services.models.answerers.qwen_vl import QwenVLAnswerer
-        from services.reasoning import triton_answer as wire
+        from services.models.answerers import triton_vlm as wire
 
         if not params.get("checkpoint"):
             raise ValueError(

@@ -1,15 +1,18 @@
-"""The memory as one object: vector store + frame store + embedder, with its read and write paths."""
+"""Composition root of the memory: the vector store, frame store and embedder as one `Memory`, and its stage."""
 
 from __future__ import annotations
 
 import logging
 import threading
 
+from services.common.bus import Bus
+from services.common.runtime import GrpcEndpoint, Stage, StageError
 from services.memory import metrics
-from services.memory.config import MemoryConfig
+from services.memory.config import MemoryConfig, MemorySettings
 from services.memory.frame_store import FrameStore
+from services.memory.grpc_server import create_server
 from services.memory.retriever import Retriever
-from services.memory.store import VectorStore, build_store
+from services.memory.store import StoreError, VectorStore, build_store
 from services.memory.writer import MemoryWriter
 from services.models.embedders.base import Embedder, build_embedder
 
@@ -73,3 +76,60 @@ class Memory:
         """Flush and release the store (its lock on disk, for Qdrant Edge)."""
         with self._lock:
             self.store.close()
+
+
+class MemoryStage(Stage):
+    """Frames and index topics -> disk and vector store; Retrieve and Describe over gRPC; retention."""
+
+    def __init__(self, settings: MemorySettings, bus: Bus, memory: Memory, *, sweep: bool, close_memory: bool) -> None:
+        self.memory = memory
+        topics, cfg = settings.topics, settings.memory
+        consumers = [
+            bus.consumer(
+                [topics.frames],
+                cfg.frames_consumer_group,
+                memory.writer.on_frame,
+                dead_letter_topic=topics.dead_letter(topics.frames),
+            ),
+            bus.consumer(
+                [topics.index],
+                cfg.index_consumer_group,
+                memory.writer.on_index_entry,
+                dead_letter_topic=topics.dead_letter(topics.index),
+            ),
+        ]
+
+        def serve() -> GrpcEndpoint:
+            return GrpcEndpoint(*create_server(settings.grpc_address, memory))
+
+        super().__init__(
+            "memory",
+            consumers=consumers,
+            loops=[("retention", memory.run_sweeper)] if sweep else [],
+            serve=serve,
+            closers=[memory.close] if close_memory else [],
+            description=f"{memory.count()} index points, embedder {memory.embedder.name}",
+        )
+
+
+def build(
+    settings: MemorySettings,
+    bus: Bus | None,
+    *,
+    memory: Memory | None = None,
+    embedder: Embedder | None = None,
+    sweep: bool = True,
+) -> MemoryStage:
+    """The memory stage; a `memory` opened by the caller stays the caller's to close.
+
+    StageError when the memory cannot be opened (a locked or foreign store, an unwritable path).
+    """
+    if bus is None:
+        raise ValueError("the memory needs a bus")
+    owned = memory is None
+    if memory is None:
+        try:
+            memory = Memory(settings.memory, embedder=embedder)
+        except (StoreError, OSError) as exc:
+            raise StageError(f"cannot open the memory: {exc}") from exc
+    return MemoryStage(settings, bus, memory, sweep=sweep, close_memory=owned)

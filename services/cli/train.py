@@ -1,0 +1,121 @@
+"""`vigil train gate` and `vigil eval gate`: DAT's gate detector, trained and measured on held-out clips."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Add `vigil train ...` and `vigil eval ...`."""
+    train = sub.add_parser("train", help="train a model").add_subparsers(dest="what", required=True)
+    tg = train.add_parser("gate", help="the accident detector (DAT's gate) from labelled CCTV clips")
+    tg.add_argument("--data", type=Path, required=True, help="cctv_accidents layout: frames.csv, frames/, labels/")
+    tg.add_argument("--out", type=Path, default=Path("runs/gate"), help="run folder (default runs/gate)")
+    tg.add_argument("--design", choices=["accident", "accident+vehicle"], default="accident")
+    tg.add_argument("--imgsz", type=int, default=416)
+    tg.add_argument("--epochs", type=int, default=40)
+    tg.add_argument("--freeze", type=int, default=10, help="freeze the first N layers (10 = the backbone)")
+    tg.add_argument("--batch", type=int, default=16)
+    tg.add_argument("--patience", type=int, default=15)
+    tg.add_argument("--seed", type=int, default=0, help="split and training seed")
+    tg.add_argument("--device", default="cpu", help="cpu, or a CUDA device such as 0")
+    tg.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
+    tg.add_argument(
+        "--epochs-from",
+        type=Path,
+        metavar="RUN",
+        help="final model: train on the train + val clips for the epochs at which RUN (trained on train only) "
+        "was best on val, and keep the last epoch",
+    )
+    tg.set_defaults(func=cmd_train_gate)
+
+    evaluate = sub.add_parser("eval", help="evaluate a model").add_subparsers(dest="what", required=True)
+    eg = evaluate.add_parser("gate", help="Fig. 4's gate metrics of ONNX detectors on held-out clips")
+    eg.add_argument("--data", type=Path, required=True, help="cctv_accidents layout")
+    eg.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="[NAME=]ONNX[:CLASS]",
+        help="detector to evaluate (repeatable); CLASS is its incident class (default accident)",
+    )
+    eg.add_argument("--split", action="append", choices=["train", "val", "test"], help="default: val and test")
+    eg.add_argument("--seed", type=int, default=0, help="the split seed the detectors were trained with")
+    eg.add_argument("--tau-low", type=float, default=0.25)
+    eg.add_argument("--tau-high", type=float, default=0.8)
+    eg.add_argument("--json", action="store_true", help="JSON lines only")
+    eg.set_defaults(func=cmd_eval_gate)
+
+
+def cmd_train_gate(args: argparse.Namespace) -> int:
+    """`vigil train gate`: the accident detector from the labelled CCTV clips (ultralytics, from COCO weights)."""
+    from services.gating.training.dataset import DatasetError, load_frames
+    from services.gating.training.train import TrainParams, best_epoch, train_gate
+    from services.models.detectors.base import DetectorError
+
+    try:
+        epochs = best_epoch(args.epochs_from) if args.epochs_from else args.epochs
+        params = TrainParams(
+            design=args.design,
+            imgsz=args.imgsz,
+            epochs=epochs,
+            fold_val=args.epochs_from is not None,
+            freeze=args.freeze,
+            batch=args.batch,
+            seed=args.seed,
+            device=args.device,
+            patience=args.patience,
+        )
+        load_frames(args.data)  # every data error surfaces here, before any model is built
+        result = train_gate(args.data, args.out, params, evaluate=not args.no_eval)
+    except (DatasetError, DetectorError) as exc:
+        print(f"vigil train gate: {exc}", file=sys.stderr)
+        return 2
+    print(
+        json.dumps(
+            {
+                "type": "train_gate",
+                "onnx": str(result.onnx),
+                "best_pt": str(result.best_pt),
+                "card": str(result.card),
+                "wall_s": round(result.wall_s, 1),
+                "metrics": {k: v for k, v in result.metrics.items() if k != "train_log"},
+            }
+        )
+    )
+    return 0
+
+
+def cmd_eval_gate(args: argparse.Namespace) -> int:
+    """`vigil eval gate`: Fig. 4's detector-level metrics of one or more ONNX detectors on held-out clips."""
+    import tempfile
+
+    from services.gating.training.card import metrics_table
+    from services.gating.training.dataset import DatasetError, build_yolo_dataset
+    from services.gating.training.evaluate import evaluate_models
+    from services.models.detectors.base import DetectorError
+
+    splits = args.split or ["val", "test"]
+    try:
+        with tempfile.TemporaryDirectory(prefix="vigil-eval-gate-") as tmp:
+            dataset = build_yolo_dataset(args.data, Path(tmp), seed=args.seed)
+            rows = evaluate_models(args.model, dataset.root, splits, args.tau_low, args.tau_high)
+    except (DatasetError, DetectorError, ValueError) as exc:
+        print(f"vigil eval gate: {exc}", file=sys.stderr)
+        return 2
+    for row in rows:
+        print(json.dumps(row))
+    if not args.json:
+        print()
+        print(
+            f"Detector-level gate metrics on the {', '.join(splits)} clips (tau_low={args.tau_low}, "
+            f"tau_high={args.tau_high}):"
+        )
+        for row in rows:
+            print(f"\n{row['design']} ({row['model']})\n")
+            print(metrics_table(row["metrics"], tuple(splits)))
+    return 0

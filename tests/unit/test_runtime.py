@@ -1,0 +1,117 @@
+"""The service runtime: a Stage starts its parts, ends in a fixed order; `vigil run` builds one validated settings."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from services.cli.run import run_overrides
+from services.cli.settings import CliError, load
+from services.common.bus import Message
+from services.common.bus.inprocess import InProcessBus
+from services.common.runtime import Stage
+from services.embedded import EdgeSettings
+from services.gating.config import GatingSettings
+from services.indexing.config import IndexingSettings
+from services.memory.config import MemorySettings
+from services.uplink.config import UplinkSettings
+
+
+def test_stage_runs_its_parts_and_closes_in_order() -> None:
+    order: list[str] = []
+    bus = InProcessBus()
+    seen: list[bytes] = []
+
+    def handle(msg: Message) -> None:
+        seen.append(msg.value)
+
+    consumer = bus.consumer(["t"], "g", handle)
+    looped = threading.Event()
+
+    def loop(stop: threading.Event) -> None:
+        looped.set()
+        stop.wait()
+        order.append("loop ended")
+
+    stage = Stage(
+        "test",
+        consumers=[consumer],
+        loops=[("loop", loop)],
+        on_drained=[lambda: order.append("drained")],
+        closers=[lambda: order.append("closed")],
+    )
+    stop = threading.Event()
+    stage.start(stop)
+    bus.publish("t", b"x")
+    assert looped.wait(5)
+    stop.set()
+    stage.close()
+    assert order == ["loop ended", "drained", "closed"]
+    assert seen == [b"x"]
+
+
+def test_a_job_stage_ends_when_its_loops_return() -> None:
+    stop = threading.Event()
+    stage = Stage("job", loops=[("once", lambda _stop: None)], ends_by_itself=True)
+    stage.start(stop)
+    stage.wait(stop)
+    assert stop.is_set()
+
+
+def test_edge_settings_give_each_service_its_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIL_GATING__TAU_G", "0.4")
+    monkeypatch.setenv("VIGIL_TOPICS__EVENTS", "my.events")
+    settings = load(EdgeSettings)
+    gating = settings.service(GatingSettings)
+    assert gating.gating.tau_g == 0.4 and gating.topics.events == "my.events"
+    assert gating.grpc_address == GatingSettings.model_fields["grpc_address"].default
+    assert settings.service(UplinkSettings).uplink == settings.uplink
+    assert settings.service(IndexingSettings).indexing == settings.indexing
+    assert settings.service(MemorySettings).memory == settings.memory
+
+
+class _Args:
+    """The namespace `vigil run` parses, with every flag left out."""
+
+    camera = None
+    video = Path("clip.mp4")
+    fps = None
+    camera_id = None
+    open_timeout = None
+    realtime = False
+    profile = None
+    tau_g = None
+    uplink_method = None
+    memory = None
+    kafka = None
+    detector = None
+
+
+def test_run_flags_are_validated_like_the_environment() -> None:
+    args = _Args()
+    args.tau_g = 5.0
+    with pytest.raises(CliError, match=r"gating.tau_g: Input should be less than or equal to 1"):
+        load(EdgeSettings, **run_overrides(args))  # type: ignore[arg-type]
+
+
+def test_run_flags_merge_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIL_BUS__SESSION_TIMEOUT_MS", "9000")
+    monkeypatch.setenv("VIGIL_GATING__MOTION_GATE", "false")
+    monkeypatch.setenv("VIGIL_INGEST__CAMERA_ID", "gate-3")
+    args = _Args()
+    args.kafka = "127.0.0.1:19092"
+    args.profile = "people"
+    args.memory = Path("/tmp/m")
+    settings = load(EdgeSettings, **run_overrides(args))  # type: ignore[arg-type]
+    # --kafka swaps kind and bootstrap; the rest of VIGIL_BUS__* still holds.
+    assert (settings.bus.kind, settings.bus.bootstrap, settings.bus.session_timeout_ms) == (
+        "kafka",
+        "127.0.0.1:19092",
+        9000,
+    )
+    assert settings.gating.profile == "people" and settings.indexing.profile == "people"
+    assert settings.gating.motion_gate is False
+    assert settings.ingest.camera_id == "gate-3" and settings.ingest.source == "clip.mp4"
+    assert settings.memory.frames.path == Path("/tmp/m/frames")
