@@ -1,8 +1,11 @@
 """Prepare a Triton model repository from triton_models/ and weights paths (weights are never copied).
 
-Copies each model's ``config.pbtxt`` and ``1/model.py`` and fills the config's
-``parameters``: the detector points at an ONNX file (a shipped model by name:
-the accident detector by default, the fall detector or COCO YOLOv8n; one given;
+Copies each model's ``config.pbtxt`` and ``1/model.py`` and writes the model's
+one JSON parameter, ``vigil_config``, from its validated config
+(``services.models.triton_python.ServedConfig`` subclasses nesting the in-process
+configs; only what is set here is written, so every default is the config's):
+the detector points at an ONNX file (a shipped model by name: the accident
+detector by default, the fall detector or COCO YOLOv8n; one given;
 or a YOLO ``.pt`` exported here through scripts/export_detector_onnx.py), the
 context detector (the traffic profile's vehicles and people on gated frames) at
 the COCO YOLOv8n or an ONNX given, each with the class names read from its
@@ -17,16 +20,16 @@ Usage:
   python scripts/prepare_triton_repo.py OUT [--models detector,context_detector,vlm,vlm_answer,embedder]
       [--detector-model accident|fall|coco | --detector-onnx FILE | --detector-pt FILE --imgsz 640]
       [--context-onnx FILE]
-      [--vlm-checkpoint DIR] [--vlm-lora DIR] [--gamma 0.5] [--max-new-tokens 256] [--torch-threads N]
-      [--answer-max-new-tokens 192] [--max-image-side 448]
-      [--embedder-clip DIR] [--aux-weight 0.5] [--no-ocr]
+      [--vlm-checkpoint DIR] [--vlm-lora DIR] [--gamma G] [--max-new-tokens N] [--torch-threads N]
+      [--answer-max-new-tokens N] [--max-image-side PX]
+      [--embedder-clip DIR] [--aux-weight W] [--no-ocr]
+  (unset settings keep the defaults of the configs named in each option's help)
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import json
 import logging
 import re
 import shutil
@@ -34,14 +37,23 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
+
+from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.models.detectors.base import ShippedModel, shipped_weights  # noqa: E402
+from services.models.answerers.config import QwenVLAnswererConfig  # noqa: E402
+from services.models.answerers.triton_vlm import VlmAnswerModelConfig  # noqa: E402
+from services.models.detectors.base import OnnxDetectorConfig, ShippedModel, shipped_weights  # noqa: E402
+from services.models.detectors.triton_backend import DetectorModelConfig  # noqa: E402
 from services.models.embedders.base import AuxMiniLMEmbedderConfig, ClipEmbedderConfig  # noqa: E402
+from services.models.embedders.triton_backend import EmbedderModelConfig  # noqa: E402
 from services.models.random_init import is_random_init  # noqa: E402
+from services.models.structurers.config import QwenVLConfig  # noqa: E402
+from services.models.structurers.triton_vlm import VlmModelConfig  # noqa: E402
+from services.models.triton_python import ROOT_PARAMETER, ServedConfig  # noqa: E402
 
 log = logging.getLogger("prepare_triton_repo")
 
@@ -54,6 +66,20 @@ DEFAULT_CONTEXT_MODEL: ShippedModel = "coco"
 VECTOR_OUTPUTS_MARKER = "# VECTOR_OUTPUTS:"
 
 
+def _given(**settings: Any) -> dict[str, Any]:
+    """The settings given (not None): the others keep their config's default."""
+    return {k: v for k, v in settings.items() if v is not None}
+
+
+def default(config: type[BaseModel], field: str) -> Any:
+    """A config field's default, for help texts (the config is where it is defined)."""
+    return config.model_fields[field].default
+
+
+# Settings left None keep the defaults of the served config (services/models/*/triton_*.py) and of
+# the in-process config it nests.
+
+
 @dataclass(frozen=True)
 class DetectorWeights:
     """Where a detector's ONNX comes from: a file, or a .pt exported at `imgsz`; neither = the shipped `model`."""
@@ -61,9 +87,9 @@ class DetectorWeights:
     onnx: Path | None = None
     pt: Path | None = None
     imgsz: int = 640
-    min_confidence: float = 0.1
-    iou_threshold: float = 0.45
-    intra_op_threads: int = 0
+    min_confidence: float | None = None
+    iou_threshold: float | None = None
+    intra_op_threads: int | None = None
     # Last, so positional callers keep working; the context detector passes "coco".
     model: ShippedModel = DEFAULT_DETECTOR_MODEL
 
@@ -74,10 +100,10 @@ class VlmWeights:
 
     checkpoint: Path
     lora: Path | None = None
-    gamma: float = 0.5
-    max_new_tokens: int = 256
-    device: str = "cpu"
-    torch_threads: int = 0
+    gamma: float | None = None
+    max_new_tokens: int | None = None
+    device: str | None = None
+    torch_threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -86,11 +112,10 @@ class VlmAnswerWeights:
 
     checkpoint: Path
     lora: Path | None = None
-    # The defaults of QwenVLAnswererConfig, so a served answer is the in-process one.
-    max_new_tokens: int = 192
-    max_image_side: int = 448
-    device: str = "cpu"
-    torch_threads: int = 0
+    max_new_tokens: int | None = None
+    max_image_side: int | None = None
+    device: str | None = None
+    torch_threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -99,30 +124,45 @@ class EmbedderWeights:
 
     clip_checkpoint: Path | None = None
     # CLIP: weight of the auxiliary prompt in the fused index vector.
-    aux_weight: float = 0.5
+    aux_weight: float | None = None
     # aux-minilm: read text in frames with RapidOCR.
-    ocr: bool = True
-    device: str = "cpu"
-    torch_threads: int = 0
+    ocr: bool | None = None
+    device: str | None = None
+    torch_threads: int | None = None
 
     def embedder_config(self) -> ClipEmbedderConfig | AuxMiniLMEmbedderConfig:
         """The config the served model builds its embedder from, with every weights path spelled out."""
+        # `type` set explicitly: the served JSON holds only what is set, and the union needs it.
         if self.clip_checkpoint is not None:
-            return ClipEmbedderConfig(
-                checkpoint=self.clip_checkpoint.resolve(), aux_weight=self.aux_weight, device=self.device
+            return ClipEmbedderConfig.model_validate(
+                {
+                    "type": "clip",
+                    "checkpoint": self.clip_checkpoint.resolve(),
+                    **_given(aux_weight=self.aux_weight, device=self.device),
+                }
             )
         from services.models.embedders.aux_backend import shipped_minilm_dir, shipped_mobilenet_weights
 
-        return AuxMiniLMEmbedderConfig(
-            minilm_dir=shipped_minilm_dir().resolve(),
-            mobilenet_weights=shipped_mobilenet_weights().resolve(),
-            ocr=self.ocr,
-            device=self.device,
+        return AuxMiniLMEmbedderConfig.model_validate(
+            {
+                "type": "aux-minilm",
+                "minilm_dir": shipped_minilm_dir().resolve(),
+                "mobilenet_weights": shipped_mobilenet_weights().resolve(),
+                **_given(ocr=self.ocr, device=self.device),
+            }
         )
 
 
 def _pbtxt_string(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+_PARAMETER = re.compile(r'^parameters: \{ key: "(\w+)" value: \{ string_value: "(.*)" \} \}$', re.M)
+
+
+def get_parameters(config_text: str) -> dict[str, str]:
+    """The `parameters` of config.pbtxt text (as set_parameters writes them), unescaped."""
+    return {k: re.sub(r"\\(.)", r"\1", v) for k, v in _PARAMETER.findall(config_text)}
 
 
 def _constant(text: str) -> Callable[[re.Match[str]], str]:
@@ -157,12 +197,13 @@ def set_vector_outputs(config_text: str, vector_specs: Mapping[str, int]) -> str
     return "".join(lines[: at[0]]) + block + "".join(lines[at[0] + 1 :])
 
 
-def _copy_model(name: str, out: Path, values: Mapping[str, str]) -> Path:
+def _copy_model(name: str, out: Path, config: ServedConfig) -> Path:
     src, dst = TEMPLATES / name, out / name
     if dst.exists():
         shutil.rmtree(dst)
     (dst / "1").mkdir(parents=True)
     shutil.copy(src / "1" / "model.py", dst / "1" / "model.py")
+    values = {**config.to_parameters(), ROOT_PARAMETER: str(ROOT)}
     (dst / "config.pbtxt").write_text(set_parameters((src / "config.pbtxt").read_text(), values))
     return dst
 
@@ -188,69 +229,64 @@ def prepare_detector(out: Path, weights: DetectorWeights, name: str = "detector"
     onnx = onnx.resolve()
     if not onnx.is_file():
         raise FileNotFoundError(f"{name} weights not found: {onnx}")
-    names = onnx_class_names(onnx)
-    return _copy_model(
-        name,
-        out,
+    detector = OnnxDetectorConfig.model_validate(
         {
-            "weights": str(onnx),
-            # The shipped model `weights` was resolved from; empty for a file given (the model reads `weights`).
-            "model": "" if weights.onnx or weights.pt else weights.model,
-            "min_confidence": str(weights.min_confidence),
-            "iou_threshold": str(weights.iou_threshold),
-            "intra_op_threads": str(weights.intra_op_threads),
-            "class_names": json.dumps({str(k): v for k, v in sorted(names.items())}),
-            "vigil_root": str(ROOT),
-        },
+            "weights": onnx,
+            # The shipped model `weights` was resolved from; none named for a file given (`weights` wins).
+            **({} if weights.onnx or weights.pt else {"model": weights.model}),
+            **_given(
+                min_confidence=weights.min_confidence,
+                iou_threshold=weights.iou_threshold,
+                intra_op_threads=weights.intra_op_threads,
+            ),
+        }
     )
+    names = dict(sorted(onnx_class_names(onnx).items()))
+    return _copy_model(name, out, DetectorModelConfig(detector=detector, class_names=names))
 
 
-def _qwen_vl_parameters(checkpoint: Path, lora: Path | None) -> dict[str, str]:
-    """checkpoint, lora (resolved) and random_init (from the weights' marker) of a Qwen2.5-VL model."""
+def _qwen_vl_weights(checkpoint: Path, lora: Path | None) -> tuple[dict[str, Any], bool]:
+    """checkpoint and lora (resolved) of a Qwen2.5-VL model's config, and random_init (the weights' marker)."""
     checkpoint = checkpoint.resolve()
     if not (checkpoint / "config.json").is_file():
         raise FileNotFoundError(f"no Qwen2.5-VL checkpoint (config.json) in {checkpoint}")
     lora = lora.resolve() if lora else None
     if lora is not None and not (lora / "adapter_config.json").is_file():
         raise FileNotFoundError(f"no PEFT adapter (adapter_config.json) in {lora}")
-    random_init = is_random_init(checkpoint, lora)
-    return {
-        "checkpoint": str(checkpoint),
-        "lora": str(lora) if lora else "",
-        "random_init": "true" if random_init else "false",
-    }
+    return _given(checkpoint=checkpoint, lora=lora), is_random_init(checkpoint, lora)
 
 
 def prepare_vlm(out: Path, weights: VlmWeights) -> Path:
     """out/vlm pointing at the checkpoint (and adapter)."""
-    return _copy_model(
-        "vlm",
-        out,
-        {
-            **_qwen_vl_parameters(weights.checkpoint, weights.lora),
-            "gamma": str(weights.gamma),
-            "max_new_tokens": str(weights.max_new_tokens),
-            "device": weights.device,
-            "torch_threads": str(weights.torch_threads),
-            "vigil_root": str(ROOT),
-        },
+    paths, random_init = _qwen_vl_weights(weights.checkpoint, weights.lora)
+    structurer = QwenVLConfig.model_validate(
+        {**paths, **_given(device=weights.device, max_new_tokens=weights.max_new_tokens)}
     )
+    config = VlmModelConfig.model_validate(
+        {
+            "structurer": structurer,
+            "random_init": random_init,
+            **_given(gamma=weights.gamma, torch_threads=weights.torch_threads),
+        }
+    )
+    return _copy_model("vlm", out, config)
 
 
 def prepare_vlm_answer(out: Path, weights: VlmAnswerWeights) -> Path:
     """out/vlm_answer pointing at the checkpoint (and adapter)."""
-    return _copy_model(
-        "vlm_answer",
-        out,
+    paths, random_init = _qwen_vl_weights(weights.checkpoint, weights.lora)
+    answerer = QwenVLAnswererConfig.model_validate(
         {
-            **_qwen_vl_parameters(weights.checkpoint, weights.lora),
-            "max_new_tokens": str(weights.max_new_tokens),
-            "max_image_side": str(weights.max_image_side),
-            "device": weights.device,
-            "torch_threads": str(weights.torch_threads),
-            "vigil_root": str(ROOT),
-        },
+            **paths,
+            **_given(
+                device=weights.device, max_new_tokens=weights.max_new_tokens, max_image_side=weights.max_image_side
+            ),
+        }
     )
+    config = VlmAnswerModelConfig.model_validate(
+        {"answerer": answerer, "random_init": random_init, **_given(torch_threads=weights.torch_threads)}
+    )
+    return _copy_model("vlm_answer", out, config)
 
 
 def prepare_embedder(out: Path, weights: EmbedderWeights) -> Path:
@@ -262,16 +298,10 @@ def prepare_embedder(out: Path, weights: EmbedderWeights) -> Path:
     if isinstance(config, ClipEmbedderConfig) and not (config.checkpoint / "config.json").is_file():
         raise FileNotFoundError(f"no CLIP checkpoint (config.json) in {config.checkpoint}")
     served = ServedEmbedder.of(build_embedder(config))
-    dst = _copy_model(
-        "embedder",
-        out,
-        {
-            "embedder": config.model_dump_json(),
-            **served.to_parameters(),
-            "torch_threads": str(weights.torch_threads),
-            "vigil_root": str(ROOT),
-        },
+    model_config = EmbedderModelConfig.model_validate(
+        {"embedder": config, "served": served, **_given(torch_threads=weights.torch_threads)}
     )
+    dst = _copy_model("embedder", out, model_config)
     config_path = dst / "config.pbtxt"
     config_path.write_text(set_vector_outputs(config_path.read_text(), served.vector_specs))
     return dst
@@ -320,17 +350,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--context-onnx", type=Path, help="context_detector: a YOLOv8 detection ONNX (default: COCO YOLOv8n)"
     )
-    ap.add_argument("--min-confidence", type=float, default=0.1)
+    ap.add_argument(
+        "--min-confidence", type=float, help=f"both detectors (default {default(OnnxDetectorConfig, 'min_confidence')})"
+    )
     ap.add_argument("--vlm-checkpoint", type=Path)
     ap.add_argument("--vlm-lora", type=Path)
-    ap.add_argument("--gamma", type=float, default=0.5)
-    ap.add_argument("--max-new-tokens", type=int, default=256, help="vlm: token budget of one event")
-    ap.add_argument("--answer-max-new-tokens", type=int, default=192, help="vlm_answer: token budget of one answer")
-    ap.add_argument("--max-image-side", type=int, default=448, help="vlm_answer: keyframes' longer side at most")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--torch-threads", type=int, default=0)
+    ap.add_argument("--gamma", type=float, help=f"vlm: eq. 4 boundary (default {default(VlmModelConfig, 'gamma')})")
+    ap.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help=f"vlm: token budget of one event (default {default(QwenVLConfig, 'max_new_tokens')})",
+    )
+    ap.add_argument(
+        "--answer-max-new-tokens",
+        type=int,
+        help=f"vlm_answer: token budget of one answer (default {default(QwenVLAnswererConfig, 'max_new_tokens')})",
+    )
+    ap.add_argument(
+        "--max-image-side",
+        type=int,
+        help=f"vlm_answer: keyframes' longer side at most (default {default(QwenVLAnswererConfig, 'max_image_side')})",
+    )
+    ap.add_argument("--device", help=f"vlm, vlm_answer, embedder (default {default(QwenVLConfig, 'device')})")
+    ap.add_argument("--torch-threads", type=int, help="vlm, vlm_answer, embedder (default 0: torch's own)")
     ap.add_argument("--embedder-clip", type=Path, help="a CLIP-style checkpoint directory (default: aux-minilm)")
-    ap.add_argument("--aux-weight", type=float, default=0.5, help="CLIP: auxiliary prompt weight in the index vector")
+    ap.add_argument(
+        "--aux-weight",
+        type=float,
+        help=f"CLIP: auxiliary prompt weight in the index vector (default {default(ClipEmbedderConfig, 'aux_weight')})",
+    )
     ap.add_argument("--no-ocr", action="store_true", help="aux-minilm: do not read text in frames")
     args = ap.parse_args(argv)
     logging.basicConfig(level="INFO")
@@ -371,7 +419,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else None
     )
     embedder = (
-        EmbedderWeights(args.embedder_clip, args.aux_weight, not args.no_ocr, args.device, args.torch_threads)
+        EmbedderWeights(
+            args.embedder_clip, args.aux_weight, False if args.no_ocr else None, args.device, args.torch_threads
+        )
         if "embedder" in models
         else None
     )

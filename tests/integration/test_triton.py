@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -37,13 +38,19 @@ from scripts.prepare_triton_repo import (  # noqa: E402
     EmbedderWeights,
     VlmAnswerWeights,
     VlmWeights,
+    get_parameters,
     main,
     prepare_repository,
     set_parameters,
 )
 from services.models.answerers.base import AnswerError, EvidenceFrame, build_answerer  # noqa: E402
 from services.models.answerers.config import QwenVLAnswererConfig, TritonVLMAnswererConfig  # noqa: E402
-from services.models.answerers.triton_vlm import REQUEST_INPUT, TritonVLMAnswerer, request_to_wire  # noqa: E402
+from services.models.answerers.triton_vlm import (  # noqa: E402
+    REQUEST_INPUT,
+    TritonVLMAnswerer,
+    VlmAnswerModelConfig,
+    request_to_wire,
+)
 from services.models.detections import Detection  # noqa: E402
 from services.models.detectors.base import (  # noqa: E402
     DetectorError,
@@ -52,7 +59,7 @@ from services.models.detectors.base import (  # noqa: E402
     build_detector,
 )
 from services.models.detectors.onnx_backend import OnnxDetector  # noqa: E402
-from services.models.detectors.triton_backend import TritonDetector  # noqa: E402
+from services.models.detectors.triton_backend import DetectorModelConfig, TritonDetector  # noqa: E402
 from services.models.embedders.base import (  # noqa: E402
     ClipEmbedderConfig,
     EmbedderError,
@@ -60,10 +67,10 @@ from services.models.embedders.base import (  # noqa: E402
     build_embedder,
 )
 from services.models.embedders.clip_backend import ClipEmbedder  # noqa: E402
-from services.models.embedders.triton_backend import TritonEmbedder  # noqa: E402
+from services.models.embedders.triton_backend import EmbedderModelConfig, TritonEmbedder  # noqa: E402
 from services.models.structurers.base import StructuringRequest, event_schema, validate_event  # noqa: E402
 from services.models.structurers.config import TritonVLMConfig  # noqa: E402
-from services.models.structurers.triton_vlm import TritonVLMStructurer  # noqa: E402
+from services.models.structurers.triton_vlm import TritonVLMStructurer, VlmModelConfig  # noqa: E402
 from services.models.triton import (  # noqa: E402
     TritonClientSettings,
     TritonModelClient,
@@ -71,6 +78,7 @@ from services.models.triton import (  # noqa: E402
     TritonRequestError,
     TritonUnavailable,
 )
+from services.models.triton_python import CONFIG_PARAMETER  # noqa: E402
 from tests.fixtures.media import bus_jpg, shared  # noqa: E402
 from tests.fixtures.tcp_proxy import free_port  # noqa: E402
 from tests.fixtures.triton import TritonServer  # noqa: E402
@@ -458,6 +466,19 @@ def test_missing_model_is_not_ready_with_the_reason(server: TritonServer) -> Non
         TritonEmbedder(TritonEmbedderConfig(url=server.grpc_url, model_name="clip", ready_timeout_s=0.5))
 
 
+def served_config(model_dir: Path) -> dict[str, Any]:
+    """The prepared `vigil_config` of a model folder, as JSON."""
+    return dict(json.loads(get_parameters((model_dir / "config.pbtxt").read_text())[CONFIG_PARAMETER]))
+
+
+def edit_served_config(model_dir: Path, edit: Callable[[dict[str, Any]], object]) -> None:
+    """Rewrite the `vigil_config` of a prepared model folder."""
+    config = served_config(model_dir)
+    edit(config)
+    path = model_dir / "config.pbtxt"
+    path.write_text(set_parameters(path.read_text(), {CONFIG_PARAMETER: json.dumps(config)}))
+
+
 def test_failed_load_is_not_ready_with_the_servers_reason(tmp_path: Path, tiny_clip: Path) -> None:
     repo = prepare_repository(
         tmp_path / "repo",
@@ -465,24 +486,25 @@ def test_failed_load_is_not_ready_with_the_servers_reason(tmp_path: Path, tiny_c
         embedder=EmbedderWeights(tiny_clip),
         context_detector=DetectorWeights(model="coco"),
     )
-    config = repo / "detector" / "config.pbtxt"
-    config.write_text(set_parameters(config.read_text(), {"weights": str(tmp_path / "gone.onnx")}))
-    # Without weights the model parameter decides, and a name that is no shipped model fails the load.
-    config = repo / "context_detector" / "config.pbtxt"
-    config.write_text(set_parameters(config.read_text(), {"weights": "", "model": "cocoa"}))
-    config = repo / "embedder" / "config.pbtxt"
+    edit_served_config(repo / "detector", lambda c: c["detector"].update(weights=str(tmp_path / "gone.onnx")))
+    # Without weights the model decides, and a name that is no shipped model fails the load.
+    edit_served_config(repo / "context_detector", lambda c: c.update(detector={"model": "cocoa"}))
     # A config the model refuses before importing torch: a failed load that adds almost no time.
-    looped = TritonEmbedderConfig(url="127.0.0.1:8001").model_dump_json()
-    config.write_text(set_parameters(config.read_text(), {"embedder": looped}))
+    looped = TritonEmbedderConfig(url="127.0.0.1:8001").model_dump(mode="json")
+    edit_served_config(repo / "embedder", lambda c: c.update(embedder=looped))
     with TritonServer(repo) as srv:
         state, reason = srv.model_states()["detector"]
         assert state == "UNAVAILABLE" and "gone.onnx" in reason
         with pytest.raises(TritonModelNotReady, match=r"failed to load: .*detector weights not found: .*gone\.onnx"):
             TritonDetector(TritonDetectorConfig(url=srv.grpc_url, ready_timeout_s=30))
-        with pytest.raises(TritonModelNotReady, match=r"failed to load: .*names a Triton embedder"):
+        with pytest.raises(
+            TritonModelNotReady, match=r"failed to load: .*model 'embedder' .*embedder: .*names a Triton embedder"
+        ):
             TritonEmbedder(TritonEmbedderConfig(url=srv.grpc_url, ready_timeout_s=30))
         with pytest.raises(
-            TritonModelNotReady, match=r"(?s)failed to load: .*Input should be 'fall', 'accident' or 'coco'.*'cocoa'"
+            TritonModelNotReady,
+            match=r"(?s)failed to load: .*model 'context_detector' .*detector\.model: "
+            r"Input should be 'fall', 'accident' or 'coco'.*'cocoa'",
         ):
             TritonDetector(TritonDetectorConfig(url=srv.grpc_url, model_name="context_detector", ready_timeout_s=30))
 
@@ -498,29 +520,35 @@ def test_unreachable_server_fails_after_retries() -> None:
 
 
 def test_prepared_config_points_at_weights_not_copies(server: TritonServer) -> None:
-    params = TritonModelClient(TritonClientSettings(url=server.grpc_url), "vlm").parameters()
-    assert Path(params["checkpoint"]).is_dir() and params["random_init"] == "true"
+    def params(model: str) -> dict[str, str]:
+        return TritonModelClient(TritonClientSettings(url=server.grpc_url), model).parameters()
+
+    # One JSON parameter with the settings, and the checkout: nothing else.
+    for model in ("detector", "context_detector", "vlm", "vlm_answer", "embedder"):
+        assert sorted(params(model)) == [CONFIG_PARAMETER, "vigil_root"], model
+    vlm = VlmModelConfig.from_parameters(params("vlm"), "vlm")
+    assert vlm.structurer.checkpoint.is_dir() and vlm.random_init is True
     repo = server.repository
     assert not list(repo.rglob("*.onnx")) and not list(repo.rglob("*.safetensors"))
-    assert json.loads(
-        TritonModelClient(TritonClientSettings(url=server.grpc_url), "detector").parameters()["class_names"]
-    ) == {"0": "Normal", "1": "Fall"}
-    params = TritonModelClient(TritonClientSettings(url=server.grpc_url), "context_detector").parameters()
-    assert params["model"] == "coco" and Path(params["weights"]).name == "yolov8n.onnx"
-    names = json.loads(params["class_names"])
-    assert len(names) == 80 and (names["0"], names["2"], names["7"]) == ("person", "car", "truck")
+    assert DetectorModelConfig.from_parameters(params("detector"), "detector").class_names == {0: "Normal", 1: "Fall"}
+    context = DetectorModelConfig.from_parameters(params("context_detector"), "context_detector")
+    assert context.detector.model == "coco" and context.detector.weights is not None
+    assert context.detector.weights.name == "yolov8n.onnx"
+    names = context.class_names or {}
+    assert len(names) == 80 and (names[0], names[2], names[7]) == ("person", "car", "truck")
     # The context detector's code is the detector's, loaded from the checkout: no copy in the repository.
     shim = (repo / "context_detector" / "1" / "model.py").read_text()
     assert shim == (TEMPLATES / "context_detector" / "1" / "model.py").read_text()
     assert '"detector" / "1" / "model.py"' in shim and "_frames_of" not in shim
-    params = TritonModelClient(TritonClientSettings(url=server.grpc_url), "vlm_answer").parameters()
-    assert Path(params["checkpoint"]).is_dir() and params["random_init"] == "true"
-    assert (params["max_new_tokens"], params["max_image_side"]) == (str(ANSWER_TOKENS), str(ANSWER_IMAGE_SIDE))
-    params = TritonModelClient(TritonClientSettings(url=server.grpc_url), "embedder").parameters()
-    embedder = ClipEmbedderConfig.model_validate_json(params["embedder"])
+    answer = VlmAnswerModelConfig.from_parameters(params("vlm_answer"), "vlm_answer")
+    assert answer.answerer.checkpoint.is_dir() and answer.random_init is True
+    assert (answer.answerer.max_new_tokens, answer.answerer.max_image_side) == (ANSWER_TOKENS, ANSWER_IMAGE_SIDE)
+    served = EmbedderModelConfig.from_parameters(params("embedder"), "embedder")
+    embedder = served.embedder
+    assert isinstance(embedder, ClipEmbedderConfig)
     assert embedder.checkpoint.is_dir() and (embedder.checkpoint / "VIGIL_RANDOM_INIT").exists()
-    assert params["embedder_name"].endswith("(random init)")
-    assert json.loads(params["vector_specs"]) == {"clip": 16} and json.loads(params["query_vectors"]) == ["clip"]
+    assert served.served.name.endswith("(random init)")
+    assert served.served.vector_specs == {"clip": 16} and served.served.query_vectors == ("clip",)
 
 
 def _tensors_and_batching(config_text: str) -> str:
@@ -535,9 +563,9 @@ def test_context_detector_template_has_the_detectors_interface() -> None:
     context = (TEMPLATES / "context_detector" / "config.pbtxt").read_text()
     assert 'name: "context_detector"' in context and 'name: "detector"' in detector
     assert _tensors_and_batching(context) == _tensors_and_batching(detector)
-    keys = re.compile(r'^parameters: \{ key: "(\w+)"', re.M)
-    assert keys.findall(context) == keys.findall(detector)
-    assert 'key: "model" value: { string_value: "coco" }' in context
+    assert list(get_parameters(context)) == list(get_parameters(detector)) == [CONFIG_PARAMETER, "vigil_root"]
+    served = DetectorModelConfig.from_parameters(get_parameters(context), "context_detector")
+    assert served.detector.model == "coco"
 
 
 def test_cli_prepares_the_traffic_pair(tmp_path: Path) -> None:
@@ -545,15 +573,13 @@ def test_cli_prepares_the_traffic_pair(tmp_path: Path) -> None:
     assert main([str(out), "--models", "detector,context_detector", "--detector-model", "fall"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["context_detector", "detector"]
 
-    def params(name: str) -> dict[str, str]:
-        text = (out / name / "config.pbtxt").read_text()
-        return dict(re.findall(r'^parameters: \{ key: "(\w+)" value: \{ string_value: "(.*)" \} \}$', text, re.M))
-
-    detector, context = params("detector"), params("context_detector")
-    assert detector["model"] == "fall" and detector["weights"].endswith("best_fp16.onnx")
-    assert json.loads(detector["class_names"].replace('\\"', '"')) == {"0": "Normal", "1": "Fall"}
-    assert context["model"] == "coco" and context["weights"].endswith("yolov8n.onnx")
+    detector, context = served_config(out / "detector"), served_config(out / "context_detector")
+    assert detector["detector"]["model"] == "fall" and detector["detector"]["weights"].endswith("best_fp16.onnx")
+    assert detector["class_names"] == {"0": "Normal", "1": "Fall"}
+    assert context["detector"]["model"] == "coco" and context["detector"]["weights"].endswith("yolov8n.onnx")
+    # Only what was chosen is written: every other setting is the config's default.
+    assert set(context["detector"]) == {"model", "weights"}
     # A file given wins: its path is written and no shipped model is named.
-    onnx = Path(context["weights"])
+    onnx = Path(context["detector"]["weights"])
     assert main([str(out), "--models", "context_detector", "--context-onnx", str(onnx)]) == 0
-    assert params("context_detector")["weights"] == str(onnx.resolve()) and params("context_detector")["model"] == ""
+    assert served_config(out / "context_detector")["detector"] == {"weights": str(onnx.resolve())}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,13 +19,14 @@ from pydantic import TypeAdapter
 
 from scripts.prepare_triton_repo import TEMPLATES
 from services.models.answerers.base import Answer, Answerer, AnswerError, EvidenceAnswerer, EvidenceFrame
-from services.models.answerers.config import AnswererConfig, TritonVLMAnswererConfig
+from services.models.answerers.config import AnswererConfig, QwenVLAnswererConfig, TritonVLMAnswererConfig
 from services.models.answerers.qwen_vl import RANDOM_INIT_NOTE
 from services.models.answerers.triton_vlm import (
     ANSWER_OUTPUT,
     IMAGES_INPUT,
     REQUEST_INPUT,
     TritonVLMAnswerer,
+    VlmAnswerModelConfig,
     answer_from_wire,
     answer_to_wire,
     request_from_wire,
@@ -77,7 +79,13 @@ class FakeServer:
         return {name: result[name] for name in outputs}
 
 
-PARAMS = {"checkpoint": "/models/qwen2.5-vl-3b/", "lora": "", "random_init": "false"}
+def served_parameters(random_init: bool = False) -> dict[str, str]:
+    """The parameters of a vlm_answer model prepared on /models/qwen2.5-vl-3b/."""
+    answerer = QwenVLAnswererConfig(checkpoint=Path("/models/qwen2.5-vl-3b/"))
+    return VlmAnswerModelConfig(answerer=answerer, random_init=random_init).to_parameters()
+
+
+PARAMS = served_parameters()
 
 
 def _client(server: FakeServer) -> TritonVLMAnswerer:
@@ -193,12 +201,13 @@ def test_triton_answerer_gives_the_served_answer() -> None:
 
 
 def test_served_name_names_the_adapter() -> None:
-    assert served_vlm_name({"checkpoint": "/m/qwen", "lora": "/m/dat-lora"}) == "qwen2.5-vl:qwen+dat-lora"
+    config = QwenVLAnswererConfig(checkpoint=Path("/m/qwen"), lora=Path("/m/dat-lora"))
+    assert served_vlm_name(config) == "qwen2.5-vl:qwen+dat-lora"
 
 
 def test_a_random_served_checkpoint_always_says_so() -> None:
     # Even a server whose answers forget it: the served config's random_init is enough.
-    answerer = _client(FakeServer(EvidenceAnswerer(), {**PARAMS, "random_init": "true"}))
+    answerer = _client(FakeServer(EvidenceAnswerer(), served_parameters(random_init=True)))
     assert answerer.random_init
     answer = answerer.answer(QUESTION, keyframes())
     assert answer.random_init and answer.notes[0] == RANDOM_INIT_NOTE

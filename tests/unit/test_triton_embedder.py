@@ -20,6 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from scripts.prepare_triton_repo import TEMPLATES, set_vector_outputs
 from services.models.embedders.aux_backend import IMAGE_DIM, IMAGE_VECTOR, TEXT_DIM, TEXT_VECTOR
 from services.models.embedders.base import (
+    AuxMiniLMEmbedderConfig,
     Embedder,
     EmbedderConfig,
     EmbedderError,
@@ -34,6 +35,7 @@ from services.models.embedders.triton_backend import (
     IMAGE_INPUT,
     PROMPT_OUTPUT,
     TEXT_INPUT,
+    EmbedderModelConfig,
     ServedEmbedder,
     TritonEmbedder,
     frames_from_outputs,
@@ -95,7 +97,9 @@ class FakeServer:
         pass
 
     def parameters(self) -> dict[str, str]:
-        return {"embedder": '{"type": "aux-minilm"}', **self.served.to_parameters()}
+        return EmbedderModelConfig(
+            embedder=AuxMiniLMEmbedderConfig(type="aux-minilm"), served=self.served
+        ).to_parameters()
 
     def close(self) -> None:
         self.closed = True
@@ -128,13 +132,16 @@ def test_served_embedder_round_trips_through_parameters() -> None:
     served = ServedEmbedder.of(FakeAuxEmbedder())
     assert served.vector_specs == {"text": 384, "image": 1280}
     assert served.query_vectors == ("text",)
-    params = served.to_parameters()
-    assert json.loads(params["vector_specs"]) == {"text": 384, "image": 1280}
-    assert ServedEmbedder.from_parameters(params) == served
+    config = EmbedderModelConfig(embedder=AuxMiniLMEmbedderConfig(type="aux-minilm"), served=served)
+    params = config.to_parameters()
+    assert json.loads(params["vigil_config"])["served"]["vector_specs"] == {"text": 384, "image": 1280}
+    assert EmbedderModelConfig.from_parameters(params, "embedder").served == served
     with pytest.raises(ValueError, match=r"prepare_triton_repo\.py"):
-        ServedEmbedder.from_parameters({"embedder_name": "", "vector_specs": "", "query_vectors": ""})
-    with pytest.raises(ValueError, match=r"query_vectors \['clip'\]"):
-        ServedEmbedder.from_parameters({**params, "query_vectors": '["clip"]'})
+        EmbedderModelConfig.from_parameters({"vigil_config": ""}, "embedder")
+    wrong = json.loads(params["vigil_config"])
+    wrong["served"]["query_vectors"] = ["clip"]
+    with pytest.raises(ValueError, match=r"model 'embedder'.*query_vectors \['clip'\]"):
+        EmbedderModelConfig.from_parameters({"vigil_config": json.dumps(wrong)}, "embedder")
 
 
 def test_frames_round_trip_the_wire() -> None:

@@ -26,15 +26,17 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
+from pydantic import Field
 
 from services.models.answerers.base import Answer, Answerer, AnswerError, AnswerUnavailable, EvidenceFrame, format_time
-from services.models.answerers.config import TritonVLMAnswererConfig
+from services.models.answerers.config import QwenVLAnswererConfig, TritonVLMAnswererConfig
 from services.models.answerers.qwen_vl import RANDOM_INIT_NOTE
 from services.models.triton import TritonError, TritonModelClient, TritonRequestError
+from services.models.triton_python import ServedConfig
 
 __all__ = ["TritonVLMAnswerer", "TritonVLMAnswererConfig"]
 
@@ -167,11 +169,21 @@ def answer_from_wire(output: np.ndarray) -> Answer:
         raise AnswerError(f"the served answer is not an Answer ({type(exc).__name__}: {exc})") from exc
 
 
-def served_vlm_name(params: dict[str, str]) -> str:
-    """What QwenVLAnswerer.name says for the checkpoint (and adapter) in the model's parameters."""
-    checkpoint = params.get("checkpoint", "").rstrip("/").rsplit("/", 1)[-1]
-    lora = params.get("lora", "").rstrip("/").rsplit("/", 1)[-1]
-    return f"qwen2.5-vl:{checkpoint}" + (f"+{lora}" if lora else "")
+class VlmAnswerModelConfig(ServedConfig):
+    """`vigil_config` of triton_models/vlm_answer: the in-process QwenVLAnswererConfig and the served extras."""
+
+    prepare_args: ClassVar[str] = "--models vlm_answer --vlm-checkpoint DIR"
+    answerer: QwenVLAnswererConfig
+    # From the weights' VIGIL_RANDOM_INIT marker at preparation; checked at load (None: not checked).
+    random_init: bool | None = None
+    # 0 = torch's default thread count.
+    torch_threads: int = Field(default=0, ge=0)
+
+
+def served_vlm_name(config: QwenVLAnswererConfig) -> str:
+    """What QwenVLAnswerer.name says for the checkpoint (and adapter) of the served config."""
+    lora = config.lora.name if config.lora else ""
+    return f"qwen2.5-vl:{config.checkpoint.name}" + (f"+{lora}" if lora else "")
 
 
 class TritonVLMAnswerer(Answerer):
@@ -181,10 +193,10 @@ class TritonVLMAnswerer(Answerer):
         self._config = config
         self._client = client or TritonModelClient(config, config.model_name)
         self._client.wait_ready()
-        params = self._client.parameters()
+        served = VlmAnswerModelConfig.from_parameters(self._client.parameters(), config.model_name)
         # The model refuses to load when `random_init` disagrees with the weights' marker.
-        self._random_init = params.get("random_init", "").lower() == "true"
-        self._vlm = served_vlm_name(params)
+        self._random_init = served.random_init is True
+        self._vlm = served_vlm_name(served.answerer)
         log.info("using Triton model %s at %s (%s)", config.model_name, config.url, self._vlm)
 
     @property

@@ -9,21 +9,32 @@ unready model is a TritonError, never an empty detection list.
 
 from __future__ import annotations
 
-import json
 import logging
+from typing import ClassVar
 
 import cv2
 import numpy as np
 
 from services.models.detections import Box, Detection
-from services.models.detectors.base import Detector, DetectorError, TritonDetectorConfig
+from services.models.detectors.base import Detector, DetectorError, OnnxDetectorConfig, TritonDetectorConfig
 from services.models.triton import TritonModelClient, TritonRequestError
+from services.models.triton_python import ServedConfig
 
-__all__ = ["TritonDetector", "TritonDetectorConfig"]
+__all__ = ["DetectorModelConfig", "TritonDetector", "TritonDetectorConfig"]
 
 log = logging.getLogger(__name__)
 
 OUTPUTS = ("BOXES", "CLASS_IDS", "SCORES", "COUNT")
+
+
+class DetectorModelConfig(ServedConfig):
+    """`vigil_config` of triton_models/detector and context_detector: the in-process OnnxDetector's config."""
+
+    prepare_args: ClassVar[str] = "--models detector[,context_detector]"
+    # `weights` (a file) wins over the shipped `model`, as in-process.
+    detector: OnnxDetectorConfig
+    # From the ONNX metadata at preparation; the model refuses to load when its weights disagree.
+    class_names: dict[int, str] | None = None
 
 
 class TritonDetector(Detector):
@@ -33,10 +44,9 @@ class TritonDetector(Detector):
         self._config = config
         self._client = client or TritonModelClient(config, config.model_name)
         self._client.wait_ready()
-        params = self._client.parameters()
-        names = json.loads(params["class_names"]) if params.get("class_names") else {}
-        self._names = {int(k): str(v) for k, v in names.items()}
-        weights = params.get("weights", "").rsplit("/", 1)[-1] or "default"
+        served = DetectorModelConfig.from_parameters(self._client.parameters(), config.model_name)
+        self._names = dict(served.class_names or {})
+        weights = served.detector.weights.name if served.detector.weights else "default"
         self._name = f"triton:{config.model_name}@{config.url}({weights})"
         log.info("using %s classes=%s", self._name, self._names)
 

@@ -12,8 +12,8 @@ inputs. The wire format of the `embedder` model lives here, used by both ends:
   names a question can be matched against (``query_vectors``).
 
 Which embedder is served (name, vector_specs, query_vectors, limitations) is in
-the model's config parameters, written by scripts/prepare_triton_repo.py from
-the embedder itself; the model refuses to load when they disagree with what it
+the model's ``vigil_config`` (``EmbedderModelConfig.served``), written by
+scripts/prepare_triton_repo.py from the embedder itself; the model refuses to load when they disagree with what it
 built. The server is the judge of bad input: a frame or question it rejects
 (INVALID_ARGUMENT) is an EmbedderError here with the server's message; an
 unreachable server or an unready model is a TritonError, never an empty vector.
@@ -21,23 +21,26 @@ unreachable server or an unready model is a TritonError, never an empty vector.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar, Self
 
 import numpy as np
+from pydantic import Field, field_validator, model_validator
 
 from services.models.embedders.base import (
     Embedder,
+    EmbedderConfig,
     EmbedderError,
     FrameEmbedding,
     TritonEmbedderConfig,
     check_inputs,
 )
 from services.models.triton import TritonModelClient, TritonRequestError
+from services.models.triton_python import ServedConfig
 
-__all__ = ["ServedEmbedder", "TritonEmbedder", "TritonEmbedderConfig"]
+__all__ = ["EmbedderModelConfig", "ServedEmbedder", "TritonEmbedder", "TritonEmbedderConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -72,29 +75,31 @@ class ServedEmbedder:
         specs = dict(embedder.vector_specs)
         return cls(embedder.name, specs, tuple(n for n in specs if n in query), embedder.limitations)
 
-    def to_parameters(self) -> dict[str, str]:
-        """config.pbtxt parameters of the `embedder` model."""
-        return {
-            "embedder_name": self.name,
-            "vector_specs": json.dumps(self.vector_specs),
-            "query_vectors": json.dumps(list(self.query_vectors)),
-            "limitations": self.limitations,
-        }
 
+class EmbedderModelConfig(ServedConfig):
+    """`vigil_config` of triton_models/embedder: the in-process EmbedderConfig and what it is, as prepared."""
+
+    prepare_args: ClassVar[str] = "--models embedder [--embedder-clip DIR]"
+    # Weights paths spelled out by the preparation; never a Triton embedder (the model would call itself).
+    embedder: EmbedderConfig
+    # What the preparation's embedder was, as clients expose it; the model refuses to load when its own differs.
+    served: ServedEmbedder
+    # 0 = torch's default thread count.
+    torch_threads: int = Field(default=0, ge=0)
+
+    @field_validator("embedder")
     @classmethod
-    def from_parameters(cls, params: Mapping[str, str]) -> ServedEmbedder:
-        """From the model's parameters; ValueError when the repository was not prepared."""
-        missing = [k for k in ("embedder_name", "vector_specs", "query_vectors") if not params.get(k)]
-        if missing:
-            raise ValueError(
-                f"the embedder model's parameters {missing} are empty: prepare the repository with "
-                "`python scripts/prepare_triton_repo.py OUT --models embedder [--embedder-clip DIR]`"
-            )
-        specs = {str(k): int(v) for k, v in json.loads(params["vector_specs"]).items()}
-        query = tuple(str(n) for n in json.loads(params["query_vectors"]))
-        if unknown := [n for n in query if n not in specs]:
-            raise ValueError(f"query_vectors {unknown} are not in vector_specs {specs}")
-        return cls(params["embedder_name"], specs, query, params.get("limitations", ""))
+    def _not_triton(cls, config: Any) -> Any:
+        if config.type == "triton":
+            raise ValueError("names a Triton embedder: the model would call itself")
+        return config
+
+    @model_validator(mode="after")
+    def _query_vectors_are_vectors(self) -> Self:
+        specs = self.served.vector_specs
+        if unknown := [n for n in self.served.query_vectors if n not in specs]:
+            raise ValueError(f"served.query_vectors {unknown} are not in served.vector_specs {specs}")
+        return self
 
 
 def _encode(texts: Sequence[str]) -> np.ndarray:
@@ -176,7 +181,7 @@ class TritonEmbedder(Embedder):
         self._client = client or TritonModelClient(config, config.model_name)
         self._client.wait_ready()
         try:
-            self._served = ServedEmbedder.from_parameters(self._client.parameters())
+            self._served = EmbedderModelConfig.from_parameters(self._client.parameters(), config.model_name).served
         except ValueError as exc:
             raise EmbedderError(f"Triton model {config.model_name!r} at {config.url}: {exc}") from exc
         self._name = f"triton:{config.model_name}@{config.url}({self._served.name})"

@@ -17,9 +17,10 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from services.models.detections import Box, Detection
 from services.models.structurers.base import (
@@ -30,9 +31,10 @@ from services.models.structurers.base import (
     StructuringRequest,
     validate_event,
 )
-from services.models.structurers.config import TritonVLMConfig
+from services.models.structurers.config import QwenVLConfig, TritonVLMConfig
 from services.models.structurers.qwen_vl import RANDOM_INIT_NOTE
 from services.models.triton import TritonModelClient, TritonRequestError
+from services.models.triton_python import ServedConfig
 
 __all__ = ["TritonVLMConfig", "TritonVLMStructurer"]
 
@@ -102,6 +104,21 @@ def producer_from_wire(payload: bytes) -> ProducerInfo:
     return ProducerInfo(**json.loads(payload))
 
 
+class VlmModelConfig(ServedConfig):
+    """`vigil_config` of triton_models/vlm: the in-process QwenVLConfig and what only the served model sets."""
+
+    prepare_args: ClassVar[str] = "--models vlm --vlm-checkpoint DIR"
+    structurer: QwenVLConfig
+    # Eq. 4 boundary the constraint is compiled with (in-process: gating.gamma); clients refuse another.
+    gamma: float = Field(default=0.5, gt=0.0, lt=1.0)
+    # None = float32 on CPU, bfloat16 on GPUs (services.models.qwen.load_qwen_vl).
+    dtype: str | None = None
+    # From the weights' VIGIL_RANDOM_INIT marker at preparation; checked at load (None: not checked).
+    random_init: bool | None = None
+    # 0 = torch's default thread count.
+    torch_threads: int = Field(default=0, ge=0)
+
+
 class TritonVLMStructurer(EventStructurer):
     """EventStructurer whose model runs on Triton; its events are validated again here."""
 
@@ -110,8 +127,8 @@ class TritonVLMStructurer(EventStructurer):
         self._gamma = gamma
         self._client = client or TritonModelClient(config, config.model_name)
         self._client.wait_ready()
-        params = self._client.parameters()
-        served_gamma = float(params.get("gamma") or 0.5)
+        served = VlmModelConfig.from_parameters(self._client.parameters(), config.model_name)
+        served_gamma = served.gamma
         if served_gamma != gamma:
             # The constraint is compiled with the server's gamma: its events would fail our eq. 4 check.
             raise ValueError(
@@ -120,9 +137,9 @@ class TritonVLMStructurer(EventStructurer):
             )
         # Until the first event names its producer, describe it from the served config the way
         # QwenVLStructurer does (the model refuses to load when `random_init` there is wrong).
-        checkpoint = params.get("checkpoint", "").rstrip("/").rsplit("/", 1)[-1]
-        lora = params.get("lora", "").rstrip("/").rsplit("/", 1)[-1]
-        random_init = params.get("random_init", "").lower() == "true"
+        checkpoint = served.structurer.checkpoint.name
+        lora = served.structurer.lora.name if served.structurer.lora else ""
+        random_init = served.random_init is True
         self._producer = ProducerInfo(
             kind="qwen2.5-vl",
             name=checkpoint,

@@ -1,8 +1,10 @@
 """Triton Python model `vlm_answer`: Qwen2.5-VL answers over keyframes, running the in-process QwenVLAnswerer.
 
-Thin on purpose: the wire format is ``services.models.answerers.triton_vlm`` and the
+Thin on purpose: the wire format and the `vigil_config` schema
+(``VlmAnswerModelConfig``) are ``services.models.answerers.triton_vlm``, the
 prompt, generation and citation parsing are
-``services.models.answerers.qwen_vl.QwenVLAnswerer``.
+``services.models.answerers.qwen_vl.QwenVLAnswerer``, and the config, metrics and
+per-request errors are ``services.models.triton_python.ServedModel``.
 """
 
 from __future__ import annotations
@@ -12,113 +14,58 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import triton_python_backend_utils as pb_utils
-
-
-def _parameters(model_config: dict[str, Any]) -> dict[str, str]:
-    return {k: str(v.get("string_value", "")) for k, v in model_config.get("parameters", {}).items()}
-
-
-def _import_vigil(params: dict[str, str]) -> None:
-    # The Python backend ignores PYTHONPATH: put the checkout on sys.path from the config (or our location).
-    root = params.get("vigil_root") or str(Path(__file__).resolve().parents[3])
-    if root not in sys.path:
-        sys.path.insert(0, root)
-
-
-def _error(message: str, code: Any) -> Any:
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
-
 
 class TritonPythonModel:
     """One QwenVLAnswerer per model instance; one response per request, errors per request."""
 
     def initialize(self, args: dict[str, str]) -> None:
-        """Load the checkpoint (and adapter) named by the config parameters."""
-        params = _parameters(json.loads(args["model_config"]))
-        _import_vigil(params)
-        import torch
-
-        from services.models.answerers.base import AnswerError
-        from services.models.answerers.config import QwenVLAnswererConfig
-        from services.models.answerers.qwen_vl import QwenVLAnswerer
+        """Load the checkpoint (and adapter) of the `vigil_config` parameter (a VlmAnswerModelConfig)."""
+        # The Python backend ignores PYTHONPATH: import the checkout in `vigil_root` (empty: the one holding us).
+        root = json.loads(args["model_config"]).get("parameters", {}).get("vigil_root", {}).get("string_value")
+        sys.path.insert(0, root or str(Path(__file__).resolve().parents[3]))
         from services.models.answerers import triton_vlm as wire
+        from services.models.answerers.base import AnswerError
+        from services.models.answerers.qwen_vl import QwenVLAnswerer
+        from services.models.triton_python import ServedModel
 
-        if not params.get("checkpoint"):
-            raise ValueError(
-                "parameter `checkpoint` is empty: prepare the repository with "
-                "`python scripts/prepare_triton_repo.py OUT --models vlm_answer --vlm-checkpoint DIR`"
-            )
-        if int(params.get("torch_threads") or 0):
-            torch.set_num_threads(int(params["torch_threads"]))
-        config = QwenVLAnswererConfig(
-            checkpoint=Path(params["checkpoint"]),
-            lora=Path(params["lora"]) if params.get("lora") else None,
-            device=params.get("device") or "cpu",
-            max_new_tokens=int(params.get("max_new_tokens") or 192),
-            max_image_side=int(params.get("max_image_side") or 448),
-        )
-        self._answerer = QwenVLAnswerer(config)
-        declared = params.get("random_init", "").lower()
-        if declared and (declared == "true") != self._answerer.random_init:
-            raise ValueError(
-                f"parameter random_init={declared} but the checkpoint says random_init={self._answerer.random_init}; "
-                "re-run scripts/prepare_triton_repo.py"
-            )
+        # Bad requests are told apart in _one: a ValueError of the model itself is INTERNAL.
+        self._served = served = ServedModel(args, wire.VlmAnswerModelConfig, invalid=())
+        config = served.config
+        served.set_torch_threads(config.torch_threads)
+        self._answerer = QwenVLAnswerer(config.answerer)
+        served.check_random_init(config.random_init, self._answerer.random_init)
         self._wire = wire
         self._answer_error = AnswerError
 
-        labels = {"model": args["model_name"], "version": args["model_version"]}
-        self._families: list[Any] = []
-        self._answers = self._counter("vigil_triton_vlm_answer_answers_total", "Answers written", labels)
-        self._keyframes = self._counter(
-            "vigil_triton_vlm_answer_keyframes_total", "Keyframes of the answered requests", labels
+        self._answers = served.counter("vigil_triton_vlm_answer_answers_total", "Answers written")
+        self._keyframes = served.counter(
+            "vigil_triton_vlm_answer_keyframes_total", "Keyframes of the answered requests"
         )
-        self._failed = self._counter(
-            "vigil_triton_vlm_answer_failures_total", "Requests the model could not answer", labels
-        )
-        self._rejected = self._counter(
-            "vigil_triton_vlm_answer_rejected_requests_total", "Requests refused as invalid input", labels
-        )
-        pb_utils.Logger.log_info(f"vlm_answer ready: {self._answerer.name} ({config.model_dump_json()})")
-
-    def _counter(self, name: str, description: str, labels: dict[str, str]) -> Any:
-        # A Metric is only valid while its MetricFamily object lives: keep both.
-        family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.COUNTER)
-        self._families.append(family)
-        return family.Metric(labels=labels)
+        self._failed = served.counter("vigil_triton_vlm_answer_failures_total", "Requests the model could not answer")
+        served.count_rejected("vigil_triton_vlm_answer_rejected_requests_total")
+        served.log_info(f"ready: {self._answerer.name} ({config.answerer.model_dump_json()})")
 
     def _one(self, request: Any) -> Any:
         wire = self._wire
-        payload = pb_utils.get_input_tensor_by_name(request, wire.REQUEST_INPUT).as_numpy()
-        images = pb_utils.get_input_tensor_by_name(request, wire.IMAGES_INPUT)
         try:
-            question, frames = wire.request_from_wire(payload, None if images is None else images.as_numpy())
+            question, frames = wire.request_from_wire(
+                self._served.tensor(request, wire.REQUEST_INPUT), self._served.tensor(request, wire.IMAGES_INPUT)
+            )
         except ValueError as exc:
-            self._rejected.increment(1)
-            return _error(str(exc), pb_utils.TritonError.INVALID_ARG)
+            return self._served.reject(exc)
         try:
             answer = self._answerer.answer(question, frames)
         except self._answer_error as exc:
             self._failed.increment(1)
-            pb_utils.Logger.log_error(f"vlm_answer could not answer: {exc}")
-            return _error(str(exc), pb_utils.TritonError.INTERNAL)
+            self._served.pb.Logger.log_error(f"vlm_answer could not answer: {exc}")
+            return self._served.error(str(exc))
         self._answers.increment(1)
         self._keyframes.increment(len(frames))
-        return pb_utils.InferenceResponse(
-            output_tensors=[pb_utils.Tensor(name, value) for name, value in wire.answer_to_wire(answer).items()]
-        )
+        return self._served.response(wire.answer_to_wire(answer))
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """One answer per request; a bad request fails alone."""
-        responses = []
-        for request in requests:
-            try:
-                responses.append(self._one(request))
-            except Exception as exc:
-                pb_utils.Logger.log_error(f"vlm_answer failed: {type(exc).__name__}: {exc}")
-                responses.append(_error(f"{type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL))
-        return responses
+        return self._served.execute(requests, self._one)
 
     def finalize(self) -> None:
         """Drop the model."""
