@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import threading
 from pathlib import Path
 
@@ -72,39 +73,25 @@ def test_edge_settings_give_each_service_its_block(monkeypatch: pytest.MonkeyPat
     assert settings.service(MemorySettings).memory == settings.memory
 
 
-class _Args:
-    """The namespace `vigil run` parses, with every flag left out."""
-
-    camera = None
-    video = Path("clip.mp4")
-    fps = None
-    camera_id = None
-    open_timeout = None
-    realtime = False
-    profile = None
-    tau_g = None
-    uplink_method = None
-    memory = None
-    kafka = None
-    detector = None
+def _args(**flags: object) -> argparse.Namespace:
+    """The namespace `vigil run` parses: every flag left out but `flags`."""
+    names = ("camera", "fps", "camera_id", "open_timeout", "profile", "tau_g", "uplink_method", "memory", "kafka")
+    defaults: dict[str, object] = {name: None for name in names}
+    defaults.update(video=Path("clip.mp4"), realtime=False, detector=None)
+    return argparse.Namespace(**{**defaults, **flags})
 
 
 def test_run_flags_are_validated_like_the_environment() -> None:
-    args = _Args()
-    args.tau_g = 5.0
     with pytest.raises(CliError, match=r"gating.tau_g: Input should be less than or equal to 1"):
-        load(EdgeSettings, **run_overrides(args))  # type: ignore[arg-type]
+        load(EdgeSettings, **run_overrides(_args(tau_g=5.0)))
 
 
 def test_run_flags_merge_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIGIL_BUS__SESSION_TIMEOUT_MS", "9000")
     monkeypatch.setenv("VIGIL_GATING__MOTION_GATE", "false")
     monkeypatch.setenv("VIGIL_INGEST__CAMERA_ID", "gate-3")
-    args = _Args()
-    args.kafka = "127.0.0.1:19092"
-    args.profile = "people"
-    args.memory = Path("/tmp/m")
-    settings = load(EdgeSettings, **run_overrides(args))  # type: ignore[arg-type]
+    args = _args(kafka="127.0.0.1:19092", profile="people", memory=Path("/tmp/m"))
+    settings = load(EdgeSettings, **run_overrides(args))
     # --kafka swaps kind and bootstrap; the rest of VIGIL_BUS__* still holds.
     assert (settings.bus.kind, settings.bus.bootstrap, settings.bus.session_timeout_ms) == (
         "kafka",
