@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv run ask test lint typecheck proto proto-check test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-retrieve train-gate eval-gate bench-alerts clean
+.PHONY: venv run ask test lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-retrieve train-gate eval-gate bench-alerts clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,13 @@ proto: venv
 proto-check: venv
 	$(PY) scripts/gen_proto.py --check
 
+# helm/*/values.schema.json from the services' pydantic configs plus the charts' own fields.
+values-schema: venv
+	$(PY) scripts/gen_values_schema.py
+
+values-schema-check: venv
+	$(PY) scripts/gen_values_schema.py --check
+
 lint: venv
 	$(VENV)/bin/ruff check services scripts tests
 	$(VENV)/bin/ruff format --check services scripts tests
@@ -66,7 +73,7 @@ test-e2e: venv
 helm-check: venv
 	$(PY) scripts/helm_check.py
 
-test: venv proto-check lint typecheck helm-check
+test: venv proto-check values-schema-check lint typecheck helm-check
 	$(PY) -m pytest tests -q
 
 bench-gating: venv
