@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv run ask test lint typecheck proto proto-check test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-retrieve train-gate eval-gate bench-alerts clean
+.PHONY: venv run ask test lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-retrieve train-gate eval-gate bench-alerts clean
 
 venv: $(STAMP)
 
@@ -38,11 +38,26 @@ Q ?= a person on the street
 ask: venv
 	$(VENV)/bin/vigil ask "$(Q)"
 
+# requirements.lock from pyproject.toml with every extra, for the platform the venv targets (Linux x86_64 with
+# glibc 2.35+ as nvidia-pytriton's wheels need, CPython 3.11) whichever machine runs it. Pins already in the lock
+# are kept unless pyproject needs others (add --upgrade-package NAME to move one); sha256 hashes make pip check
+# every file, the local torch wheels too. tests/unit/test_dependencies.py fails when the lock is stale.
+LOCK_COMMAND := uv pip compile pyproject.toml --extra dev --extra sim --extra torch --python-version 3.11 --python-platform x86_64-manylinux_2_35 --generate-hashes -o requirements.lock
+lock: venv
+	$(VENV)/bin/$(LOCK_COMMAND)
+
 proto: venv
 	$(PY) scripts/gen_proto.py
 
 proto-check: venv
 	$(PY) scripts/gen_proto.py --check
+
+# helm/*/values.schema.json from the services' pydantic configs plus the charts' own fields.
+values-schema: venv
+	$(PY) scripts/gen_values_schema.py
+
+values-schema-check: venv
+	$(PY) scripts/gen_values_schema.py --check
 
 lint: venv
 	$(VENV)/bin/ruff check services scripts tests
@@ -66,7 +81,7 @@ test-e2e: venv
 helm-check: venv
 	$(PY) scripts/helm_check.py
 
-test: venv proto-check lint typecheck helm-check
+test: venv proto-check values-schema-check lint typecheck helm-check
 	$(PY) -m pytest tests -q
 
 bench-gating: venv

@@ -45,26 +45,21 @@ from scripts.helm_check import (
     variants,
 )
 from services.common.config import BusConfig, TopicsConfig
-from services.gating.config import GatingConfig, GatingSettings
-from services.indexing.config import IndexingConfig, IndexingSettings, SceneConfig
+from services.gating.config import GatingSettings
+from services.indexing.config import IndexingSettings
 from services.ingest.config import IngestConfig, IngestSettings
-from services.memory.config import FrameStoreConfig, MemoryConfig, MemorySettings, RetrievalConfig
+from services.memory.config import MemorySettings
 from services.memory.store import QdrantEdgeStoreConfig, QdrantServerStoreConfig
-from services.models.answerers.config import QwenVLAnswererConfig, TritonVLMAnswererConfig
+from services.models.answerers.config import QwenVLAnswererConfig
 from services.models.detectors.base import (
     OnnxDetectorConfig,
     TritonDetectorConfig,
     UltralyticsDetectorConfig,
 )
-from services.models.embedders.base import (
-    AuxMiniLMEmbedderConfig,
-    ClipEmbedderConfig,
-    TritonEmbedderConfig,
-)
-from services.models.structurers.config import QwenVLConfig, TritonVLMConfig
-from services.models.triton import TritonClientSettings
-from services.reasoning.config import ReasoningConfig, ReasoningSettings
-from services.uplink.config import UplinkConfig, UplinkSettings
+from services.models.embedders.base import TritonEmbedderConfig
+from services.models.structurers.config import TritonVLMConfig
+from services.reasoning.config import ReasoningSettings
+from services.uplink.config import UplinkSettings
 from tests.fixtures.tcp_proxy import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -707,92 +702,34 @@ def test_the_defaults_alone_ask_for_what_a_site_must_set(render_chart: Render) -
 # -- the charts against the code ------------------------------------------------------------
 
 
-def _model_properties(model: type[BaseModel]) -> dict[str, Any]:
-    return dict(model.model_json_schema()["properties"])
+def test_values_schemas_are_generated_from_the_service_configs() -> None:
+    """values.schema.json is scripts/gen_values_schema.py's output: the services' bounds, fields and unions."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "gen_values_schema.py"), "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
 
 
-BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+def test_values_schema_check_names_a_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scripts import gen_values_schema
 
-
-def _bounds(prop: dict[str, Any]) -> dict[str, float]:
-    for alt in prop.get("anyOf", [prop]):
-        if any(b in alt for b in BOUNDS):
-            return {b: alt[b] for b in BOUNDS if b in alt}
-    return {}
-
-
-# (chart, values path, settings model, whether the block is one member of a discriminated union)
-SETTINGS_BLOCKS: list[tuple[str, tuple[str, ...], type[BaseModel], bool]] = [
-    ("edge", ("gating", "settings"), GatingConfig, False),
-    ("edge", ("ingest", "settings"), IngestConfig, False),
-    ("edge", ("uplink", "settings"), UplinkConfig, False),
-    ("edge", ("kafka", "settings"), BusConfig, False),
-    ("edge", ("gating", "settings", "detector"), OnnxDetectorConfig, True),
-    ("edge", ("gating", "settings", "detector"), UltralyticsDetectorConfig, True),
-    ("edge", ("gating", "settings", "detector"), TritonDetectorConfig, True),
-    ("edge", ("gating", "settings", "context_detector"), OnnxDetectorConfig, True),
-    ("edge", ("gating", "settings", "context_detector"), UltralyticsDetectorConfig, True),
-    ("edge", ("gating", "settings", "context_detector"), TritonDetectorConfig, True),
-    ("edge", ("gating", "settings", "structurer"), QwenVLConfig, True),
-    ("edge", ("gating", "settings", "structurer"), TritonVLMConfig, True),
-    ("edge", ("indexing", "settings"), IndexingConfig, False),
-    ("edge", ("indexing", "settings", "scenes"), SceneConfig, False),
-    ("edge", ("indexing", "settings", "detector"), TritonDetectorConfig, True),
-    ("edge", ("embedder", "settings"), AuxMiniLMEmbedderConfig, True),
-    ("edge", ("embedder", "settings"), ClipEmbedderConfig, True),
-    ("edge", ("embedder", "settings"), TritonEmbedderConfig, True),
-    ("edge", ("memory", "settings"), MemoryConfig, False),
-    ("edge", ("memory", "settings", "frames"), FrameStoreConfig, False),
-    ("edge", ("memory", "settings", "retrieval"), RetrievalConfig, False),
-    ("edge", ("memory", "qdrant", "settings"), QdrantServerStoreConfig, False),
-    ("cloud", ("reasoning", "settings"), ReasoningConfig, False),
-    ("cloud", ("reasoning", "settings", "vlm"), QwenVLAnswererConfig, True),
-    ("cloud", ("reasoning", "settings", "vlm"), TritonVLMAnswererConfig, True),
-    ("cloud", ("kafka", "settings"), BusConfig, False),
-]
-
-
-def _schema_node(chart: str, path: tuple[str, ...]) -> dict[str, Any]:
-    schema = json.loads((REPO / "helm" / chart / "values.schema.json").read_text())
-    node = schema
-    for key in path:
-        node = node["properties"][key]
-        if "$ref" in node:
-            node = schema["definitions"][node["$ref"].rsplit("/", 1)[-1]]
-    return dict(node)
-
-
-@pytest.mark.parametrize(
-    ("chart", "path", "model", "union"),
-    SETTINGS_BLOCKS,
-    ids=[f"{c}.{'.'.join(p)}:{m.__name__}" for c, p, m, _ in SETTINGS_BLOCKS],
-)
-def test_settings_blocks_name_real_fields_with_the_services_bounds(
-    chart: str, path: tuple[str, ...], model: type[BaseModel], union: bool
-) -> None:
-    """values.schema.json rejects what the service would reject: a bad value fails the install, not the pod."""
-    node = _schema_node(chart, path)
-    fields = _model_properties(model)
-    where = f"{chart}: {'.'.join(path)}"
-    for name, prop in node["properties"].items():
-        if name not in fields:
-            assert union, f"{where}.{name} is not a field of {model.__name__}"
-            continue
-        assert _bounds(prop) == _bounds(fields[name]), f"{where}.{name}"
-    if union:
-        # Each member's own fields, and only those, pass for its type (extra=forbid in the service).
-        type_ = model.model_fields["type"].default
-        assert type_ in node["properties"]["type"]["enum"], where
-        (then,) = [b["then"] for b in node["allOf"] if b["if"]["properties"]["type"] == {"const": type_}]
-        assert then.get("additionalProperties") is False, f"{where}: type {type_} accepts any field"
-        assert set(then["properties"]) == set(fields), f"{where}: type {type_}"
-
-
-def test_triton_settings_fields_are_one_shared_list() -> None:
-    """Every Triton backend takes TritonClientSettings' fields; the schema keeps them in one definition."""
-    schema = json.loads((REPO / "helm" / "edge" / "values.schema.json").read_text())
-    triton = schema["definitions"]["tritonClient"]["properties"]
-    assert set(triton) - {"model_name"} == set(_model_properties(TritonClientSettings))
+    files = {c: tmp_path / c / "values.schema.json" for c in CHARTS}
+    for chart, path in files.items():
+        path.parent.mkdir()
+        path.write_text(gen_values_schema.render(chart))
+    monkeypatch.setattr(gen_values_schema, "ROOT", tmp_path)
+    monkeypatch.setattr(gen_values_schema, "schema_path", files.__getitem__)
+    assert gen_values_schema.main(["--check"]) == 0
+    stale = json.loads(files["edge"].read_text())
+    del stale["properties"]["gating"]["properties"]["settings"]["properties"]["tau_g"]["maximum"]
+    files["edge"].write_text(json.dumps(stale))
+    assert gen_values_schema.main(["--check"]) == 1
+    assert gen_values_schema.main([]) == 0, "regenerates"
+    assert files["edge"].read_text() == gen_values_schema.render("edge")
 
 
 def test_topic_defaults_match_the_services_and_both_charts() -> None:
