@@ -30,23 +30,20 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-# The configs of this checkout, not of whichever checkout the venv's editable install maps.
+from services.common.config import BusConfig, TopicsConfig
+from services.gating.config import GatingConfig
+from services.indexing.config import IndexingConfig, SceneConfig
+from services.ingest.config import IngestConfig
+from services.memory.config import FrameStoreConfig, MemoryConfig, RetrievalConfig
+from services.memory.store import QdrantServerStoreConfig
+from services.models.answerers.config import AnswererConfig
+from services.models.detectors.base import DetectorConfig
+from services.models.embedders.base import EmbedderConfig
+from services.models.structurers.config import StructurerConfig
+from services.reasoning.config import ReasoningConfig
+from services.uplink.config import UplinkConfig
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from services.common.config import BusConfig, TopicsConfig  # noqa: E402
-from services.gating.config import GatingConfig  # noqa: E402
-from services.indexing.config import IndexingConfig, SceneConfig  # noqa: E402
-from services.ingest.config import IngestConfig  # noqa: E402
-from services.memory.config import FrameStoreConfig, MemoryConfig, RetrievalConfig  # noqa: E402
-from services.memory.store import QdrantServerStoreConfig  # noqa: E402
-from services.models.answerers.config import AnswererConfig  # noqa: E402
-from services.models.detectors.base import DetectorConfig  # noqa: E402
-from services.models.embedders.base import EmbedderConfig  # noqa: E402
-from services.models.structurers.config import StructurerConfig  # noqa: E402
-from services.reasoning.config import ReasoningConfig  # noqa: E402
-from services.uplink.config import UplinkConfig  # noqa: E402
-
 HELM_DIR = ROOT / "helm"
 Schema = dict[str, Any]
 
