@@ -36,12 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from services.models.detectors.base import ShippedModel, shipped_weights
+from services.models.embedders.base import AuxMiniLMEmbedderConfig, ClipEmbedderConfig
+from services.models.random_init import is_random_init
 
-from services.models.detectors.base import ShippedModel, shipped_weights  # noqa: E402
-from services.models.embedders.base import AuxMiniLMEmbedderConfig, ClipEmbedderConfig  # noqa: E402
-from services.models.random_init import is_random_init  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("prepare_triton_repo")
 

@@ -665,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = ap.parse_known_args(argv)
     if args.command == "bench":
         # The uplink bench has its own parser (services/uplink/harness.py); it gets the rest of the line.
-        from services.uplink.harness import bench_uplink_main
+        from services.uplink.sim.harness import bench_uplink_main
 
         return bench_uplink_main(rest)
     if rest:

@@ -1,4 +1,4 @@
-"""Every third-party import of services/ and scripts/ is declared in pyproject.toml (a dependency or an extra)."""
+"""Every third-party import of services/, scripts/ and bench/ is declared in pyproject.toml (dependency or extra)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FIRST_PARTY = {"services", "vigil", "scripts", "tests"}
+FIRST_PARTY = {"services", "vigil", "scripts", "bench", "tests"}
 # Only inside Triton's Python backend, which provides it.
 PROVIDED = {"triton_python_backend_utils"}
 
@@ -46,7 +46,7 @@ def test_every_import_is_declared() -> None:
     declared = _declared()
     distributions = md.packages_distributions()
     missing = []
-    for folder in ("services", "scripts", "triton_models"):
+    for folder in ("services", "scripts", "bench", "triton_models"):
         for module, path in sorted(_imports(ROOT / folder).items()):
             if module in sys.stdlib_module_names or module in FIRST_PARTY | PROVIDED:
                 continue
