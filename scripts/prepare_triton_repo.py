@@ -41,19 +41,18 @@ from typing import Any, get_args
 
 from pydantic import BaseModel
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from services.models.answerers.config import QwenVLAnswererConfig
+from services.models.answerers.triton_vlm import VlmAnswerModelConfig
+from services.models.detectors.base import OnnxDetectorConfig, ShippedModel, shipped_weights
+from services.models.detectors.triton_backend import DetectorModelConfig
+from services.models.embedders.base import AuxMiniLMEmbedderConfig, ClipEmbedderConfig
+from services.models.embedders.triton_backend import EmbedderModelConfig
+from services.models.random_init import is_random_init
+from services.models.structurers.config import QwenVLConfig
+from services.models.structurers.triton_vlm import VlmModelConfig
+from services.models.triton_python import ROOT_PARAMETER, ServedConfig
 
-from services.models.answerers.config import QwenVLAnswererConfig  # noqa: E402
-from services.models.answerers.triton_vlm import VlmAnswerModelConfig  # noqa: E402
-from services.models.detectors.base import OnnxDetectorConfig, ShippedModel, shipped_weights  # noqa: E402
-from services.models.detectors.triton_backend import DetectorModelConfig  # noqa: E402
-from services.models.embedders.base import AuxMiniLMEmbedderConfig, ClipEmbedderConfig  # noqa: E402
-from services.models.embedders.triton_backend import EmbedderModelConfig  # noqa: E402
-from services.models.random_init import is_random_init  # noqa: E402
-from services.models.structurers.config import QwenVLConfig  # noqa: E402
-from services.models.structurers.triton_vlm import VlmModelConfig  # noqa: E402
-from services.models.triton_python import ROOT_PARAMETER, ServedConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("prepare_triton_repo")
 

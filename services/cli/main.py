@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args, rest = ap.parse_known_args(argv)
     if args.command == "bench":
-        # The uplink bench has its own parser (services/uplink/harness.py); it gets the rest of the line.
-        from services.uplink.harness import bench_uplink_main
+        # The uplink bench has its own parser (services/uplink/sim/harness.py); it gets the rest of the line.
+        from services.uplink.sim.harness import bench_uplink_main
 
         return bench_uplink_main(rest)
     if rest:

@@ -96,9 +96,10 @@ def cloud_bus(settings: UplinkSettings, edge: Bus) -> Bus:
     cfg = settings.uplink
     cloud = make_bus(cfg.cloud_bus, client_id="vigil-uplink-cloud") if cfg.cloud_bus else edge
     if cfg.emulated_link_trace is not None:
-        # Tests and benchmarks only: a real link's capacity follows a recorded bandwidth trace.
+        # Deferred: the emulation is for tests and benchmarks only, and its bandwidth trace is research data
+        # (services.uplink.sim), which a production uplink never loads.
         from services.uplink.emulated_link import EmulatedLinkBus
-        from services.uplink.traces import load_trace
+        from services.uplink.sim.traces import load_trace
 
         trace = load_trace(cfg.emulated_link_trace, scale=cfg.emulated_link_scale)
         log.warning(

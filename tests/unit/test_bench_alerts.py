@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.bench_alerts import (
+from bench.alerts import (
     compare,
     frame_index,
     per_hour,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts.bench_retrieve import (
+from bench.retrieve import (
     CASES,
     GEN_BATCH,
     SPECS,

@@ -1,6 +1,6 @@
-"""Every third-party import of services/ and scripts/ is declared in pyproject.toml (a dependency or an extra),
-and requirements.lock is `make lock`'s output for what pyproject.toml declares (no network: the lock is read, not
-re-resolved)."""
+"""Every third-party import of services/, scripts/ and bench/ is declared in pyproject.toml (a dependency or an
+extra), and requirements.lock is `make lock`'s output for what pyproject.toml declares (no network: the lock is
+read, not re-resolved)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
-FIRST_PARTY = {"services", "vigil", "scripts", "tests"}
+FIRST_PARTY = {"services", "vigil", "scripts", "bench", "tests"}
 # Only inside Triton's Python backend, which provides it.
 PROVIDED = {"triton_python_backend_utils"}
 LOCK = ROOT / "requirements.lock"
@@ -62,7 +62,7 @@ def test_every_import_is_declared() -> None:
     declared = _declared()
     distributions = md.packages_distributions()
     missing = []
-    for folder in ("services", "scripts", "triton_models"):
+    for folder in ("services", "scripts", "bench", "triton_models"):
         for module, path in sorted(_imports(ROOT / folder).items()):
             if module in sys.stdlib_module_names or module in FIRST_PARTY | PROVIDED:
                 continue

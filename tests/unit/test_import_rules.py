@@ -72,3 +72,32 @@ def test_imports_follow_the_rules(path: Path) -> None:
 def test_the_checker_sees_deferred_imports() -> None:
     tree = ast.parse("def f():\n    from services.memory.retriever import Retriever\n    import services.gating.x\n")
     assert imported_services(tree) == [(2, "memory"), (3, "gating")]
+
+
+def _imported_modules(tree: ast.AST) -> list[tuple[int, str, bool]]:
+    """(line, module, at top level) for every absolute import of a module."""
+    top = {id(node) for node in getattr(tree, "body", [])}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name, id(node) in top) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module, id(node) in top))
+    return found
+
+
+def test_the_uplink_service_leaves_its_research_code_alone() -> None:
+    """The service modules import services.uplink.sim only where the running service needs it, deferred.
+
+    The one such place is the emulated link the uplink bootstrap builds for tests and benchmarks (a bandwidth trace);
+    scipy (the `sim` extra) stays inside sim/.
+    """
+    uplink = ROOT / "services" / "uplink"
+    allowed_deferred = {("bootstrap.py", "services.uplink.sim.traces")}
+    bad = []
+    for path in sorted(uplink.glob("*.py")):
+        for line, module, top in _imported_modules(ast.parse(path.read_text(), filename=str(path))):
+            research = module == "services.uplink.sim" or module.startswith("services.uplink.sim.")
+            if module.split(".")[0] == "scipy" or (research and (top or (path.name, module) not in allowed_deferred)):
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    assert not bad, "the uplink service imports its research code:\n" + "\n".join(bad)

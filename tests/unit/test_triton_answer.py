@@ -9,7 +9,7 @@ with a tiny Qwen2.5-VL is exercised in tests/integration/test_triton.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
@@ -34,6 +34,7 @@ from services.models.answerers.triton_vlm import (
     served_vlm_name,
 )
 from services.models.triton import TritonRequestError, TritonUnavailable
+from tests.fakes import FakeModelClient
 
 QUESTION = "Did anyone fall, and when? ☕"
 
@@ -48,35 +49,19 @@ def keyframes() -> list[EvidenceFrame]:
     ]
 
 
-class FakeServer:
+class FakeServer(FakeModelClient):
     """A TritonModelClient stand-in answering like triton_models/vlm_answer/1/model.py."""
 
     def __init__(self, answerer: Answerer, params: Mapping[str, str]) -> None:
+        super().__init__(params)
         self.answerer = answerer
-        self.params = dict(params)
-        self.requests: list[dict[str, np.ndarray]] = []
-        self.closed = False
-        self.fail_with: Exception | None = None
 
-    def wait_ready(self, timeout_s: float | None = None) -> None:
-        pass
-
-    def parameters(self) -> dict[str, str]:
-        return self.params
-
-    def close(self) -> None:
-        self.closed = True
-
-    def infer(self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
-        self.requests.append(dict(inputs))
-        if self.fail_with is not None:
-            raise self.fail_with
+    def respond(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             question, frames = request_from_wire(inputs[REQUEST_INPUT], inputs.get(IMAGES_INPUT))
         except ValueError as exc:
             raise TritonRequestError("vlm_answer", "INVALID_ARGUMENT", str(exc)) from exc
-        result = answer_to_wire(self.answerer.answer(question, frames))
-        return {name: result[name] for name in outputs}
+        return answer_to_wire(self.answerer.answer(question, frames))
 
 
 def served_parameters(random_init: bool = False) -> dict[str, str]:

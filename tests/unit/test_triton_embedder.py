@@ -49,6 +49,7 @@ from services.models.embedders.triton_backend import (
     vector_output,
 )
 from services.models.triton import TritonRequestError
+from tests.fakes import FakeModelClient
 
 
 def _text_vector(text: str) -> np.ndarray:
@@ -84,38 +85,25 @@ class FakeAuxEmbedder(Embedder):
         return {TEXT_VECTOR: _text_vector(check_query(text))}
 
 
-class FakeServer:
+class FakeServer(FakeModelClient):
     """A TritonModelClient stand-in answering like triton_models/embedder/1/model.py."""
 
     def __init__(self, embedder: Embedder) -> None:
         self.embedder = embedder
         self.served = ServedEmbedder.of(embedder)
-        self.requests: list[dict[str, np.ndarray]] = []
-        self.closed = False
+        super().__init__(
+            EmbedderModelConfig(embedder=AuxMiniLMEmbedderConfig(type="aux-minilm"), served=self.served).to_parameters()
+        )
 
-    def wait_ready(self, timeout_s: float | None = None) -> None:
-        pass
-
-    def parameters(self) -> dict[str, str]:
-        return EmbedderModelConfig(
-            embedder=AuxMiniLMEmbedderConfig(type="aux-minilm"), served=self.served
-        ).to_parameters()
-
-    def close(self) -> None:
-        self.closed = True
-
-    def infer(self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
-        self.requests.append(dict(inputs))
+    def respond(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             if TEXT_INPUT in inputs:
                 texts = queries_from_wire(inputs[TEXT_INPUT])
-                result = queries_to_outputs([self.embedder.embed_query(t) for t in texts], self.served.query_vectors)
-            else:
-                images, texts = frames_from_wire(inputs[IMAGE_INPUT], inputs[AUX_TEXT_INPUT])
-                result = frames_to_outputs(self.embedder.embed_frames(images, texts), list(self.served.vector_specs))
+                return queries_to_outputs([self.embedder.embed_query(t) for t in texts], self.served.query_vectors)
+            images, texts = frames_from_wire(inputs[IMAGE_INPUT], inputs[AUX_TEXT_INPUT])
+            return frames_to_outputs(self.embedder.embed_frames(images, texts), list(self.served.vector_specs))
         except EmbedderError as exc:
             raise TritonRequestError("embedder", "INVALID_ARGUMENT", str(exc)) from exc
-        return {name: result[name] for name in outputs}
 
 
 def _client(server: FakeServer, **settings: Any) -> TritonEmbedder:

@@ -20,6 +20,7 @@ from services.models.triton import (
     is_unavailable,
     status_name,
 )
+from tests.fakes import FakeClock
 
 
 class FakeGrpcError(Exception):
@@ -31,19 +32,6 @@ class FakeGrpcError(Exception):
 
     def status(self) -> str:
         return f"StatusCode.{self._code}"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.sleeps.append(s)
-        self.now += s
 
 
 def run(attempt, clock: FakeClock, deadline_s: float = 10.0, policy: RetryPolicy | None = None):

@@ -8,25 +8,18 @@ from services.uplink.dispatcher import UplinkDispatcher
 from services.uplink.emulated_link import TraceClock
 from services.uplink.estimator import BandwidthEstimator
 from services.uplink.scheduler import DatScheduler, PendingEvent, SchedulerParams, Unit, UnitKind
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.fakes import FakeClock
 
 
 class Link:
     """Sends at `rate` bytes/s on the fake clock and records what went out."""
 
-    def __init__(self, clock: Clock, rate: float) -> None:
+    def __init__(self, clock: FakeClock, rate: float) -> None:
         self.clock, self.rate = clock, rate
         self.sent: list[tuple[str, UnitKind]] = []
 
     def __call__(self, unit: Unit, payload: object) -> None:
-        self.clock.t += unit.size_bytes / self.rate
+        self.clock.now += unit.size_bytes / self.rate
         self.sent.append((unit.event_id, unit.kind))
 
 
@@ -35,7 +28,7 @@ def ev(eid: str, level: int, score: float, arrival: float = 100.0, c_roi: int = 
 
 
 def make(rate: float, prior: float, scheduler=None):
-    clock = Clock()
+    clock = FakeClock(100.0)
     link = Link(clock, rate)
     acked: list[str] = []
     d = UplinkDispatcher(
@@ -52,7 +45,7 @@ def test_alerts_first_by_priority_then_evidence_then_ack() -> None:
     clock, link, acked, d = make(rate=20_000, prior=20_000)
     d.add(ev("low", 0, 0.2), "p", "low")
     d.add(ev("high", 1, 0.9), "p", "high")
-    report = d.run_interval(clock.t)
+    report = d.run_interval(clock.now)
     assert link.sent[:2] == [("high", UnitKind.JSON), ("low", UnitKind.JSON)]
     assert ("high", UnitKind.ROI) in link.sent
     assert sorted(acked) == ["high", "low"] and len(d) == 0
@@ -63,10 +56,10 @@ def test_json_that_does_not_fit_stays_pending() -> None:
     clock, link, acked, d = make(rate=400, prior=400)
     d.add(ev("a", 1, 0.9), "p", "a")
     d.add(ev("b", 1, 0.8), "p", "b")
-    d.run_interval(clock.t)
+    d.run_interval(clock.now)
     assert link.sent == [("a", UnitKind.JSON)] and acked == ["a"]
     assert [e.event_id for e in d.pending()] == ["b"]
-    d.run_interval(clock.t)
+    d.run_interval(clock.now)
     assert acked == ["a", "b"]
 
 
@@ -75,7 +68,7 @@ def test_overrun_defers_the_rest_of_the_plan() -> None:
     clock, _link, _acked, d = make(rate=500, prior=10_000)
     for i in range(5):
         d.add(ev(f"e{i}", 1, 0.9 - i / 10), "p", f"e{i}")
-    report = d.run_interval(clock.t)
+    report = d.run_interval(clock.now)
     assert report.deferred > 0 and len(d) > 0
     assert d.estimator.estimate() == pytest.approx(500)
 
@@ -83,8 +76,8 @@ def test_overrun_defers_the_rest_of_the_plan() -> None:
 def test_visual_past_deadline_is_dropped_not_the_alert() -> None:
     # The event waited 1.6 s for its JSON (a congested link earlier): its evidence is already too late.
     clock, link, acked, d = make(rate=50_000, prior=50_000, scheduler=DatScheduler(SchedulerParams(d_vis_s=1.5)))
-    d.add(ev("late", 1, 0.9, arrival=clock.t - 1.6), "p", "late")
-    report = d.run_interval(clock.t)
+    d.add(ev("late", 1, 0.9, arrival=clock.now - 1.6), "p", "late")
+    report = d.run_interval(clock.now)
     assert link.sent == [("late", UnitKind.JSON)] and acked == ["late"]
     assert report.expired_visual == 1 and d.stats.visual_expired == 1
 
@@ -93,7 +86,7 @@ def test_shutdown_acks_delivered_only() -> None:
     clock, _link, acked, d = make(rate=400, prior=400)
     d.add(ev("a", 1, 0.9), "p", "a")
     d.add(ev("b", 0, 0.1), "p", "b")
-    d.run_interval(clock.t)
+    d.run_interval(clock.now)
     assert d.shutdown() == 0 and acked == ["a"] and [e.event_id for e in d.pending()] == ["b"]
 
 

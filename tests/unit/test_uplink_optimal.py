@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.uplink.baselines import BASELINES
-from services.uplink.optimal import (
+from services.uplink.scheduler import DatScheduler, PendingEvent, Scheduler, SchedulerParams, UnitKind
+from services.uplink.sim.optimal import (
     InstanceTooLarge,
     Objective,
     OptimalScheduler,
@@ -17,9 +18,8 @@ from services.uplink.optimal import (
     solve_horizon,
     solve_interval,
 )
-from services.uplink.scheduler import DatScheduler, PendingEvent, Scheduler, SchedulerParams, UnitKind
-from services.uplink.simulator import SimConfig, horizon_objective, simulate
-from services.uplink.traces import BandwidthTrace
+from services.uplink.sim.simulator import SimConfig, horizon_objective, simulate
+from services.uplink.sim.traces import BandwidthTrace
 from services.uplink.vigil_methods import VIGIL_METHODS, VigilCarryoverScheduler
 
 HEURISTICS: tuple[type[Scheduler], ...] = (DatScheduler, *BASELINES, *VIGIL_METHODS)

@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 
 from services.uplink.baselines import FixedBoxScheduler, FixedJsonBoxScheduler
-from services.uplink.harness import bench_uplink_main, method_names, run_methods
 from services.uplink.scheduler import DatScheduler, PendingEvent, SchedulerParams, UnitKind
-from services.uplink.simulator import Link, PlanError, SimConfig, simulate, summarize
-from services.uplink.traces import BandwidthTrace, TraceFormatError, detect_format, load_trace, parse_trace
-from services.uplink.vigil_methods import VigilAlertFirstScheduler, VigilEventDrivenScheduler
-from services.uplink.workload import (
+from services.uplink.sim.harness import bench_uplink_main, method_names, run_methods
+from services.uplink.sim.simulator import Link, PlanError, SimConfig, simulate, summarize
+from services.uplink.sim.traces import BandwidthTrace, TraceFormatError, detect_format, load_trace, parse_trace
+from services.uplink.sim.workload import (
     PATTERNS,
     EventFileError,
     default_size_samples,
@@ -21,6 +20,7 @@ from services.uplink.workload import (
     generate,
     parse_events,
 )
+from services.uplink.vigil_methods import VigilAlertFirstScheduler, VigilEventDrivenScheduler
 from tests.fixtures.media import shared
 
 

@@ -27,10 +27,7 @@ VectorStore (Qdrant's exact scores are the same cosines, and the engine does not
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -43,13 +40,11 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from services.memory.config import RetrievalConfig  # noqa: E402
-from services.memory.frame_store import ClusterRecord, FrameStore, MemberFrame, camera_dir_name  # noqa: E402
-from services.memory.retriever import Mode, RetrieveQuery, Retriever, RetrieveResult  # noqa: E402
-from services.memory.store import (  # noqa: E402
+from bench.harness import compare, emit, machine_info, percentiles
+from services.memory.config import RetrievalConfig
+from services.memory.frame_store import ClusterRecord, FrameStore, MemberFrame, camera_dir_name
+from services.memory.retriever import Mode, RetrieveQuery, Retriever, RetrieveResult
+from services.memory.store import (
     FramePayload,
     IndexPoint,
     QdrantEdgeStoreConfig,
@@ -62,8 +57,8 @@ from services.memory.store import (  # noqa: E402
     check_specs,
     check_vector,
 )
-from services.models.embedders.aux_backend import IMAGE_DIM, IMAGE_VECTOR, TEXT_DIM, TEXT_VECTOR  # noqa: E402
-from services.models.embedders.base import Embedder, EmbedderError, FrameEmbedding, check_query  # noqa: E402
+from services.models.embedders.aux_backend import IMAGE_DIM, IMAGE_VECTOR, TEXT_DIM, TEXT_VECTOR
+from services.models.embedders.base import Embedder, EmbedderError, FrameEmbedding, check_query
 
 SPECS = {TEXT_VECTOR: TEXT_DIM, IMAGE_VECTOR: IMAGE_DIM}
 STAND_IN = "bench-stand-in"
@@ -91,11 +86,6 @@ QUESTIONS = [
     )
     for where in ("near the entrance", "at the loading bay", "on the crosswalk", "in the parking lot", "by the gate")
 ]
-
-
-def emit(record: dict[str, Any]) -> None:
-    """One JSON line on stdout."""
-    print(json.dumps(record), flush=True)
 
 
 def rnd(x: float, places: int = 3) -> float:
@@ -355,12 +345,6 @@ class Sample:
     sample_ms: float
     in_range: int
     frames: int
-
-
-def percentiles(values: Sequence[float]) -> tuple[float, float]:
-    """(p50, p95), linear interpolation."""
-    p50, p95 = np.percentile(np.asarray(values, dtype=np.float64), [50, 95])
-    return float(p50), float(p95)
 
 
 def latency_queries(n: int, count: int, filtered: bool, cameras: int = CAMERAS) -> list[RetrieveQuery]:
@@ -731,7 +715,7 @@ def run_method(
         "budget": int(a[0, 9]),
         "queries": len(questions),
         "frames_mean": rnd(mean[0], 2),
-        "frames_p95": rnd(float(np.percentile(a[:, 0], 95)), 1),
+        "frames_p95": rnd(percentiles(a[:, 0], [95])[0], 1),
         "clusters_mean": rnd(mean[1], 2),
         "draws_mean": rnd(mean[2], 2),
         "region_coverage": rnd(mean[3]),
@@ -855,8 +839,17 @@ def bench_akr(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+# Ratio field -> the latency record's figure it divides.
+RATIO_FIGURES = {
+    "client_over_edge_p50": "p50_ms",
+    "client_over_edge_p95": "p95_ms",
+    "client_over_edge_store_p50": "store_p50_ms",
+    "client_over_edge_build": "build_s",
+}
+
+
 def ratio_records(edge: Sequence[dict[str, Any]], client: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """qdrant-client local mode over Qdrant Edge at the sizes both ran."""
+    """Print qdrant-client local mode over Qdrant Edge (ours) at the sizes both ran; return the records."""
     by_key = {(r["n"], r["filter"]): r for r in edge}
     out = []
     for c in client:
@@ -864,16 +857,17 @@ def ratio_records(edge: Sequence[dict[str, Any]], client: Sequence[dict[str, Any
         if e is None:
             continue
         out.append(
-            {
-                "bench": "retrieve-latency-ratio",
-                "n": c["n"],
-                "filter": c["filter"],
-                "reference": "qdrant-client local mode",
-                "client_over_edge_p50": rnd(c["p50_ms"] / e["p50_ms"], 2),
-                "client_over_edge_p95": rnd(c["p95_ms"] / e["p95_ms"], 2),
-                "client_over_edge_store_p50": rnd(c["store_p50_ms"] / e["store_p50_ms"], 2),
-                "client_over_edge_build": rnd(c["build_s"] / e["build_s"], 2) if e["build_s"] > 0 else None,
-            }
+            compare(
+                "retrieve-latency-ratio",
+                {key: e[fig] for key, fig in RATIO_FIGURES.items()},
+                {key: c[fig] for key, fig in RATIO_FIGURES.items()},
+                places=2,
+                # The record reads as the reference's slowdown: client time over edge time.
+                inverse=True,
+                n=c["n"],
+                filter=c["filter"],
+                reference="qdrant-client local mode",
+            )
         )
     return out
 
@@ -967,16 +961,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "cluster_records": most,
                         "cluster_records_write_s": rnd(time.perf_counter() - t, 1),
                         "cell_budget_s": args.cell_budget_s,
-                        "cpus": os.cpu_count(),
-                        "python": platform.python_version(),
+                        **machine_info(),
                     },
                 }
             )
             edge = bench_store("qdrant-edge", args.sizes, args, work, frames)
             if args.client_sizes:
                 client = bench_store("qdrant-client-local", args.client_sizes, args, work, frames)
-            for rec in ratio_records(edge, client):
-                emit(rec)
+            ratio_records(edge, client)
         if args.embed_questions > 0:
             embed = bench_query_embedding(args.embed_questions)
             emit(embed)

@@ -4,7 +4,7 @@
 [--seed N] [--horizon-s N]`` prints one JSON object per line per method:
 ``{"method", "w_alarm_s", "vtr_0_5", "vtr_1", "avg_visual_delay_s",
 "undelivered_alerts", "bytes_sent", ...extra}`` (metrics as defined in
-:mod:`services.uplink.simulator`).
+:mod:`services.uplink.sim.simulator`).
 
 Methods: ``dat``; the paper's baselines; ``optimal`` (the exact per-interval
 optimum of eq. 12, run in the simulator like any method, only when the run has
@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.uplink.baselines import BASELINES
-from services.uplink.optimal import (
+from services.uplink.scheduler import DatScheduler, PendingEvent, Scheduler, SchedulerParams
+from services.uplink.sim.optimal import (
     MAX_HORIZON_EVENTS,
     MAX_HORIZON_INTERVALS,
     InstanceTooLarge,
@@ -36,11 +37,10 @@ from services.uplink.optimal import (
     SolverFailed,
     solve_horizon,
 )
-from services.uplink.scheduler import DatScheduler, PendingEvent, Scheduler, SchedulerParams
-from services.uplink.simulator import Link, SimConfig, SimResult, horizon_objective, simulate, summarize
-from services.uplink.traces import BandwidthTrace, TraceFormatError, load_trace
+from services.uplink.sim.simulator import Link, SimConfig, SimResult, horizon_objective, simulate, summarize
+from services.uplink.sim.traces import BandwidthTrace, TraceFormatError, load_trace
+from services.uplink.sim.workload import PATTERNS, EventFileError, generate, load_events
 from services.uplink.vigil_methods import VIGIL_METHODS
-from services.uplink.workload import PATTERNS, EventFileError, generate, load_events
 
 HEURISTICS: tuple[type[Scheduler], ...] = (DatScheduler, *BASELINES, *VIGIL_METHODS)
 METRIC_KEYS = ("w_alarm_s", "vtr_0_5", "vtr_1", "avg_visual_delay_s", "undelivered_alerts", "bytes_sent")

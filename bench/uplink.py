@@ -2,7 +2,7 @@
 
 Every method (DAT, the paper's baselines, the per-interval MILP optimum and
 Vigil's methods) runs in the same simulator on the same events and the same
-trace (services/uplink/simulator.py documents the model and the metrics).
+trace (services/uplink/sim/simulator.py documents the model and the metrics).
 Traces are read in place from ../shared/data/traces/; the default set has
 one of each format: mahimahi ATT-LTE-driving (0.83 Mbit/s mean, with
 outages), pensieve norway_car_2 (1.0 Mbit/s, HSDPA in a car) and 5G-MeMU
@@ -17,8 +17,6 @@ bench-results/uplink.png.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import random
 import statistics
 import sys
@@ -27,18 +25,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.harness import ROOT, SHARED_DATA, emit, machine_info, ratio
+from services.uplink.scheduler import DatScheduler, PendingEvent, Plan, SchedulerParams
+from services.uplink.sim.harness import method_names, run_methods
+from services.uplink.sim.optimal import MAX_INTERVAL_EVENTS, solve_interval
+from services.uplink.sim.simulator import SimConfig
+from services.uplink.sim.traces import BandwidthTrace, load_trace
+from services.uplink.sim.workload import default_size_samples, generate
+from services.uplink.vigil_methods import VIGIL_METHODS
 
-from services.uplink.harness import method_names, run_methods  # noqa: E402
-from services.uplink.optimal import MAX_INTERVAL_EVENTS, solve_interval  # noqa: E402
-from services.uplink.scheduler import DatScheduler, PendingEvent, Plan, SchedulerParams  # noqa: E402
-from services.uplink.simulator import SimConfig  # noqa: E402
-from services.uplink.traces import BandwidthTrace, load_trace  # noqa: E402
-from services.uplink.vigil_methods import VIGIL_METHODS  # noqa: E402
-from services.uplink.workload import default_size_samples, generate  # noqa: E402
-
-TRACES_DIR = ROOT.parent / "shared" / "data" / "traces"
+TRACES_DIR = SHARED_DATA / "traces"
 DEFAULT_TRACES = [
     "ATT-LTE-driving.up",
     "pensieve/norway_car_2",
@@ -85,12 +81,6 @@ BLOCK_TITLES = {
     "C": "Block C. Alert-carrier design study under Burst (0.25x)",
 }
 NUMERIC = ("w_alarm_s", "vtr_0_5", "vtr_1", "avg_visual_delay_s", "undelivered_alerts", "bytes_sent", "p95_alarm_s")
-
-
-def emit(record: dict[str, Any]) -> None:
-    """One JSON line on stdout."""
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
 
 
 def mean_rows(per_seed: Sequence[list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
@@ -172,10 +162,8 @@ def run_small(traces: dict[str, BandwidthTrace], seeds: int, window_s: float = 2
                         "method": r["method"],
                         "obj_alarm": r["obj_alarm"],
                         "obj_visual": r["obj_visual"],
-                        "alarm_ratio_vs_opt": round(r["obj_alarm"] / ref["obj_alarm"], 4) if ref["obj_alarm"] else None,
-                        "visual_ratio_vs_opt": round(r["obj_visual"] / ref["obj_visual"], 4)
-                        if ref["obj_visual"]
-                        else None,
+                        "alarm_ratio_vs_opt": ratio(r["obj_alarm"], ref["obj_alarm"], 4),
+                        "visual_ratio_vs_opt": ratio(r["obj_visual"], ref["obj_visual"], 4),
                         "w_alarm_s": r["w_alarm_s"],
                         "vtr_1": r["vtr_1"],
                     }
@@ -264,7 +252,7 @@ def markdown(
         "# Uplink scheduling: DAT Table 3 grid",
         "",
         f"Events: {meta['horizon_s']:.0f} s of each pattern per seed, {meta['seeds']} seed(s), sizes measured from "
-        "real gating output (services/uplink/event_sizes.json). Delta = 1 s, D_vis = 1.5 s, B_tau = "
+        "real gating output (services/uplink/sim/event_sizes.json). Delta = 1 s, D_vis = 1.5 s, B_tau = "
         + (
             "the trace's average over the interval (oracle, as the paper). "
             if meta["estimate"] == "oracle"
@@ -437,8 +425,18 @@ def main(argv: list[str] | None = None) -> int:
     traces = {p.name: load_trace(p) for p in paths}
     patterns = [p.strip() for p in args.patterns.split(",") if p.strip()]
     scales = [float(s) for s in args.scales.split(",") if s.strip()]
-    meta: dict[str, Any] = {"machine": f"{platform.machine()} {platform.python_version()}"}
-    emit({"bench": "uplink", "traces": list(traces), "patterns": patterns, "scales": scales, "seeds": args.seeds})
+    info = machine_info()
+    meta: dict[str, Any] = {"machine": f"{info['machine']} {info['python']}"}
+    emit(
+        {
+            "bench": "uplink",
+            "traces": list(traces),
+            "patterns": patterns,
+            "scales": scales,
+            "seeds": args.seeds,
+            **machine_info(),
+        }
+    )
     for block, (pattern, scale, rows) in PAPER_TABLE3.items():
         for method, (w, v05, v1, vd) in rows.items():
             emit(

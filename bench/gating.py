@@ -9,37 +9,26 @@ motion pre-gate is compared with running the detector on every frame.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from scripts.export_detector_onnx import export_onnx  # noqa: E402
-from services.gating.bootstrap import build_gater  # noqa: E402
-from services.gating.config import GatingConfig  # noqa: E402
-from services.gating.motion import MotionGate  # noqa: E402
-from services.ingest.source import VideoSource  # noqa: E402
-from services.models.detectors.base import (  # noqa: E402
+from bench.harness import SHARED_DATA, emit, machine_info, percentiles, ratio
+from scripts.export_detector_onnx import export_onnx
+from services.gating.bootstrap import build_gater
+from services.gating.config import GatingConfig
+from services.gating.motion import MotionGate
+from services.ingest.source import VideoSource
+from services.models.detectors.base import (
     Detector,
     OnnxDetectorConfig,
     UltralyticsDetectorConfig,
     build_detector,
 )
 
-VIDEOS = ROOT.parent / "shared" / "data" / "videos" / "static_camera"
-
-
-def emit(record: dict[str, object]) -> None:
-    """One JSON line on stdout."""
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
+VIDEOS = SHARED_DATA / "videos" / "static_camera"
 
 
 def load_frames(video: Path, fps: float | None, limit: int | None = None) -> list[np.ndarray]:
@@ -67,7 +56,7 @@ def time_detector(det: Detector, frames: list[np.ndarray], warmup: int = 3) -> d
     return {
         "fps": round(1 / arr.mean(), 2),
         "mean_ms": round(arr.mean() * 1e3, 1),
-        "p95_ms": round(float(np.percentile(arr, 95)) * 1e3, 1),
+        "p95_ms": round(percentiles(arr, [95])[0] * 1e3, 1),
         "frames": len(frames),
     }
 
@@ -85,8 +74,7 @@ def main() -> int:
     emit(
         {
             "bench": "gating",
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
+            **machine_info(),
             "videos": [v.name for v in videos],
         }
     )
@@ -115,7 +103,7 @@ def main() -> int:
                 "model": det.name,
                 **r,
                 "reference": "ultralytics@640",
-                "speedup_vs_reference": round(r["fps"] / baseline, 2),
+                "speedup_vs_reference": ratio(r["fps"], baseline, 2),
             }
         )
 

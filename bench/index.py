@@ -17,23 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.harness import SHARED_DATA, emit, machine_info, ratio
+from services.indexing.evaluation import agreement, prf
+from services.indexing.index_video import VideoIndex, index_frames
+from services.indexing.scenes import SceneParams
+from services.ingest.source import VideoSource
 
-from services.indexing.evaluation import agreement, prf  # noqa: E402
-from services.indexing.index_video import VideoIndex, index_frames  # noqa: E402
-from services.indexing.scenes import SceneParams  # noqa: E402
-from services.ingest.source import VideoSource  # noqa: E402
-
-VIDEOS = ROOT.parent / "shared" / "data" / "videos"
+VIDEOS = SHARED_DATA / "videos"
 GOLDENS = VIDEOS / "scene_cuts" / "goldens"
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov"}
 NTSC_24 = 24000 / 1001
@@ -42,11 +38,6 @@ NTSC_24 = 24000 / 1001
 GOLDEN_FPS: dict[str, float | None] = {"testvideo.mp4": None, "goldeneye-vfr-drop3.mp4": NTSC_24}
 # Videos with no golden but cuts stated in the MANIFEST (seconds).
 MANIFEST_CUTS_S: dict[str, list[float]] = {"issue-134-rotate.mp4": [90 / NTSC_24, 210 / NTSC_24]}
-
-
-def emit(record: dict[str, Any]) -> None:
-    """One JSON line on stdout."""
-    print(json.dumps(record), flush=True)
 
 
 def decode_only(path: Path) -> tuple[int, float, float]:
@@ -125,7 +116,7 @@ def bench_video(path: Path, args: argparse.Namespace, params: SceneParams) -> di
         "index_over_decode_fps_ratio": rnd(vigil_fps / (n / t_dec)),
         "pyscenedetect_frames": psd_frames,
         "pyscenedetect_fps": rnd(psd_fps, 1),
-        "speedup_vs_pyscenedetect": rnd(vigil_fps / psd_fps, 2),
+        "speedup_vs_pyscenedetect": ratio(vigil_fps, psd_fps, 2),
         "our_cuts_s": [rnd(t) for t in ours_s],
         "our_cut_frames": [s.start_frame for s in cuts],
         "forced_cuts_s": [rnd(s.start_s) for s in forced],
@@ -209,8 +200,7 @@ def main() -> None:
             "wall_s": rnd(time.perf_counter() - t0, 1),
             "scenedetect": scenedetect.__version__,
             "opencv": cv2.__version__,
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
+            **machine_info(),
         }
     )
 

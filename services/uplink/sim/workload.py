@@ -2,7 +2,7 @@
 
 Byte costs come from real gating output: ``event_sizes.json`` beside this
 module holds (c_json, c_roi, c_box, level, score) of every event the real
-pipeline wrote over the shared videos (``scripts/measure_event_sizes.py``:
+pipeline wrote over the shared videos (``python -m bench.measure_event_sizes``:
 ONNX fall detector + detector-prior structurer, ``target_classes="*"`` so that
 upright people open incidents too, 5 fps). 21 events, in bytes:
 

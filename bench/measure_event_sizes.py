@@ -1,6 +1,6 @@
 """Measure real event byte costs (c_json, c_roi, c_box) by running the gating pipeline over the shared videos.
 
-Writes services/uplink/event_sizes.json: derived numbers only (sizes, level,
+Writes services/uplink/sim/event_sizes.json: derived numbers only (sizes, level,
 score per event), never frames. The uplink workload patterns sample from it.
 
 Runs the real pipeline: ``build_gater(GatingConfig(target_classes="*"))`` (the
@@ -19,15 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.harness import SHARED_DATA, emit
+from services.gating.bootstrap import build_gater
+from services.gating.config import GatingConfig
+from services.ingest.source import VideoSource
+from services.uplink.sim.workload import SIZES_PATH
 
-from services.gating.bootstrap import build_gater  # noqa: E402
-from services.gating.config import GatingConfig  # noqa: E402
-from services.ingest.source import VideoSource  # noqa: E402
-
-VIDEO_DIRS = [ROOT.parent / "shared" / "data" / "videos" / d for d in ("static_camera", "scene_cuts")]
-OUTPUT = ROOT / "services" / "uplink" / "event_sizes.json"
+VIDEO_DIRS = [SHARED_DATA / "videos" / d for d in ("static_camera", "scene_cuts")]
+# The file the uplink workloads sample from.
+OUTPUT = SIZES_PATH
 
 
 def measure(video: Path, fps: float) -> list[dict[str, object]]:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("the pipeline wrote no events\n")
         return 1
     doc = {
-        "source": "scripts/measure_event_sizes.py: real gating pipeline (ONNX fall detector, detector-prior "
+        "source": "python -m bench.measure_event_sizes: real gating pipeline (ONNX fall detector, detector-prior "
         f"structurer, target_classes='*') over ../shared/data/videos at {args.fps} fps",
         "units": "bytes",
         "videos": [v.name for v in videos],
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples": samples,
     }
     args.output.write_text(json.dumps(doc, indent=1) + "\n")
-    sys.stdout.write(json.dumps({"events": len(samples), "summary": doc["summary"]}) + "\n")
+    emit({"events": len(samples), "summary": doc["summary"]})
     return 0
 
 

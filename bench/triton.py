@@ -18,9 +18,6 @@ that computes almost nothing).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -32,52 +29,57 @@ from typing import Any
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from scripts.make_tiny_clip import make_tiny_clip  # noqa: E402
-from scripts.make_tiny_qwen_vl import make_tiny_qwen_vl  # noqa: E402
-from scripts.prepare_triton_repo import (  # noqa: E402
+from bench.harness import SHARED_DATA, compare, emit, machine_info, percentiles
+from scripts.make_tiny_clip import make_tiny_clip
+from scripts.make_tiny_qwen_vl import make_tiny_qwen_vl
+from scripts.prepare_triton_repo import (
     DetectorWeights,
     EmbedderWeights,
     VlmAnswerWeights,
     VlmWeights,
     prepare_repository,
 )
-from services.models.answerers.base import EvidenceFrame, build_answerer  # noqa: E402
-from services.models.answerers.config import QwenVLAnswererConfig, TritonVLMAnswererConfig  # noqa: E402
-from services.models.detectors.base import OnnxDetectorConfig, TritonDetectorConfig, build_detector  # noqa: E402
-from services.models.embedders.base import (  # noqa: E402
+from services.models.answerers.base import EvidenceFrame, build_answerer
+from services.models.answerers.config import QwenVLAnswererConfig, TritonVLMAnswererConfig
+from services.models.detectors.base import OnnxDetectorConfig, TritonDetectorConfig, build_detector
+from services.models.embedders.base import (
     ClipEmbedderConfig,
     Embedder,
     TritonEmbedderConfig,
     build_embedder,
 )
-from services.models.structurers.base import StructuringRequest  # noqa: E402
-from services.models.structurers.config import TritonVLMConfig  # noqa: E402
-from services.models.structurers.triton_vlm import TritonVLMStructurer  # noqa: E402
-from tests.fixtures.media import bus_jpg, package_file  # noqa: E402
-from tests.fixtures.triton import TritonServer  # noqa: E402
+from services.models.structurers.base import StructuringRequest
+from services.models.structurers.config import TritonVLMConfig
+from services.models.structurers.triton_vlm import TritonVLMStructurer
+from tests.fixtures.media import bus_jpg, package_file
+from tests.fixtures.triton import TritonServer
 
-FRAMES = ROOT.parent / "shared" / "data" / "images" / "accident_cctv_yolo" / "images"
-
-
-def emit(record: dict[str, object]) -> None:
-    """One JSON line on stdout."""
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
+FRAMES = SHARED_DATA / "images" / "accident_cctv_yolo" / "images"
 
 
 def latency_stats(seconds: Sequence[float]) -> dict[str, float]:
     """Mean, p50 and p95 in milliseconds, and sequential throughput in requests per second."""
     ms = np.asarray(seconds) * 1e3
+    p50, p95 = percentiles(ms)
     return {
         "requests": len(ms),
         "mean_ms": round(float(ms.mean()), 2),
-        "p50_ms": round(float(np.percentile(ms, 50)), 2),
-        "p95_ms": round(float(np.percentile(ms, 95)), 2),
+        "p50_ms": round(p50, 2),
+        "p95_ms": round(p95, 2),
         "throughput_rps": round(float(1e3 / ms.mean()), 2),
     }
+
+
+def overhead(model: str, served: dict[str, float], base: dict[str, float], **fields: Any) -> None:
+    """The Triton-over-in-process record: mean latency ratio and the milliseconds Triton adds."""
+    compare(
+        model,
+        {"overhead_ratio": served["mean_ms"]},
+        {"overhead_ratio": base["mean_ms"]},
+        label="model",
+        **fields,
+        overhead_ms=round(served["mean_ms"] - base["mean_ms"], 2),
+    )
 
 
 def time_each(fn: Callable[[Any], object], inputs: Sequence[Any], warmup: int = 2) -> list[float]:
@@ -126,13 +128,7 @@ def bench_detector(server: TritonServer, images: list[np.ndarray], concurrency: 
             "throughput_rps": round(len(images) / wall, 2),
         }
     )
-    emit(
-        {
-            "model": "detector",
-            "overhead_ratio": round(served["mean_ms"] / base["mean_ms"], 3),
-            "overhead_ms": round(served["mean_ms"] - base["mean_ms"], 2),
-        }
-    )
+    overhead("detector", served, base)
 
 
 def bench_vlm(server: TritonServer, checkpoint: Path, images: list[np.ndarray], max_new_tokens: int) -> None:
@@ -154,14 +150,7 @@ def bench_vlm(server: TritonServer, checkpoint: Path, images: list[np.ndarray], 
     served = latency_stats(time_each(remote.structure, requests))
     emit({"model": "vlm", "backend": "triton", "producer": remote.producer.name, **served})
     same = sum(local.structure(r).to_json_bytes() == remote.structure(r).to_json_bytes() for r in requests[:3])
-    emit(
-        {
-            "model": "vlm",
-            "overhead_ratio": round(served["mean_ms"] / base["mean_ms"], 3),
-            "overhead_ms": round(served["mean_ms"] - base["mean_ms"], 2),
-            "identical_events": f"{same}/3",
-        }
-    )
+    overhead("vlm", served, base, identical_events=f"{same}/3")
 
 
 def bench_answer(
@@ -188,14 +177,7 @@ def bench_answer(
     served = latency_stats(time_each(lambda frames: remote.answer(question, frames), requests))
     emit({"model": "vlm_answer", "backend": "triton", "keyframes": 3, "answerer": remote.name, **served})
     same = sum(local.answer(question, r) == remote.answer(question, r) for r in requests[:3])
-    emit(
-        {
-            "model": "vlm_answer",
-            "overhead_ratio": round(served["mean_ms"] / base["mean_ms"], 3),
-            "overhead_ms": round(served["mean_ms"] - base["mean_ms"], 2),
-            "identical_answers": f"{same}/3",
-        }
-    )
+    overhead("vlm_answer", served, base, identical_answers=f"{same}/3")
 
 
 def bench_embedder(server: TritonServer, checkpoint: Path, images: list[np.ndarray], concurrency: int) -> None:
@@ -250,15 +232,8 @@ def bench_embedder(server: TritonServer, checkpoint: Path, images: list[np.ndarr
         for got, want in zip(remote.embed_frames([img], [text]), local.embed_frames([img], [text]), strict=True)
     ]
     for kind, (base, served) in rows.items():
-        emit(
-            {
-                "model": "embedder",
-                "request": kind,
-                "overhead_ratio": round(served["mean_ms"] / base["mean_ms"], 3),
-                "overhead_ms": round(served["mean_ms"] - base["mean_ms"], 2),
-                **({"max_abs_vector_diff": float(f"{max(diffs):.2e}")} if kind == "frame" else {}),
-            }
-        )
+        extra = {"max_abs_vector_diff": float(f"{max(diffs):.2e}")} if kind == "frame" else {}
+        overhead("embedder", served, base, request=kind, **extra)
 
 
 def main() -> int:
@@ -276,8 +251,7 @@ def main() -> int:
     emit(
         {
             "bench": "triton",
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
+            **machine_info(),
             "server": "tritonserver 2.51 (nvidia-pytriton 0.7.0), Python backend, CPU",
         }
     )

@@ -68,7 +68,7 @@ from typing import Literal
 import numpy as np
 
 from services.uplink.scheduler import PendingEvent, Plan, Scheduler, UnitKind
-from services.uplink.traces import BandwidthTrace
+from services.uplink.sim.traces import BandwidthTrace
 
 _EPS = 1e-9
 VISUAL_KINDS = frozenset({UnitKind.ROI, UnitKind.BOX})
