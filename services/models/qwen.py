@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict
+
 if TYPE_CHECKING:
     import torch
     from PIL import Image
@@ -34,6 +36,16 @@ log = logging.getLogger(__name__)
 
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 IMAGE_PAD = "<|image_pad|>"
+
+
+class QwenVLCheckpointConfig(BaseModel):
+    """Qwen2.5-VL (optionally with a LoRA adapter) from a local checkpoint directory, as every backend loads it."""
+
+    model_config = ConfigDict(extra="forbid")
+    checkpoint: Path
+    lora: Path | None = None
+    device: str = "cpu"
+
 
 # One chat content item in Hugging Face's message format: {"type": "text", "text": ...} or {"type": "image"}.
 ContentItem = Mapping[str, str]

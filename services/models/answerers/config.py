@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.models.qwen import QwenVLCheckpointConfig
 from services.models.triton import TritonClientSettings
 
 
@@ -17,14 +17,10 @@ class EvidenceAnswererConfig(BaseModel):
     type: Literal["evidence"] = "evidence"
 
 
-class QwenVLAnswererConfig(BaseModel):
-    """Qwen2.5-VL (optionally with a LoRA adapter) from a local checkpoint directory, multi-image prompt."""
+class QwenVLAnswererConfig(QwenVLCheckpointConfig):
+    """Qwen2.5-VL answering from keyframes: one multi-image prompt."""
 
-    model_config = ConfigDict(extra="forbid")
     type: Literal["qwen2.5-vl"] = "qwen2.5-vl"
-    checkpoint: Path
-    lora: Path | None = None
-    device: str = "cpu"
     max_new_tokens: int = Field(default=192, ge=8)
     # Keyframes are downscaled so their longer side is at most this (visual tokens grow with pixels).
     max_image_side: int = Field(default=448, ge=28)

@@ -117,15 +117,19 @@ DetectorConfig = Annotated[
 class Detector(ABC):
     """f_s(I_t) -> D_t: boxes, classes and confidences for one BGR frame."""
 
-    @property
-    @abstractmethod
-    def name(self) -> str:
-        """Model identity, e.g. 'onnx:best_fp16.onnx@640'."""
+    # Each backend sets both when it loads: its identity and the labels from the model's own metadata.
+    _name: str
+    _names: dict[int, str]
 
     @property
-    @abstractmethod
+    def name(self) -> str:
+        """Model identity, e.g. 'onnx:best_fp16.onnx@640'."""
+        return self._name
+
+    @property
     def class_names(self) -> dict[int, str]:
         """Class id -> label."""
+        return self._names
 
     @abstractmethod
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:

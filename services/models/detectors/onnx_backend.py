@@ -95,16 +95,6 @@ class OnnxDetector(Detector):
         self._name = f"onnx:{weights.name}@{size}"
         log.info("loaded %s classes=%s", self._name, self._names)
 
-    @property
-    def name(self) -> str:
-        """Backend, weights file and input size."""
-        return self._name
-
-    @property
-    def class_names(self) -> dict[int, str]:
-        """Class id -> label from the export's metadata."""
-        return self._names
-
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """Letterbox, run, decode (cx, cy, w, h, class scores), class-aware NMS, map back to pixels."""
         check_image(image_bgr)

@@ -50,16 +50,6 @@ class TritonDetector(Detector):
         self._name = f"triton:{config.model_name}@{config.url}({weights})"
         log.info("using %s classes=%s", self._name, self._names)
 
-    @property
-    def name(self) -> str:
-        """Backend, model and server, and the weights file the server was prepared with."""
-        return self._name
-
-    @property
-    def class_names(self) -> dict[int, str]:
-        """Class id -> label, from the served model's config parameters."""
-        return self._names
-
     def close(self) -> None:
         """Close the gRPC channel."""
         self._client.close()

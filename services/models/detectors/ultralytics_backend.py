@@ -51,16 +51,6 @@ class UltralyticsDetector(Detector):
         self._name = f"ultralytics:{weights.name}@{self._imgsz}"
         log.info("loaded %s classes=%s", self._name, self._names)
 
-    @property
-    def name(self) -> str:
-        """Backend, weights file and input size."""
-        return self._name
-
-    @property
-    def class_names(self) -> dict[int, str]:
-        """Class id -> label from the checkpoint."""
-        return self._names
-
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """One forward pass with ultralytics' own pre/post-processing and NMS."""
         check_image(image_bgr)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.models.qwen import QwenVLCheckpointConfig
 from services.models.triton import TritonClientSettings
 
 
@@ -17,14 +17,10 @@ class DetectorPriorConfig(BaseModel):
     type: Literal["detector-prior"] = "detector-prior"
 
 
-class QwenVLConfig(BaseModel):
-    """Qwen2.5-VL (optionally with a LoRA adapter) from a local checkpoint directory."""
+class QwenVLConfig(QwenVLCheckpointConfig):
+    """Qwen2.5-VL writing the event: one boxed image, constrained decoding."""
 
-    model_config = ConfigDict(extra="forbid")
     type: Literal["qwen2.5-vl"] = "qwen2.5-vl"
-    checkpoint: Path
-    lora: Path | None = None
-    device: str = "cpu"
     max_new_tokens: int = Field(default=256, ge=16)
 
 
