@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from services.common.bus import Bus, Message
 from services.common.runtime import Stage
 from services.indexing.config import IndexingConfig, IndexingSettings
@@ -9,6 +11,8 @@ from services.indexing.consumer import IndexingHandler
 from services.indexing.stream import ClusterEmbedder
 from services.models.detectors.base import Detector, build_detector
 from services.models.embedders.base import Embedder, build_embedder
+
+log = logging.getLogger(__name__)
 
 
 def build_cluster_embedder(
@@ -50,9 +54,13 @@ class IndexingStage(Stage):
             "indexing",
             consumers=[consumer],
             loops=[("idle-flush", self.handler.run_idle_flusher)] if idle_flush else [],
-            on_drained=[self.handler.flush_all],
+            on_drained=[self._close_open_clusters],
             description=f"{topics.frames} -> {topics.index} with {embedder.embedder.name}",
         )
+
+    def _close_open_clusters(self) -> None:
+        # The consumer has stopped: every camera's open cluster is closed, published and its frames acked.
+        log.info("closed open clusters on shutdown: %d index entries", self.handler.flush_all())
 
 
 def build(
