@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv run ask test lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-retrieve train-gate eval-gate bench-alerts clean
+.PHONY: venv run ask test lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-retrieve train-gate eval-gate eval-structurer bench-alerts clean
 
 venv: $(STAMP)
 
@@ -126,6 +126,12 @@ eval-gate: venv
 		--model accident=models/vigil-accident-yolov8n.onnx \
 		--model accident+vehicle=models/vigil-accident-vehicle-yolov8n.onnx \
 		--model people-fall=$$($(PY) -c 'from services.models.detectors.base import shipped_weights; print(shipped_weights("fall", "onnx"))'):Fall
+
+# DAT Tables 1-2 (accident understanding, structured-output compliance) of the detector-prior structurer on the
+# held-out test clips, boxed and raw image (it ignores the image: the rows agree). Definitions:
+# services/gating/training/structurer_eval.py.
+eval-structurer: venv
+	$(VENV)/bin/vigil eval structurer --data $(CCTV) --split test --input boxed --input raw
 
 # Alerts end to end through `vigil run --json`: the people profile (before) vs traffic (after), on the held-out
 # clips played at 1 frame/s and on normal-traffic footage: JSON lines and a markdown table.

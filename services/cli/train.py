@@ -50,6 +50,26 @@ def register(sub: Any) -> None:
     eg.add_argument("--json", action="store_true", help="JSON lines only")
     eg.set_defaults(func=cmd_eval_gate)
 
+    es = evaluate.add_parser(
+        "structurer", help="DAT Tables 1-2 of a structurer on the labelled frames of held-out clips"
+    )
+    es.add_argument("--data", type=Path, required=True, help="cctv_accidents layout")
+    es.add_argument("--split", choices=["train", "val", "test"], default="test", help="default test")
+    es.add_argument("--seed", type=int, default=0, help="the split seed the gate was trained with")
+    es.add_argument("--profile", choices=["traffic", "people"], help="the gate's detectors (default traffic)")
+    es.add_argument("--structurer", choices=["detector-prior", "qwen2.5-vl"], default="detector-prior")
+    es.add_argument("--checkpoint", type=Path, help="Qwen2.5-VL checkpoint directory (qwen2.5-vl)")
+    es.add_argument("--lora", type=Path, help="LoRA adapter directory on top of --checkpoint")
+    es.add_argument(
+        "--input",
+        action="append",
+        choices=["boxed", "raw"],
+        help="image the structurer sees (repeatable; default boxed)",
+    )
+    es.add_argument("--limit", type=int, default=0, help="evaluate only the first N frames (0 = all; smoke tests)")
+    es.add_argument("--json", action="store_true", help="JSON lines only")
+    es.set_defaults(func=cmd_eval_structurer)
+
 
 def cmd_train_gate(args: argparse.Namespace) -> int:
     """`vigil train gate`: the accident detector from the labelled CCTV clips (ultralytics, from COCO weights)."""
@@ -118,4 +138,46 @@ def cmd_eval_gate(args: argparse.Namespace) -> int:
         for row in rows:
             print(f"\n{row['design']} ({row['model']})\n")
             print(metrics_table(row["metrics"], tuple(splits)))
+    return 0
+
+
+def cmd_eval_structurer(args: argparse.Namespace) -> int:
+    """`vigil eval structurer`: Tables 1-2 (accident understanding, output compliance) of one structurer."""
+    from services.cli.settings import CliError, load
+    from services.gating.bootstrap import build_gater, build_structurer
+    from services.gating.config import GatingSettings
+    from services.gating.training.dataset import DatasetError
+    from services.gating.training.structurer_eval import build_examples, evaluate, markdown_tables
+    from services.models.detectors.base import DetectorError
+
+    gating: dict[str, Any] = {"profile": args.profile} if args.profile else {}
+    if args.structurer == "qwen2.5-vl":
+        if args.checkpoint is None:
+            print("vigil eval structurer: --structurer qwen2.5-vl needs --checkpoint DIR", file=sys.stderr)
+            return 2
+        gating["structurer"] = {"type": "qwen2.5-vl", "checkpoint": str(args.checkpoint)}
+        if args.lora is not None:
+            gating["structurer"]["lora"] = str(args.lora)
+    elif args.lora is not None or args.checkpoint is not None:
+        print("vigil eval structurer: --checkpoint and --lora are for --structurer qwen2.5-vl", file=sys.stderr)
+        return 2
+    tuning = "n/a" if args.structurer == "detector-prior" else ("LoRA" if args.lora else "none")
+    try:
+        cfg = load(GatingSettings, gating=gating).gating
+        examples = build_examples(args.data, args.split, args.seed, cfg.gamma)
+        if args.limit:
+            examples = examples[: args.limit]
+        gater = build_gater(cfg)
+        structurer = build_structurer(cfg, gater.detector)
+        rows = [evaluate(structurer, gater, examples, kind, cfg.gamma, tuning) for kind in args.input or ["boxed"]]
+    except (CliError, DatasetError, DetectorError, ValueError, OSError) as exc:
+        print(f"vigil eval structurer: {exc}", file=sys.stderr)
+        return 2
+    for row in rows:
+        print(json.dumps({**row, "split": args.split, "data": str(args.data)}))
+    if not args.json:
+        print()
+        print(f"On the {args.split} clips of {args.data} ({rows[0]['n_frames']} frames, gate {rows[0]['detector']}):")
+        print()
+        print(markdown_tables(rows))
     return 0

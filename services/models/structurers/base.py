@@ -29,7 +29,15 @@ SCHEMA_PATH = Path(__file__).resolve().parents[3] / "schemas" / "event.v1.schema
 
 
 class InvalidModelOutput(ValueError):
-    """The model's output is not a valid event (unparsable, off-schema, or breaks eq. 4)."""
+    """The model's output is not a valid event (unparsable, off-schema, or breaks eq. 4).
+
+    `raw` is the text the model wrote, when there was one: the structurer evaluation scores it
+    (Parse, Schema, Rule, Viol) even though the pipeline cannot use it.
+    """
+
+    def __init__(self, message: str, raw: str | None = None) -> None:
+        super().__init__(message)
+        self.raw = raw
 
 
 @cache

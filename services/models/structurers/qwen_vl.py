@@ -228,7 +228,10 @@ class QwenVLStructurer(EventStructurer):
             # can still yield invalid JSON, which validation below catches.
             log.warning("decoded text differs from the constrained token texts")
         if processor.stuck_rows:
-            raise InvalidModelOutput(f"constrained decoding got stuck; partial output {text[:200]!r}")
+            raise InvalidModelOutput(f"constrained decoding got stuck; partial output {text[:200]!r}", raw=text)
         log.debug("structured event in %.3f s (%d new tokens): %s", self.last_stats.seconds, len(generated), text)
-        data = validate_event(text, self._gamma)
+        try:
+            data = validate_event(text, self._gamma)
+        except InvalidModelOutput as exc:
+            raise InvalidModelOutput(str(exc), raw=text) from exc
         return StructuredEvent(data=data, producer=self._producer)

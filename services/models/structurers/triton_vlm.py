@@ -168,5 +168,9 @@ class TritonVLMStructurer(EventStructurer):
                 raise ValueError(exc.message) from exc
             raise
         self._producer = producer_from_wire(bytes(out["PRODUCER"][0]))
-        data = validate_event(bytes(out["EVENT"][0]), self._gamma)
+        raw = bytes(out["EVENT"][0])
+        try:
+            data = validate_event(raw, self._gamma)
+        except InvalidModelOutput as exc:
+            raise InvalidModelOutput(str(exc), raw=raw.decode("utf-8", "replace")) from exc
         return StructuredEvent(data=data, producer=self._producer)
