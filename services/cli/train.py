@@ -33,6 +33,26 @@ def register(sub: Any) -> None:
     )
     tg.set_defaults(func=cmd_train_gate)
 
+    ts = train.add_parser("structurer", help="LoRA on a Qwen2.5-VL checkpoint for the structured events (DAT 3.2.2)")
+    ts.add_argument("--checkpoint", type=Path, required=True, help="Qwen2.5-VL checkpoint directory (the base)")
+    ts.add_argument("--data", type=Path, required=True, help="cctv_accidents layout")
+    ts.add_argument("--out", type=Path, default=Path("runs/structurer"), help="run folder (default runs/structurer)")
+    ts.add_argument("--epochs", type=int, default=3)
+    ts.add_argument("--lr", type=float, default=5e-5, help="learning rate (default 5e-5, DAT)")
+    ts.add_argument("--max-length", type=int, default=4096, help="longest prompt + answer in tokens (DAT: 4096)")
+    ts.add_argument("--rank", type=int, default=16, help="LoRA rank r (eq. 6)")
+    ts.add_argument("--alpha", type=int, default=32, help="LoRA alpha (eq. 5 scale alpha/r)")
+    ts.add_argument("--dropout", type=float, default=0.05)
+    ts.add_argument("--grad-accumulation", type=int, default=8, help="examples per optimiser step")
+    ts.add_argument("--train-module", action="append", default=[], help="also train this whole module (e.g. lm_head)")
+    ts.add_argument("--input", choices=["boxed", "raw"], default="boxed")
+    ts.add_argument("--seed", type=int, default=0, help="split and training seed")
+    ts.add_argument("--device", default="cpu", help="cpu, or a CUDA device such as cuda:0")
+    ts.add_argument("--limit", type=int, default=0, help="train frames used (0 = all)")
+    ts.add_argument("--val-limit", type=int, default=0, help="validation frames used (0 = all)")
+    ts.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    ts.set_defaults(func=cmd_train_structurer)
+
     evaluate = sub.add_parser("eval", help="evaluate a model").add_subparsers(dest="what", required=True)
     eg = evaluate.add_parser("gate", help="Fig. 4's gate metrics of ONNX detectors on held-out clips")
     eg.add_argument("--data", type=Path, required=True, help="cctv_accidents layout")
@@ -180,4 +200,45 @@ def cmd_eval_structurer(args: argparse.Namespace) -> int:
         print(f"On the {args.split} clips of {args.data} ({rows[0]['n_frames']} frames, gate {rows[0]['detector']}):")
         print()
         print(markdown_tables(rows))
+    return 0
+
+
+def cmd_train_structurer(args: argparse.Namespace) -> int:
+    """`vigil train structurer`: a LoRA adapter for the Qwen2.5-VL structurer, validated each epoch."""
+    from services.gating.bootstrap import build_gater
+    from services.gating.config import GatingConfig
+    from services.gating.training.dataset import DatasetError
+    from services.gating.training.structurer_train import LoraTrainParams, train_structurer
+    from services.models.detectors.base import DetectorError
+
+    gating = GatingConfig()
+    params = LoraTrainParams(
+        learning_rate=args.lr,
+        max_length=args.max_length,
+        epochs=args.epochs,
+        rank=args.rank,
+        alpha=args.alpha,
+        dropout=args.dropout,
+        grad_accumulation=args.grad_accumulation,
+        modules_to_save=tuple(args.train_module),
+        seed=args.seed,
+        device=args.device,
+        input_kind=args.input,
+        limit=args.limit,
+        val_limit=args.val_limit,
+        gamma=gating.gamma,
+    )
+    try:
+        result = train_structurer(args.checkpoint, args.data, args.out, build_gater(gating), params, resume=args.resume)
+    except (DatasetError, DetectorError, ValueError, OSError) as exc:
+        print(f"vigil train structurer: {exc}", file=sys.stderr)
+        return 2
+    record = {
+        "type": "train_structurer",
+        "adapter": str(result.adapter),
+        "card": str(result.card),
+        "epochs": result.epochs,
+        "wall_s": round(result.wall_s, 1),
+    }
+    print(json.dumps(record))
     return 0

@@ -17,6 +17,7 @@ module is imported.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
@@ -198,9 +199,17 @@ def load_qwen_vl(
     checkpoint = Path(checkpoint)
     if not (checkpoint / "config.json").is_file():
         raise FileNotFoundError(f"no Qwen2.5-VL checkpoint (config.json) in {checkpoint}")
+    model_type = json.loads((checkpoint / "config.json").read_text()).get("model_type")
+    if model_type != "qwen2_5_vl":
+        raise ValueError(f"{checkpoint} holds a {model_type!r} model, not Qwen2.5-VL (model_type qwen2_5_vl)")
     lora = Path(lora) if lora is not None else None
-    if lora is not None and not (lora / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"no PEFT adapter (adapter_config.json) in {lora}")
+    if lora is not None:
+        if not (lora / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"no PEFT adapter (adapter_config.json) in {lora}")
+        base = Path(json.loads((lora / "adapter_config.json").read_text()).get("base_model_name_or_path") or "").name
+        # Paths move between machines; the checkpoint's directory name (e.g. Qwen2.5-VL-7B-Instruct) does not.
+        if base and base != checkpoint.name:
+            raise ValueError(f"adapter {lora} was trained on {base!r}, not on {checkpoint.name!r}")
     # fp32 on CPU: bf16/fp16 matmuls there are slow or unsupported.
     torch_dtype = getattr(torch, dtype, None) if dtype else (torch.float32 if device == "cpu" else torch.bfloat16)
     if not isinstance(torch_dtype, torch.dtype):

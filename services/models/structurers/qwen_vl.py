@@ -24,6 +24,8 @@ from services.models.context import describe_counts
 from services.models.qwen import (
     IMAGE_PAD,
     IMAGE_PLACEHOLDER,
+    ContentItem,
+    QwenVL,
     expand_image_tokens,
     load_qwen_vl,
     qwen_chat_format,
@@ -119,6 +121,27 @@ def qwen_chat_text(system: str, user_text: str) -> str:
     return qwen_chat_format(system, [{"type": "image"}, {"type": "text", "text": user_text}])
 
 
+def prompt_inputs(
+    qwen: QwenVL,
+    request: StructuringRequest,
+    gamma: float,
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    max_image_pixels: int | None = None,
+) -> dict[str, Any]:
+    """Eq. 3's input (I_t, p_t) as model inputs: the chat prompt and the boxed image (training shares it)."""
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.ascontiguousarray(request.boxed_image[..., ::-1])  # BGR (OpenCV) -> RGB
+    kwargs: dict[str, Any] = {}
+    if max_image_pixels is not None:
+        size = dict(qwen.image_processor.size)
+        size["longest_edge"] = max_image_pixels
+        kwargs["size"] = size
+    content: list[ContentItem] = [{"type": "image"}, {"type": "text", "text": build_task_prompt(request, gamma)}]
+    return qwen.encode(qwen.chat_text(system_prompt, content), [Image.fromarray(rgb)], kwargs)
+
+
 class QwenVLStructurer(EventStructurer):
     """Qwen2.5-VL (optionally + LoRA) with schema-constrained decoding (greedy unless `sample`)."""
 
@@ -175,17 +198,7 @@ class QwenVLStructurer(EventStructurer):
         return self._qwen.chat_text(self._system_prompt, [{"type": "image"}, {"type": "text", "text": user_text}])
 
     def _inputs(self, request: StructuringRequest) -> dict[str, Any]:
-        import numpy as np
-        from PIL import Image
-
-        rgb = np.ascontiguousarray(request.boxed_image[..., ::-1])  # BGR (OpenCV) -> RGB
-        kwargs: dict[str, Any] = {}
-        if self._max_image_pixels is not None:
-            size = dict(self._image_processor.size)
-            size["longest_edge"] = self._max_image_pixels
-            kwargs["size"] = size
-        text = self._chat_text(build_task_prompt(request, self._gamma))
-        return self._qwen.encode(text, [Image.fromarray(rgb)], kwargs)
+        return prompt_inputs(self._qwen, request, self._gamma, self._system_prompt, self._max_image_pixels)
 
     def _generate(self, inputs: dict[str, Any], processor: JsonSchemaLogitsProcessor) -> torch.Tensor:
         import torch
