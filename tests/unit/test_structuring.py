@@ -50,12 +50,19 @@ def test_eq4_boundaries(level: int, score: float, ok: bool) -> None:
         ({"event_type": "explosion"}, "schema"),
         ({"extra": 1}, "schema"),
         ({"objects": [{"label": "person", "bbox": [1, 2, 3]}]}, "schema"),
-        ({"objects": [{"label": "person", "bbox": [500, 0, 100, 10]}]}, "bbox"),
     ],
 )
 def test_invalid_events_rejected(patch: dict, message: str) -> None:
     with pytest.raises(InvalidModelOutput, match=message):
         validate_event({**GOOD, **patch}, 0.5)
+
+
+def test_box_corners_come_back_sorted() -> None:
+    # Issue 10: corners given the other way round are the same box; sorted, then validated.
+    got = validate_event({**GOOD, "objects": [{"label": "person", "bbox": [500, 40, 100, 10]}]}, 0.5)
+    assert got["objects"][0]["bbox"] == [100, 10, 500, 40]
+    with pytest.raises(InvalidModelOutput, match="schema"):
+        validate_event({**GOOD, "objects": [{"label": "person", "bbox": [1001, 0, 100, 10]}]}, 0.5)
 
 
 def test_unparsable_rejected() -> None:

@@ -104,7 +104,7 @@ def check_eq4(level: int, score: float, gamma: float) -> None:
 
 
 def validate_event(raw: str | bytes | Mapping[str, Any], gamma: float) -> dict[str, Any]:
-    """Parse and validate event JSON: schema, eq. 4, and level 1 <=> severity 'severe'."""
+    """Parse and validate event JSON: schema, eq. 4, level 1 <=> severity 'severe'; box corners come back sorted."""
     if isinstance(raw, str | bytes):
         try:
             data = json.loads(raw)
@@ -125,9 +125,9 @@ def validate_event(raw: str | bytes | Mapping[str, Any], gamma: float) -> dict[s
             f"inconsistent: level {data['level']} with severity {data['severity']!r} (level 1 <=> 'severe')"
         )
     for obj in data["objects"]:
+        # Corners given the other way round name the same box: sorted, not refused (the schema checked the range).
         x1, y1, x2, y2 = obj["bbox"]
-        if x2 < x1 or y2 < y1:
-            raise InvalidModelOutput(f"bbox {obj['bbox']} has x2 < x1 or y2 < y1")
+        obj["bbox"] = [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]
     return data
 
 
