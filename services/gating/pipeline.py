@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -137,6 +137,12 @@ class FrameGater:
         dets = self.detector.detect(image)
         return dets, gate(dets, tau_g or self.params.tau_g, self.params.target_classes)
 
+    def context_of(self, image: np.ndarray, valid: Sequence[Detection]) -> SceneContext | None:
+        """The context detector's view of the incident D+_t on this image (None without a context detector)."""
+        if self.context_detector is None or not valid:
+            return None
+        return scene_context(valid, self.context_detector.detect(image), self.params.context_margin)
+
     def process(self, camera_id: str, seq: int, pts_s: float, capture_time_ns: int, image: np.ndarray) -> FrameOutcome:
         """Gate one frame; write an event when it opens an incident (or retries one whose output was invalid)."""
         stage_ms: dict[str, float] = {}
@@ -168,7 +174,7 @@ class FrameGater:
         context = None
         if self.context_detector is not None:
             t_ctx = time.perf_counter()
-            context = scene_context(g.valid, self.context_detector.detect(image), self.params.context_margin)
+            context = self.context_of(image, g.valid)
             stage_ms["context"] = (time.perf_counter() - t_ctx) * 1e3
         route = "confident" if g.trigger_score >= self.params.tau_high else "mllm"
         structurer = self.confident_structurer if route == "confident" else self.structurer

@@ -56,7 +56,6 @@ import numpy as np
 from services.gating.evidence import draw_boxes
 from services.gating.pipeline import FrameGater
 from services.gating.training.dataset import DatasetError, LabelledFrame, load_frames, split_clips
-from services.models.context import scene_context
 from services.models.structurers.base import (
     EventStructurer,
     InvalidModelOutput,
@@ -101,7 +100,12 @@ def target_event(frame: LabelledFrame, gamma: float) -> dict[str, Any]:
     boxes = frame.boxes or ()
     objects = [{"label": "accident", "bbox": yolo_to_corners(b)} for b in boxes[:MAX_OBJECTS]]
     count = len(boxes) if frame.label == "accident" else 0
-    summary = f"{count} accident region(s) labelled" if frame.label == "accident" else "no accident"
+    if frame.label == "normal":
+        summary = "no accident"
+    elif frame.boxes is None:
+        summary = "accident; its regions are not labelled"
+    else:
+        summary = f"{count} accident region(s) labelled"
     event = {**_LABEL_TARGET[frame.label], "count": count, "objects": objects, "summary": summary}
     ordered = {k: event[k] for k in ("event_type", "count", "severity", "level", "score", "objects", "summary")}
     try:
@@ -123,15 +127,21 @@ def build_examples(data: Path, split: str, seed: int = 0, gamma: float = 0.5) ->
     return [Example(f, target_event(f, gamma)) for f in chosen]
 
 
+def read_frame(example: Example) -> np.ndarray:
+    """The example's image (BGR); DatasetError naming the file when it cannot be decoded."""
+    image = cv2.imread(str(example.frame.image), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f"{example.frame.image}: not a readable image")
+    return image
+
+
 def request_for(image: np.ndarray, gater: FrameGater, input_kind: str) -> StructuringRequest:
     """What the cascade hands the structurer for this image: D+_t, the context, the boxed or raw image."""
     if input_kind not in INPUTS:
         raise ValueError(f"unknown input {input_kind!r}; choose one of {INPUTS}")
     _, g = gater.detect_and_gate(image)
     valid = list(g.valid) if g.gated else []
-    context = None
-    if gater.context_detector is not None and valid:
-        context = scene_context(valid, gater.context_detector.detect(image), gater.params.context_margin)
+    context = gater.context_of(image, valid)
     shown = draw_boxes(image, valid, gater.params.severe_classes) if input_kind == "boxed" else image
     h, w = image.shape[:2]
     return StructuringRequest(boxed_image=shown, detections=valid, width=w, height=h, context=context)
@@ -152,10 +162,7 @@ def predict(
 ) -> Iterator[Prediction]:
     """Run the structurer on every example; an invalid output is kept (with its raw text) for Table 2."""
     for ex in examples:
-        image = cv2.imread(str(ex.frame.image), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DatasetError(f"{ex.frame.image}: not a readable image")
-        request = request_for(image, gater, input_kind)
+        request = request_for(read_frame(ex), gater, input_kind)
         try:
             structured = structurer.structure(request)
         except InvalidModelOutput as exc:

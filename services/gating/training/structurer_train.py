@@ -33,11 +33,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from services.gating.pipeline import FrameGater
 from services.gating.training.dataset import DatasetError
-from services.gating.training.structurer_eval import Example, build_examples, evaluate, request_for
+from services.gating.training.structurer_eval import Example, build_examples, evaluate, read_frame, request_for
 from services.models.random_init import RANDOM_INIT_MARKER, is_random_init
 
 log = logging.getLogger(__name__)
@@ -114,13 +112,7 @@ def encode_example(qwen: Any, example: Example, image_request: Any, params: Lora
 def _encoded_split(
     qwen: Any, gater: FrameGater, examples: Sequence[Example], params: LoraTrainParams
 ) -> list[dict[str, Any]]:
-    out = []
-    for ex in examples:
-        image = cv2.imread(str(ex.frame.image), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DatasetError(f"{ex.frame.image}: not a readable image")
-        out.append(encode_example(qwen, ex, request_for(image, gater, params.input_kind), params))
-    return out
+    return [encode_example(qwen, ex, request_for(read_frame(ex), gater, params.input_kind), params) for ex in examples]
 
 
 def latest_checkpoint(out: Path) -> Path | None:
