@@ -486,7 +486,8 @@ def edge() -> Schema:
     )
     gating = Block(
         GatingConfig,
-        "GatingConfig (services/gating/config.py) -> VIGIL_GATING__<FIELD>.",
+        "GatingConfig (services/gating/config.py) -> VIGIL_GATING__<FIELD>; adapters comes from the adapters block.",
+        exclude=("adapters",),
         fields={
             "profile": {"description": PROFILE_GATING},
             "detector": Ref("detector"),

@@ -19,6 +19,8 @@ class TopicsConfig(BaseModel):
     evidence: str = "vigil.evidence.v1"
     # Closed clusters (IndexEntry): indexing -> memory.
     index: str = "vigil.index.v1"
+    # LoRA adapter manifests: the cloud's adapter registry -> every edge gating (DAT section 3.1).
+    adapters: str = "vigil.adapters.v1"
     dead_letter_suffix: str = ".dlq"
 
     def dead_letter(self, topic: str) -> str:

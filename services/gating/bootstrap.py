@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
-from services.common.bus import Bus, Message
+from services.common.bus import Bus, Consumer, Message
+from services.common.bus.factory import make_bus
 from services.common.metrics import LatencyRecorder
 from services.common.runtime import GrpcEndpoint, Stage, StageError
-from services.gating.config import GatingConfig, GatingSettings
+from services.gating.adapters import AdapterManager, GrpcBundleFetcher, ManifestHandler
+from services.gating.config import AdapterUpdatesConfig, GatingConfig, GatingSettings
 from services.gating.consumer import FrameHandler
 from services.gating.grpc_server import create_server
 from services.gating.pipeline import FrameGater, GatingParams, parse_classes
 from services.models.detectors import build_detector
 from services.models.detectors.base import Detector, DetectorError
-from services.models.structurers.base import DetectorPriorStructurer, EventStructurer
+from services.models.structurers.base import AdaptableStructurer, DetectorPriorStructurer, EventStructurer
 from services.models.structurers.config import QwenVLConfig, TritonVLMConfig
 
 
@@ -33,6 +36,8 @@ def build_structurer(config: GatingConfig, detector: Detector) -> EventStructure
             device=s.device,
             max_new_tokens=s.max_new_tokens,
             gamma=config.gamma,
+            # Adapters from the cloud are swapped in while it runs: keep the LoRA weights unmerged.
+            swappable=config.adapters is not None,
         )
     return DetectorPriorStructurer(detector.name, gamma=config.gamma)
 
@@ -79,6 +84,20 @@ def build_gater(
     )
 
 
+def build_adapter_manager(config: AdapterUpdatesConfig, structurer: EventStructurer) -> AdapterManager:
+    """The adapter store and swapper over the running structurer; StageError when it takes no adapter."""
+    if not isinstance(structurer, AdaptableStructurer):
+        raise StageError(
+            f"gating.adapters is set, but the {structurer.producer.kind} structurer takes no LoRA adapter: "
+            "use the qwen2.5-vl structurer or unset gating.adapters"
+        )
+    fetch = GrpcBundleFetcher(config.registry, attempts=config.fetch_attempts, timeout_s=config.fetch_timeout_s)
+    try:
+        return AdapterManager(structurer, config.dir, fetch)
+    except (OSError, ValueError) as exc:
+        raise StageError(f"cannot restore the adapters in {config.dir}: {exc}") from exc
+
+
 class GatingStage(Stage):
     """Frames topic -> gate -> events topic, and the Detect RPC over the same gater."""
 
@@ -89,9 +108,11 @@ class GatingStage(Stage):
         gater: FrameGater,
         handler: FrameHandler,
         on_handled: Callable[[Message], None] | None = None,
+        adapters: AdapterManager | None = None,
     ) -> None:
         self.gater = gater
         self.handler = handler
+        self.adapters = adapters
         topics = settings.topics
 
         def consume(msg: Message) -> None:
@@ -109,15 +130,28 @@ class GatingStage(Stage):
             dead_letter_topic=topics.dead_letter(topics.frames),
         )
 
-        def serve() -> GrpcEndpoint:
-            return GrpcEndpoint(*create_server(settings.grpc_address, gater, settings.gating.max_image_bytes))
+        consumers: list[Consumer] = [consumer]
+        closers: list[Callable[[], object]] = []
+        description = f"detector {gater.detector.name}, structurer {gater.structurer.producer.kind}"
+        updates = settings.gating.adapters
+        if adapters is not None and updates is not None:
+            cloud = make_bus(updates.cloud_bus, client_id="vigil-gating-adapters") if updates.cloud_bus else bus
+            if cloud is not bus:
+                closers.append(cloud.close)
+            consumers.append(
+                cloud.consumer(
+                    [topics.adapters],
+                    updates.consumer_group or f"vigil-gating-adapters-{socket.gethostname()}",
+                    ManifestHandler(adapters),
+                    dead_letter_topic=topics.dead_letter(topics.adapters),
+                )
+            )
+            description += f", adapter {adapters.state.live or '(none)'} (updates from {topics.adapters})"
 
-        super().__init__(
-            "gating",
-            consumers=[consumer],
-            serve=serve,
-            description=f"detector {gater.detector.name}, structurer {gater.structurer.producer.kind}",
-        )
+        def serve() -> GrpcEndpoint:
+            return GrpcEndpoint(*create_server(settings.grpc_address, gater, settings.gating.max_image_bytes, adapters))
+
+        super().__init__("gating", consumers=consumers, serve=serve, closers=closers, description=description)
 
 
 def build(
@@ -139,5 +173,8 @@ def build(
             gater = build_gater(settings.gating)
         except DetectorError as exc:
             raise StageError(str(exc)) from exc
+    adapters = None
+    if settings.gating.adapters is not None:
+        adapters = build_adapter_manager(settings.gating.adapters, gater.structurer)
     handler = FrameHandler(gater, bus, settings.topics.events, latency)
-    return GatingStage(settings, bus, gater, handler, on_handled)
+    return GatingStage(settings, bus, gater, handler, on_handled, adapters)

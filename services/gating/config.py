@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.common.config import CommonSettings
+from services.common.config import BusConfig, CommonSettings
 from services.models.detectors.base import DetectorConfig, OnnxDetectorConfig
 from services.models.detectors.profiles import Profile, apply_profile
 from services.models.structurers.config import DetectorPriorConfig, StructurerConfig
@@ -31,6 +32,24 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
+class AdapterUpdatesConfig(BaseModel):
+    """LoRA adapters published by the cloud, swapped into the running Qwen2.5-VL structurer (DAT section 3.1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The local store: installed versions and state.json (a volume, so a restart keeps the live adapter).
+    dir: Path
+    # The cloud Kafka that carries the adapters topic; None = the edge bus (single-site deployments).
+    cloud_bus: BusConfig | None = None
+    # The registry's gRPC address as this edge reaches it; "" = the address the manifest announces.
+    registry: str = ""
+    # Every replica needs every adapter, so each has its own group: "" = vigil-gating-adapters-<hostname>.
+    consumer_group: str = ""
+    # Resumed fetches of one bundle before the manifest is retried from scratch.
+    fetch_attempts: int = Field(default=5, ge=1)
+    fetch_timeout_s: float = Field(default=600.0, gt=0.0)
+
+
 class GatingConfig(BaseModel):
     """DAT gate, incident grouping and structurer settings; defaults follow the paper where it gives one."""
 
@@ -42,6 +61,8 @@ class GatingConfig(BaseModel):
     # Runs on gated frames only: the vehicles and people in and around the incident (None: no context).
     context_detector: DetectorConfig | None = None
     structurer: StructurerConfig = DetectorPriorConfig()
+    # None: the structurer keeps the adapter it started with. Needs the qwen2.5-vl structurer.
+    adapters: AdapterUpdatesConfig | None = None
     # DAT sets the detector's confidence threshold to 0.25 (section 4.1.1): tau_low of section 4.2.1.
     tau_g: float = Field(default=0.25, gt=0.0, le=1.0)
     # DAT 4.2.1's routing threshold: a frame with s_t >= tau_high is a confident detection whose event is

@@ -21,7 +21,7 @@ def detection_to_proto(d: Detection) -> detection_pb2.Detection:
 
 def producer_to_proto(p: ProducerInfo) -> event_pb2.Producer:
     """Domain producer -> proto."""
-    return event_pb2.Producer(kind=p.kind, name=p.name, random_init=p.random_init, note=p.note)
+    return event_pb2.Producer(kind=p.kind, name=p.name, random_init=p.random_init, note=p.note, adapter=p.adapter)
 
 
 def event_to_proto(e: GatedEvent) -> event_pb2.Event:

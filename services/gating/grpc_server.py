@@ -7,17 +7,21 @@ import time
 
 import grpc
 
+from services.common.grpc_runtime import abort
 from services.common.grpc_runtime import create_server as _create_server
+from services.gating.adapters import AdapterManager, NothingToRollBack
 from services.gating.consumer import decode_image
 from services.gating.convert import detection_to_proto
 from services.gating.pipeline import FrameGater
 from services.models.detectors.base import DetectorError
 from services.models.triton import TritonDeadlineExceeded, TritonModelNotReady, TritonUnavailable
+from vigil.adapter.v1 import adapter_pb2, adapter_pb2_grpc
 from vigil.detection.v1 import detection_pb2, detection_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = detection_pb2.DESCRIPTOR.services_by_name["GatingService"].full_name
+ADAPTER_SERVICE_NAME = adapter_pb2.DESCRIPTOR.services_by_name["AdapterControl"].full_name
 
 
 class GatingServicer(detection_pb2_grpc.GatingServiceServicer):
@@ -65,13 +69,47 @@ class GatingServicer(detection_pb2_grpc.GatingServiceServicer):
         )
 
 
-def create_server(address: str, gater: FrameGater, max_image_bytes: int) -> tuple[grpc.Server, int, object]:
-    """Gating gRPC server (not started) with health and reflection; port 0 picks a free one."""
+class AdapterControlServicer(adapter_pb2_grpc.AdapterControlServicer):
+    """Status and Rollback of the structurer's LoRA adapter."""
+
+    def __init__(self, manager: AdapterManager) -> None:
+        self._manager = manager
+
+    def Status(
+        self, request: adapter_pb2.AdapterStatusRequest, context: grpc.ServicerContext
+    ) -> adapter_pb2.AdapterStatus:
+        """The live adapter and the rollback target."""
+        return self._manager.status()
+
+    def Rollback(
+        self, request: adapter_pb2.RollbackRequest, context: grpc.ServicerContext
+    ) -> adapter_pb2.AdapterStatus:
+        """Back to the previous adapter, between two events."""
+        try:
+            self._manager.rollback()
+        except NothingToRollBack as exc:
+            abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        return self._manager.status()
+
+
+def create_server(
+    address: str, gater: FrameGater, max_image_bytes: int, adapters: AdapterManager | None = None
+) -> tuple[grpc.Server, int, object]:
+    """Gating gRPC server (not started) with health and reflection; port 0 picks a free one.
+
+    With `adapters`, it also serves AdapterControl (`vigil adapter status|rollback`).
+    """
     servicer = GatingServicer(gater, max_image_bytes)
+
+    def register(server: grpc.Server) -> None:
+        detection_pb2_grpc.add_GatingServiceServicer_to_server(servicer, server)
+        if adapters is not None:
+            adapter_pb2_grpc.add_AdapterControlServicer_to_server(AdapterControlServicer(adapters), server)
+
     return _create_server(
         address,
-        lambda s: detection_pb2_grpc.add_GatingServiceServicer_to_server(servicer, s),
-        [SERVICE_NAME],
+        register,
+        [SERVICE_NAME, *([ADAPTER_SERVICE_NAME] if adapters is not None else [])],
         # Room above the limit so an oversized image reaches Detect and gets a clear INVALID_ARGUMENT.
         max_message_bytes=max(2 * max_image_bytes, 16 * 1024 * 1024),
     )

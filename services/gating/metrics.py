@@ -1,6 +1,6 @@
 """Every metric the gating service emits, defined once."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from services.common.metrics import LATENCY_BUCKETS_S
 
@@ -15,4 +15,15 @@ ROUTED = Counter(
     "vigil_gating_structured_total",
     "Events structured, by route: mllm (tau_g <= s_t < tau_high) or confident (s_t >= tau_high, detector priors)",
     ["route"],
+)
+ADAPTER_LIVE = Gauge(
+    "vigil_gating_adapter_live",
+    "1 for the LoRA adapter version the structurer writes events with ('' = the base model), 0 for the others",
+    ["version"],
+)
+ADAPTER_SWAPS = Counter("vigil_gating_adapter_swaps_total", "Adapter swaps (installs and rollbacks)")
+ADAPTER_REFUSED = Counter(
+    "vigil_gating_adapter_refused_total",
+    "Adapter bundles refused: checksum, format, base_model or weights",
+    ["reason"],
 )

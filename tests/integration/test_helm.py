@@ -736,7 +736,7 @@ def test_topic_defaults_match_the_services_and_both_charts() -> None:
     edge = yaml.safe_load((REPO / "helm" / "edge" / "values.yaml").read_text())["topics"]
     cloud = yaml.safe_load((REPO / "helm" / "cloud" / "values.yaml").read_text())["topics"]
     assert edge == TopicsConfig().model_dump()
-    assert cloud == {"alerts": edge["alerts"], "evidence": edge["evidence"]}
+    assert cloud == {k: edge[k] for k in ("alerts", "evidence", "adapters")}
 
 
 def test_values_schemas_are_draft7_and_the_ci_variants_pass_them() -> None:

@@ -57,6 +57,8 @@ class ProducerInfo:
     name: str
     random_init: bool = False
     note: str = ""
+    # The LoRA adapter version the structurer ran with ("" = none or not applicable).
+    adapter: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,39 @@ class EventStructurer(ABC):
     @abstractmethod
     def structure(self, request: StructuringRequest) -> StructuredEvent:
         """Return a validated event; raise InvalidModelOutput when the model's output is unusable."""
+
+
+class AdaptableStructurer(EventStructurer):
+    """A structurer whose LoRA adapter can be swapped while it runs, between two events (DAT section 3.1).
+
+    Versions are names chosen by the publisher; "" is the base model without an adapter.
+    """
+
+    @property
+    @abstractmethod
+    def base_model(self) -> str:
+        """The checkpoint directory name adapters must have been trained on."""
+
+    @property
+    @abstractmethod
+    def adapter_version(self) -> str:
+        """The version writing events now ("" = none)."""
+
+    @abstractmethod
+    def loaded_adapters(self) -> Sequence[str]:
+        """Versions held in memory, ready to activate at once."""
+
+    @abstractmethod
+    def load_adapter(self, path: Path, version: str) -> None:
+        """Load an adapter directory without activating it; ValueError when its weights do not fit the model."""
+
+    @abstractmethod
+    def activate_adapter(self, version: str) -> None:
+        """Make a loaded version (or "" for the base model) write the next event."""
+
+    @abstractmethod
+    def unload_adapter(self, version: str) -> None:
+        """Free a loaded version that is not active."""
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,9 @@ from services.models.qwen import (
     load_qwen_vl,
     qwen_chat_format,
 )
+from services.models.random_init import is_random_init
 from services.models.structurers.base import (
-    EventStructurer,
+    AdaptableStructurer,
     InvalidModelOutput,
     ProducerInfo,
     StructuredEvent,
@@ -142,8 +143,13 @@ def prompt_inputs(
     return qwen.encode(qwen.chat_text(system_prompt, content), [Image.fromarray(rgb)], kwargs)
 
 
-class QwenVLStructurer(EventStructurer):
-    """Qwen2.5-VL (optionally + LoRA) with schema-constrained decoding (greedy unless `sample`)."""
+class QwenVLStructurer(AdaptableStructurer):
+    """Qwen2.5-VL (optionally + LoRA) with schema-constrained decoding (greedy unless `sample`).
+
+    With `swappable=True` the LoRA weights stay beside the base weights (PEFT, unmerged) so
+    adapters published by the cloud can be loaded and swapped while it runs, between two events;
+    otherwise a configured adapter is merged into the weights once (no per-token overhead).
+    """
 
     def __init__(
         self,
@@ -155,6 +161,7 @@ class QwenVLStructurer(EventStructurer):
         gamma: float = 0.5,
         *,
         merge_lora: bool = True,
+        swappable: bool = False,
         sample: bool = False,
         top_k_valid: int = 1,
         max_image_pixels: int | None = None,
@@ -172,7 +179,8 @@ class QwenVLStructurer(EventStructurer):
         self._lock = threading.Lock()
         self.last_stats: GenerationStats | None = None
 
-        self._qwen = load_qwen_vl(checkpoint, lora, device, dtype, merge_lora=merge_lora)
+        self._checkpoint = checkpoint
+        self._qwen = load_qwen_vl(checkpoint, lora, device, dtype, merge_lora=merge_lora and not swappable)
         self._tokenizer: Any = self._qwen.tokenizer
         self._image_processor: Any = self._qwen.image_processor
         self._model: Any = self._qwen.model
@@ -182,17 +190,103 @@ class QwenVLStructurer(EventStructurer):
         self._grammar = event_grammar(event_schema(), gamma)
         self._table = TokenTable.from_tokenizer(self._tokenizer, grammar_alphabet(self._grammar))
 
-        random_init = self._qwen.random_init
-        note = RANDOM_INIT_NOTE if random_init else (f"LoRA adapter {Path(lora).name}" if lora else "")
-        self._producer = ProducerInfo(kind="qwen2.5-vl", name=checkpoint.name, random_init=random_init, note=note)
+        # The configured adapter is version "<dir name>"; PEFT names an adapter loaded with the model "default".
+        self._adapters: dict[str, tuple[str, Path]] = {}
+        self._active = ""
+        if lora is not None and swappable:
+            self._adapters[Path(lora).name] = ("default", Path(lora))
+            self._active = Path(lora).name
+        self._producer = self._describe(Path(lora) if lora is not None else None, self._active)
+        random_init = self._producer.random_init
         if random_init:
             log.warning("%s is randomly initialised: its events are meaningless", checkpoint)
         log.info("Qwen2.5-VL structurer ready (%d usable tokens)", len(self._table.texts))
 
     @property
     def producer(self) -> ProducerInfo:
-        """Which checkpoint writes the events, and whether it is a random stand-in."""
+        """Which checkpoint (and adapter version) writes the events, and whether it is a random stand-in."""
         return self._producer
+
+    def _describe(self, lora: Path | None, version: str) -> ProducerInfo:
+        random_init = is_random_init(self._checkpoint, lora)
+        note = RANDOM_INIT_NOTE if random_init else (f"LoRA adapter {lora.name}" if lora else "")
+        return ProducerInfo(
+            kind="qwen2.5-vl", name=self._checkpoint.name, random_init=random_init, note=note, adapter=version
+        )
+
+    # ------------------------------------------------------------ adapters (hot swap)
+
+    @property
+    def base_model(self) -> str:
+        """Adapters must name this checkpoint directory as their base."""
+        return self._checkpoint.name
+
+    @property
+    def adapter_version(self) -> str:
+        """The version writing events now ("" = the base model)."""
+        return self._active
+
+    def loaded_adapters(self) -> list[str]:
+        """Versions held beside the base weights."""
+        return list(self._adapters)
+
+    def _require_swappable(self) -> None:
+        if self._qwen.lora is not None and not self._adapters:
+            raise RuntimeError("this structurer merged its adapter into the weights: build it with swappable=True")
+
+    def load_adapter(self, path: Path, version: str) -> None:
+        """Load a PEFT adapter beside the base weights (not active yet); ValueError when it does not fit."""
+        import warnings
+
+        from peft import PeftModel
+
+        self._require_swappable()
+        if not version or version in self._adapters:
+            raise ValueError(f"adapter version {version!r} is empty or loaded already")
+        with self._lock, warnings.catch_warnings():
+            # peft 0.21 still reads a transformers attribute deprecated in 5.x; nothing to act on.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            # PEFT adapter names become module attribute names: no dots.
+            name = "v_" + "".join(c if c.isalnum() else "_" for c in version)
+            try:
+                if isinstance(self._model, PeftModel):
+                    self._model.load_adapter(str(path), adapter_name=name)
+                else:
+                    self._model = PeftModel.from_pretrained(self._model, str(path), adapter_name=name)
+                    if not self._active:
+                        # Wrapping activated the new adapter; the base model keeps writing until activate.
+                        self._model.base_model.disable_adapter_layers()
+            except (RuntimeError, ValueError, KeyError, OSError) as exc:
+                if isinstance(self._model, PeftModel) and name in self._model.peft_config:
+                    self._model.delete_adapter(name)
+                raise ValueError(f"adapter {version} does not fit {self.base_model}: {exc}") from exc
+            self._model.eval()
+            self._adapters[version] = (name, Path(path))
+            if self._active:
+                # load_adapter leaves the active adapter as it was; say so explicitly.
+                self._model.set_adapter(self._adapters[self._active][0])
+
+    def activate_adapter(self, version: str) -> None:
+        """Switch the adapter (or "" for the base model) between two events: structure() holds the same lock."""
+        if version and version not in self._adapters:
+            raise KeyError(f"adapter {version!r} is not loaded (loaded: {', '.join(self._adapters) or 'none'})")
+        with self._lock:
+            if version:
+                self._model.base_model.enable_adapter_layers()
+                self._model.set_adapter(self._adapters[version][0])
+            elif self._adapters:
+                self._model.base_model.disable_adapter_layers()
+            self._active = version
+            self._producer = self._describe(self._adapters[version][1] if version else None, version)
+        log.info("structurer now writes with adapter %s", version or "(none: base model)")
+
+    def unload_adapter(self, version: str) -> None:
+        """Free a loaded adapter that is not active."""
+        if version == self._active:
+            raise ValueError(f"adapter {version!r} is active: activate another first")
+        with self._lock:
+            name, _ = self._adapters.pop(version)
+            self._model.delete_adapter(name)
 
     def _chat_text(self, user_text: str) -> str:
         return self._qwen.chat_text(self._system_prompt, [{"type": "image"}, {"type": "text", "text": user_text}])

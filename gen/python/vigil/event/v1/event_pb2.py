@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from vigil.detection.v1 import detection_pb2 as vigil_dot_detection_dot_v1_dot_detection__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avigil/event/v1/event.proto\x12\x0evigil.event.v1\x1a\"vigil/detection/v1/detection.proto\"u\n\x0c\x45videnceUnit\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.vigil.event.v1.EvidenceKind\x12\x12\n\nsize_bytes\x18\x02 \x01(\r\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\"I\n\x08Producer\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0brandom_init\x18\x03 \x01(\x08\x12\x0c\n\x04note\x18\x04 \x01(\t\"\xfc\x03\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tcamera_id\x18\x02 \x01(\t\x12\x11\n\tframe_seq\x18\x03 \x01(\x04\x12\r\n\x05pts_s\x18\x04 \x01(\x01\x12\x17\n\x0f\x63\x61pture_time_ns\x18\x05 \x01(\x03\x12\x17\n\x0f\x63reated_time_ns\x18\x06 \x01(\x03\x12\r\n\x05level\x18\x07 \x01(\x05\x12\r\n\x05score\x18\x08 \x01(\x02\x12\x15\n\rtrigger_score\x18\t \x01(\x02\x12\x31\n\ndetections\x18\n \x03(\x0b\x32\x1d.vigil.detection.v1.Detection\x12*\n\x08producer\x18\x0b \x01(\x0b\x32\x18.vigil.event.v1.Producer\x12*\n\x04json\x18\x0c \x01(\x0b\x32\x1c.vigil.event.v1.EvidenceUnit\x12)\n\x03roi\x18\r \x01(\x0b\x32\x1c.vigil.event.v1.EvidenceUnit\x12)\n\x03\x62ox\x18\x0e \x01(\x0b\x32\x1c.vigil.event.v1.EvidenceUnit\x12\x34\n\x08stage_ms\x18\x0f \x03(\x0b\x32\".vigil.event.v1.Event.StageMsEntry\x1a.\n\x0cStageMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*s\n\x0c\x45videnceKind\x12\x1d\n\x19\x45VIDENCE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45VIDENCE_KIND_JSON\x10\x01\x12\x15\n\x11\x45VIDENCE_KIND_ROI\x10\x02\x12\x15\n\x11\x45VIDENCE_KIND_BOX\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avigil/event/v1/event.proto\x12\x0evigil.event.v1\x1a\"vigil/detection/v1/detection.proto\"u\n\x0c\x45videnceUnit\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.vigil.event.v1.EvidenceKind\x12\x12\n\nsize_bytes\x18\x02 \x01(\r\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\"Z\n\x08Producer\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0brandom_init\x18\x03 \x01(\x08\x12\x0c\n\x04note\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x05 \x01(\t\"\xfc\x03\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tcamera_id\x18\x02 \x01(\t\x12\x11\n\tframe_seq\x18\x03 \x01(\x04\x12\r\n\x05pts_s\x18\x04 \x01(\x01\x12\x17\n\x0f\x63\x61pture_time_ns\x18\x05 \x01(\x03\x12\x17\n\x0f\x63reated_time_ns\x18\x06 \x01(\x03\x12\r\n\x05level\x18\x07 \x01(\x05\x12\r\n\x05score\x18\x08 \x01(\x02\x12\x15\n\rtrigger_score\x18\t \x01(\x02\x12\x31\n\ndetections\x18\n \x03(\x0b\x32\x1d.vigil.detection.v1.Detection\x12*\n\x08producer\x18\x0b \x01(\x0b\x32\x18.vigil.event.v1.Producer\x12*\n\x04json\x18\x0c \x01(\x0b\x32\x1c.vigil.event.v1.EvidenceUnit\x12)\n\x03roi\x18\r \x01(\x0b\x32\x1c.vigil.event.v1.EvidenceUnit\x12)\n\x03\x62ox\x18\x0e \x01(\x0b\x32\x1c.vigil.event.v1.EvidenceUnit\x12\x34\n\x08stage_ms\x18\x0f \x03(\x0b\x32\".vigil.event.v1.Event.StageMsEntry\x1a.\n\x0cStageMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*s\n\x0c\x45videnceKind\x12\x1d\n\x19\x45VIDENCE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45VIDENCE_KIND_JSON\x10\x01\x12\x15\n\x11\x45VIDENCE_KIND_ROI\x10\x02\x12\x15\n\x11\x45VIDENCE_KIND_BOX\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,14 +34,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVENT_STAGEMSENTRY']._loaded_options = None
   _globals['_EVENT_STAGEMSENTRY']._serialized_options = b'8\001'
-  _globals['_EVIDENCEKIND']._serialized_start=787
-  _globals['_EVIDENCEKIND']._serialized_end=902
+  _globals['_EVIDENCEKIND']._serialized_start=804
+  _globals['_EVIDENCEKIND']._serialized_end=919
   _globals['_EVIDENCEUNIT']._serialized_start=82
   _globals['_EVIDENCEUNIT']._serialized_end=199
   _globals['_PRODUCER']._serialized_start=201
-  _globals['_PRODUCER']._serialized_end=274
-  _globals['_EVENT']._serialized_start=277
-  _globals['_EVENT']._serialized_end=785
-  _globals['_EVENT_STAGEMSENTRY']._serialized_start=739
-  _globals['_EVENT_STAGEMSENTRY']._serialized_end=785
+  _globals['_PRODUCER']._serialized_end=291
+  _globals['_EVENT']._serialized_start=294
+  _globals['_EVENT']._serialized_end=802
+  _globals['_EVENT_STAGEMSENTRY']._serialized_start=756
+  _globals['_EVENT_STAGEMSENTRY']._serialized_end=802
 # @@protoc_insertion_point(module_scope)

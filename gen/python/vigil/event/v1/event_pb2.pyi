@@ -32,16 +32,18 @@ class EvidenceUnit(_message.Message):
     def __init__(self, kind: _Optional[_Union[EvidenceKind, str]] = ..., size_bytes: _Optional[int] = ..., content_type: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
 class Producer(_message.Message):
-    __slots__ = ("kind", "name", "random_init", "note")
+    __slots__ = ("kind", "name", "random_init", "note", "adapter")
     KIND_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     RANDOM_INIT_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_FIELD_NUMBER: _ClassVar[int]
     kind: str
     name: str
     random_init: bool
     note: str
-    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., random_init: _Optional[bool] = ..., note: _Optional[str] = ...) -> None: ...
+    adapter: str
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., random_init: _Optional[bool] = ..., note: _Optional[str] = ..., adapter: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("event_id", "camera_id", "frame_seq", "pts_s", "capture_time_ns", "created_time_ns", "level", "score", "trigger_score", "detections", "producer", "json", "roi", "box", "stage_ms")
