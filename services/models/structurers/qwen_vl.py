@@ -323,6 +323,8 @@ class QwenVLStructurer(AdaptableStructurer):
             )
             out = self._generate(inputs, processor)
             generated = self._qwen.new_token_ids(out, prompt_len)
+            # Read under the lock: an adapter swap right after this event must not rename it.
+            producer = self._producer
             self.last_stats = GenerationStats(
                 prompt_tokens=prompt_len,
                 image_tokens=int(inputs["mm_token_type_ids"].sum()),
@@ -341,4 +343,4 @@ class QwenVLStructurer(AdaptableStructurer):
             data = validate_event(text, self._gamma)
         except InvalidModelOutput as exc:
             raise InvalidModelOutput(str(exc), raw=text) from exc
-        return StructuredEvent(data=data, producer=self._producer)
+        return StructuredEvent(data=data, producer=producer)
