@@ -37,7 +37,8 @@ def alert_record(alert: alert_pb2.Alert, delivered_ms: float | None = None) -> d
 def format_alert(alert: alert_pb2.Alert) -> str:
     """One human-readable line per alert."""
     ev = json.loads(alert.event_json)
-    who = alert.producer.kind + (" (random-init stand-in)" if alert.producer.random_init else "")
+    who = alert.producer.kind + (f" + adapter {alert.producer.adapter}" if alert.producer.adapter else "")
+    who += " (random-init stand-in)" if alert.producer.random_init else ""
     return (
         f"ALERT {alert.camera_id} t={alert.pts_s:7.2f}s level={alert.level} score={alert.score:.2f} "
         f"{ev['event_type']} x{ev['count']} [{ev['severity']}] {ev['summary']!r} by {who} id={alert.event_id}"

@@ -213,6 +213,10 @@ def test_publish_swap_mid_stream_refuse_bad_bundles_and_roll_back(
 
         assert status(control, capsys)["structurer"] == "qwen2.5-vl"
         assert "live" not in status(control, capsys)  # proto3 JSON leaves the empty live version out
+        assert vigil(["adapter", "rollback", "--gating", control]) == 2
+        assert "nothing to roll back to" in capsys.readouterr().err
+        assert vigil(["adapter", "publish", str(tmp_path), "--version", "x", "--registry", registry_address]) == 2
+        assert "not a PEFT adapter" in capsys.readouterr().err
 
         # 1. Publish v1 while frames stream: the swap lands between two events, nothing restarts.
         send(10)

@@ -201,3 +201,13 @@ def test_a_restart_restores_the_live_adapter_and_its_rollback_target(setup, tmp_
     restored = AdapterManager(again, tmp_path / "edge", registry.fetch)
     assert again.active == "v2" and sorted(again.loaded) == ["v1", "v2"]
     assert restored.rollback() == "v1"
+
+
+def test_adapter_updates_need_an_adaptable_structurer(tmp_path) -> None:
+    from services.common.runtime import StageError
+    from services.gating.bootstrap import build_adapter_manager
+    from services.gating.config import AdapterUpdatesConfig
+    from services.models.structurers.base import DetectorPriorStructurer
+
+    with pytest.raises(StageError, match="takes no LoRA adapter: use the qwen2"):
+        build_adapter_manager(AdapterUpdatesConfig(dir=tmp_path), DetectorPriorStructurer("accident"))
