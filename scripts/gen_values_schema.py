@@ -30,8 +30,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from services.adapters.config import AdaptersConfig
 from services.common.config import BusConfig, TopicsConfig
-from services.gating.config import GatingConfig
+from services.gating.config import AdapterUpdatesConfig, GatingConfig
 from services.indexing.config import IndexingConfig, SceneConfig
 from services.ingest.config import IngestConfig
 from services.memory.config import FrameStoreConfig, MemoryConfig, RetrievalConfig
@@ -486,7 +487,7 @@ def edge() -> Schema:
     )
     gating = Block(
         GatingConfig,
-        "GatingConfig (services/gating/config.py) -> VIGIL_GATING__<FIELD>; adapters comes from the adapters block.",
+        "GatingConfig (services/gating/config.py) -> VIGIL_GATING__<FIELD>; adapters comes from gating.adapters.",
         exclude=("adapters",),
         fields={
             "profile": {"description": PROFILE_GATING},
@@ -503,6 +504,13 @@ def edge() -> Schema:
             },
             "consumer_group": {"minLength": 1},
         },
+    )
+    adapter_updates = Block(
+        AdapterUpdatesConfig,
+        "AdapterUpdatesConfig (services/gating/config.py) -> VIGIL_GATING__ADAPTERS__<FIELD>; dir, cloud_bus and "
+        "registry come from the chart (the adapters volume, cloud.kafka, gating.adapters.registry).",
+        exclude=("dir", "cloud_bus", "registry"),
+        fields={"consumer_group": {"description": "empty = vigil-gating-adapters-<pod name>, one group per pod"}},
     )
     uplink = Block(
         UplinkConfig,
@@ -571,6 +579,31 @@ def edge() -> Schema:
         "size": ref("quantity"),
         "keep": BOOLEAN,
     }
+    adapters = obj(
+        {
+            "enabled": BOOLEAN,
+            "registry": {
+                "type": "string",
+                "pattern": f"^({HOST_PORT[1:-1]})?$",
+                "description": "The adapter registry's gRPC address as this site reaches it, host:port; empty = "
+                "the address each manifest announces",
+            },
+            "persistence": obj(
+                {
+                    "enabled": BOOLEAN,
+                    **persistence_fields,
+                    # One pod per store: a claim shared by several pods is refused by the templates.
+                    "accessMode": {"enum": ["ReadWriteOnce", "ReadWriteOncePod"]},
+                },
+                description="The adapter store (VIGIL_GATING__ADAPTERS__DIR): a claim (one gating replica, "
+                "Recreate) or, disabled, an emptyDir per pod of size.",
+            ),
+            "settings": adapter_updates,
+        },
+        ["enabled"],
+        description="LoRA adapter updates from the cloud's adapter registry; needs settings.structurer.type "
+        "qwen2.5-vl.",
+    )
     schema["properties"] |= {
         "kafka": ref("kafka"),
         "metrics": metrics(required=True),
@@ -591,6 +624,7 @@ def edge() -> Schema:
                 "grpc": ref("grpcPort"),
                 "service": obj({"type": SERVICE_TYPE}),
                 "modelVolume": ref("modelVolume"),
+                "adapters": adapters,
                 "probes": ref("probes"),
             }
         ),
@@ -676,6 +710,7 @@ def cloud() -> Schema:
         "containerSecurityContext",
         "reasoning",
         "alertsLog",
+        "adapterRegistry",
         "triton",
     ]
     answerer = Tagged(
@@ -691,6 +726,12 @@ def cloud() -> Schema:
         "memoryAddress.",
         exclude=("memory_address",),
         fields={"vlm": answerer},
+    )
+    registry = Block(
+        AdaptersConfig,
+        "AdaptersConfig (services/adapters/config.py) -> VIGIL_ADAPTERS__<FIELD>; dir and public_address come "
+        "from persistence and publicAddress.",
+        exclude=("dir", "public_address"),
     )
     schema["properties"] |= {
         "kafka": obj(
@@ -742,6 +783,45 @@ def cloud() -> Schema:
             },
         ),
     }
+    # One writer of its store: no replicas field. publicAddress is checked by the template (`required`),
+    # whose message says what the address is for.
+    schema["properties"]["adapterRegistry"] = component(
+        {
+            "publicAddress": {
+                "type": "string",
+                "pattern": f"^({HOST_PORT[1:-1]})?$",
+                "description": "The registry's gRPC address as the edge sites reach it, host:port, written into "
+                "every manifest; required when enabled",
+            },
+            "settings": registry,
+            "grpc": ref("grpcPort"),
+            "service": obj(
+                {
+                    "type": SERVICE_TYPE,
+                    "annotations": STRING_MAP,
+                    "loadBalancerSourceRanges": {
+                        "type": "array",
+                        "items": {"type": "string", "pattern": "^[0-9a-fA-F.:]+/[0-9]{1,3}$"},
+                        "description": "CIDRs allowed to reach a LoadBalancer (the edge sites' egress addresses)",
+                    },
+                }
+            ),
+            "persistence": obj(
+                {
+                    "existingClaim": STRING,
+                    "storageClass": STRING,
+                    "size": ref("quantity"),
+                    "keep": BOOLEAN,
+                    "accessMode": {"enum": ["ReadWriteOnce", "ReadWriteOncePod"]},
+                },
+                ["size"],
+                description="The claim with the store (bundles and manifests). Always a claim.",
+            ),
+            "probes": ref("probes"),
+        },
+        required=("grpc", "persistence"),
+        description="The LoRA adapter registry (Publish, Fetch, List); when enabled it needs publicAddress.",
+    )
     # The cloud runs no indexing: the edge's index topic is none of its business.
     schema["definitions"] = {**SHARED_DEFINITIONS, "topics": topics(exclude=("index",))}
     return schema

@@ -44,12 +44,14 @@ from scripts.helm_check import (
     stage_charts,
     variants,
 )
+from services.adapters.config import AdaptersSettings
 from services.common.config import BusConfig, TopicsConfig
-from services.gating.config import GatingSettings
+from services.gating.config import AdapterUpdatesConfig, GatingSettings
 from services.indexing.config import IndexingSettings
 from services.ingest.config import IngestConfig, IngestSettings
 from services.memory.config import MemorySettings
 from services.memory.store import QdrantEdgeStoreConfig, QdrantServerStoreConfig
+from services.models.adapter_bundle import pack
 from services.models.answerers.config import QwenVLAnswererConfig
 from services.models.detectors.base import (
     OnnxDetectorConfig,
@@ -57,10 +59,12 @@ from services.models.detectors.base import (
     UltralyticsDetectorConfig,
 )
 from services.models.embedders.base import TritonEmbedderConfig
-from services.models.structurers.config import TritonVLMConfig
+from services.models.structurers.config import QwenVLConfig, TritonVLMConfig
 from services.reasoning.config import ReasoningSettings
 from services.uplink.config import UplinkSettings
 from tests.fixtures.tcp_proxy import free_port
+from tests.unit.test_adapter_bundle import make_adapter
+from vigil.adapter.v1 import adapter_pb2, adapter_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS: dict[str, type[BaseModel]] = {
@@ -70,6 +74,7 @@ SETTINGS: dict[str, type[BaseModel]] = {
     "services.indexing": IndexingSettings,
     "services.memory": MemorySettings,
     "services.reasoning": ReasoningSettings,
+    "services.adapters": AdaptersSettings,
 }
 SECRET_PLACEHOLDER = "rtsp://from-secret.invalid:554/stream"
 
@@ -81,6 +86,13 @@ EDGE_MIN: dict[str, Any] = {
 CLOUD_MIN: dict[str, Any] = {"kafka": {"bootstrap": "kafka.vigil-cloud.svc:9092"}}
 MEMORY_ADDRESS = "memory.site-a.example.com:443"
 CLOUD_REASONING: dict[str, Any] = {**CLOUD_MIN, "reasoning": {"enabled": True, "memoryAddress": MEMORY_ADDRESS}}
+REGISTRY_ADDRESS = "adapters.cloud.example.com:443"
+CLOUD_REGISTRY: dict[str, Any] = {**CLOUD_MIN, "adapterRegistry": {"enabled": True, "publicAddress": REGISTRY_ADDRESS}}
+QWEN_GATING: dict[str, Any] = {
+    "settings": {"structurer": {"type": "qwen2.5-vl", "checkpoint": "/models/qwen2.5-vl-3b"}},
+    "modelVolume": {"existingClaim": "vigil-models"},
+}
+EDGE_ADAPTERS: dict[str, Any] = {**EDGE_MIN, "gating": {**QWEN_GATING, "adapters": {"enabled": True}}}
 
 
 # -- fixtures and helpers -------------------------------------------------------------------
@@ -680,6 +692,77 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
         {"kafka": {"bootstrap": ""}},
         r"kafka\.bootstrap: String length must be greater than or equal to 1",
     ),
+    (
+        "cloud",
+        "adapter registry without a public address",
+        {"adapterRegistry": {"enabled": True}},
+        r"adapterRegistry\.publicAddress is required when adapterRegistry\.enabled: the registry's gRPC address as "
+        r"the edge sites reach it",
+    ),
+    (
+        "cloud",
+        "adapter registry public address as a URL",
+        {"adapterRegistry": {"enabled": True, "publicAddress": "grpc://adapters.example.com:443"}},
+        r"adapterRegistry\.publicAddress: Does not match pattern",
+    ),
+    (
+        "cloud",
+        "adapter store dir set by hand",
+        {"adapterRegistry": {"enabled": True, "publicAddress": REGISTRY_ADDRESS, "settings": {"dir": "/data"}}},
+        r"adapterRegistry\.settings: Additional property dir is not allowed",
+    ),
+    (
+        "cloud",
+        "two adapter registries",
+        {"adapterRegistry": {"enabled": True, "publicAddress": REGISTRY_ADDRESS, "replicas": 2}},
+        r"adapterRegistry: Additional property replicas is not allowed",
+    ),
+    (
+        "edge",
+        "adapters with the detector-prior structurer",
+        {"gating": {"adapters": {"enabled": True}}},
+        r"gating\.adapters\.enabled needs gating\.settings\.structurer\.type: qwen2\.5-vl .*not detector-prior",
+    ),
+    (
+        "edge",
+        "adapters with the triton-vlm structurer",
+        {
+            "triton": {"enabled": True, "modelRepository": {"existingClaim": "models"}},
+            "gating": {"settings": {"structurer": {"type": "triton-vlm"}}, "adapters": {"enabled": True}},
+        },
+        r"gating\.adapters\.enabled needs gating\.settings\.structurer\.type: qwen2\.5-vl .*not triton-vlm",
+    ),
+    (
+        "edge",
+        "one adapter claim for two gating replicas",
+        {"gating": {**QWEN_GATING, "replicas": 2, "adapters": {"enabled": True}}},
+        r"gating\.adapters\.persistence\.enabled with gating\.replicas: 2: .*one claim cannot be the store of "
+        r"several pods",
+    ),
+    (
+        "edge",
+        "adapters in gating settings",
+        {"gating": {"settings": {"adapters": {"dir": "/var/lib/vigil/adapters"}}}},
+        r"gating\.settings: Additional property adapters is not allowed",
+    ),
+    (
+        "edge",
+        "adapter cloud bus set by hand",
+        {"gating": {"adapters": {"enabled": True, "settings": {"cloud_bus": {"kind": "kafka"}}}}},
+        r"gating\.adapters\.settings: Additional property cloud_bus is not allowed",
+    ),
+    (
+        "edge",
+        "adapter registry as a URL",
+        {"gating": {"adapters": {"enabled": True, "registry": "http://adapters.example.com"}}},
+        r"gating\.adapters\.registry: Does not match pattern",
+    ),
+    (
+        "edge",
+        "no fetch attempts",
+        {"gating": {"adapters": {"enabled": True, "settings": {"fetch_attempts": 0}}}},
+        r"gating\.adapters\.settings\.fetch_attempts: Must be greater than or equal to 1",
+    ),
 ]
 
 
@@ -765,7 +848,9 @@ def test_k8s_manifests_validate_and_select_the_charts_labels(render_chart: Rende
     triton = {"triton": {"enabled": True, "modelRepository": {"existingClaim": "models"}}}
     rendered = {
         "vigil-edge": kind(render_chart("edge", merged(EDGE_MIN, triton)), "Deployment"),
-        "vigil-cloud": kind(render_chart("cloud", merged(CLOUD_REASONING, triton)), "Deployment"),
+        "vigil-cloud": kind(
+            render_chart("cloud", merged(merged(CLOUD_REASONING, CLOUD_REGISTRY), triton)), "Deployment"
+        ),
     }
     for _, policy in manifests:
         if policy["kind"] != "NetworkPolicy":
@@ -1002,6 +1087,159 @@ def test_reasoning_vlm_reads_its_checkpoint_from_a_read_only_claim_on_a_gpu(
     assert [m["mountPath"] for m in evidence["volumeMounts"]] == ["/tmp"]
 
 
+# -- LoRA adapters: the cloud registry, every edge gating -----------------------------------
+
+
+def test_adapter_registry_is_one_grpc_probed_writer_on_its_claim(
+    render_chart: Render, rendered_variants: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "cloud-adapter-registry" not in kind(rendered_variants["cloud-minimal-values"], "Deployment"), "off"
+    for port in (50054, 50064):
+        objects = render_chart("cloud", merged(CLOUD_REGISTRY, {"adapterRegistry": {"grpc": {"port": port}}}))
+        deployment = kind(objects, "Deployment")["cloud-adapter-registry"]
+        assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+        spec, registry = _pod(objects, "cloud-adapter-registry")
+        assert service_module(registry) == "services.adapters"
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert registry[probe]["grpc"] == {"port": port}, probe
+        assert {"name": "grpc", "containerPort": port, "protocol": "TCP"} in registry["ports"]
+        (svc_port,) = kind(objects, "Service")["cloud-adapter-registry"]["spec"]["ports"]
+        assert svc_port["port"] == port and svc_port["targetPort"] == "grpc"
+        env = container_env(objects, registry)
+        assert env["VIGIL_ADAPTERS__PUBLIC_ADDRESS"] == REGISTRY_ADDRESS
+        assert env["VIGIL_TOPICS__ADAPTERS"] == "vigil.adapters.v1"
+        settings = load_settings("services.adapters", env, monkeypatch)
+        assert isinstance(settings, AdaptersSettings)
+        assert settings.adapters.public_address == REGISTRY_ADDRESS
+        assert settings.grpc_address == f"0.0.0.0:{port}" and settings.metrics_port == 9090
+        assert settings.bus == BusConfig(
+            kind="kafka", bootstrap=CLOUD_MIN["kafka"]["bootstrap"], session_timeout_ms=10000
+        )
+        assert settings.topics.adapters == TopicsConfig().adapters
+        # The store is on the claim, writable.
+        mount = _mount_of(registry, settings.adapters.dir)
+        assert not mount.get("readOnly")
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes[mount["name"]]["persistentVolumeClaim"] == {"claimName": "cloud-adapter-registry-store"}
+        # A Publish unpacks under /tmp: its emptyDir is the registry's own size.
+        assert volumes["tmp"]["emptyDir"]["sizeLimit"] == "1Gi"
+    pvc = kind(objects, "PersistentVolumeClaim")["cloud-adapter-registry-store"]
+    assert pvc["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"] and pvc["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    existing = render_chart(
+        "cloud", merged(CLOUD_REGISTRY, {"adapterRegistry": {"persistence": {"existingClaim": "adapter-store"}}})
+    )
+    assert "cloud-adapter-registry-store" not in kind(existing, "PersistentVolumeClaim")
+    spec, _ = _pod(existing, "cloud-adapter-registry")
+    assert {"name": "store", "persistentVolumeClaim": {"claimName": "adapter-store"}} in spec["volumes"]
+
+
+def test_full_cloud_variant_exposes_the_registry_to_the_sites(
+    rendered_variants: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = rendered_variants["cloud-full-values"]
+    svc = kind(objects, "Service")["cloud-adapter-registry"]
+    assert svc["spec"]["type"] == "LoadBalancer" and svc["spec"]["loadBalancerSourceRanges"] == ["198.51.100.0/24"]
+    _, registry = _pod(objects, "cloud-adapter-registry")
+    settings = load_settings("services.adapters", container_env(objects, registry), monkeypatch)
+    assert isinstance(settings, AdaptersSettings)
+    assert settings.topics.adapters == "site-a.adapters.v1" and settings.adapters.max_bundle_bytes == 256 * 1024**2
+
+
+def test_gating_takes_no_adapter_updates_by_default(render_chart: Render, monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = render_chart("edge", merged(EDGE_MIN, {"gating": QWEN_GATING}))
+    spec, gating = _pod(objects, "edge-gating")
+    env = container_env(objects, gating)
+    assert not [k for k in env if k.startswith("VIGIL_GATING__ADAPTERS")]
+    settings = load_settings("services.gating", env, monkeypatch)
+    assert isinstance(settings, GatingSettings) and settings.gating.adapters is None
+    assert "adapters" not in {v["name"] for v in spec["volumes"]}
+    assert "edge-gating-adapters" not in kind(objects, "PersistentVolumeClaim")
+    assert kind(objects, "Deployment")["edge-gating"]["spec"]["strategy"] == {"type": "RollingUpdate"}
+
+
+def test_gating_adapters_read_the_cloud_kafka_and_keep_their_store_on_a_claim(
+    render_chart: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cloud_bootstrap = "kafka-0.cloud.example.com:9093,kafka-1.cloud.example.com:9093"
+    values = merged(
+        EDGE_ADAPTERS,
+        {
+            "cloud": {"kafka": {"bootstrap": cloud_bootstrap, "settings": {"max_message_bytes": 8388608}}},
+            "gating": {"adapters": {"settings": {"fetch_attempts": 7, "fetch_timeout_s": 1200}}},
+        },
+    )
+    objects = render_chart("edge", values)
+    deployment = kind(objects, "Deployment")["edge-gating"]
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    spec, gating = _pod(objects, "edge-gating")
+    env = container_env(objects, gating)
+    assert env["VIGIL_GATING__ADAPTERS__DIR"] == "/var/lib/vigil/adapters"
+    assert env["VIGIL_GATING__ADAPTERS__CLOUD_BUS__KIND"] == "kafka"
+    assert env["VIGIL_GATING__ADAPTERS__CLOUD_BUS__BOOTSTRAP"] == cloud_bootstrap
+    assert env["VIGIL_GATING__ADAPTERS__CLOUD_BUS__MAX_MESSAGE_BYTES"] == "8388608"
+    assert env["VIGIL_GATING__ADAPTERS__FETCH_ATTEMPTS"] == "7"
+    assert "VIGIL_GATING__ADAPTERS" not in env, "leaf variables only"
+    settings = load_settings("services.gating", env, monkeypatch)
+    assert isinstance(settings, GatingSettings) and isinstance(settings.gating.structurer, QwenVLConfig)
+    assert settings.gating.adapters == AdapterUpdatesConfig(
+        dir=Path("/var/lib/vigil/adapters"),
+        cloud_bus=BusConfig(kind="kafka", bootstrap=cloud_bootstrap, max_message_bytes=8388608),
+        registry="",
+        consumer_group="",
+        fetch_attempts=7,
+        fetch_timeout_s=1200.0,
+    )
+    # The same cloud Kafka as the uplink's, and the edge bus stays the edge Kafka.
+    uplink = load_settings("services.uplink", container_env(objects, _pod(objects, "edge-uplink")[1]), monkeypatch)
+    assert isinstance(uplink, UplinkSettings) and uplink.uplink.cloud_bus == settings.gating.adapters.cloud_bus
+    assert settings.bus.bootstrap == EDGE_MIN["kafka"]["bootstrap"]
+    # The store on a writable claim; the weights stay read-only beside it.
+    mount = _mount_of(gating, settings.gating.adapters.dir)
+    assert not mount.get("readOnly")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes[mount["name"]]["persistentVolumeClaim"] == {"claimName": "edge-gating-adapters"}
+    assert _mount_of(gating, Path("/models/qwen2.5-vl-3b"))["readOnly"] is True
+    pvc = kind(objects, "PersistentVolumeClaim")["edge-gating-adapters"]
+    assert pvc["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"] and pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
+
+    existing = render_chart(
+        "edge",
+        merged(
+            EDGE_ADAPTERS,
+            {
+                "gating": {
+                    "adapters": {"registry": "adapters.vpn:50054", "persistence": {"existingClaim": "site-adapters"}}
+                }
+            },
+        ),
+    )
+    assert "edge-gating-adapters" not in kind(existing, "PersistentVolumeClaim")
+    spec, gating = _pod(existing, "edge-gating")
+    assert {"name": "adapters", "persistentVolumeClaim": {"claimName": "site-adapters"}} in spec["volumes"]
+    settings = load_settings("services.gating", container_env(existing, gating), monkeypatch)
+    assert isinstance(settings, GatingSettings) and settings.gating.adapters is not None
+    assert settings.gating.adapters.registry == "adapters.vpn:50054"
+
+
+def test_several_gating_replicas_keep_their_adapters_on_an_emptydir_each(
+    rendered_variants: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = rendered_variants["edge-full-values"]
+    deployment = kind(objects, "Deployment")["site-a-gating"]
+    assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"] == {"type": "RollingUpdate"}
+    spec, gating = _pod(objects, "site-a-gating")
+    settings = load_settings("services.gating", container_env(objects, gating), monkeypatch)
+    assert isinstance(settings, GatingSettings) and settings.gating.adapters is not None
+    # "" = vigil-gating-adapters-<pod name>: each replica reads every manifest.
+    assert settings.gating.adapters.consumer_group == ""
+    mount = _mount_of(gating, settings.gating.adapters.dir)
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert volume["emptyDir"] == {"sizeLimit": "2Gi"}
+    assert "site-a-gating-adapters" not in kind(objects, "PersistentVolumeClaim")
+
+
 # -- the rendered pods, run for real --------------------------------------------------------
 
 
@@ -1141,6 +1379,56 @@ def test_rendered_memory_and_indexing_start_and_pass_their_probes(
                 pytest.fail(f"{name} did not stop on SIGTERM within 60 s")
     for name, p in procs.items():
         assert p.returncode == 0, f"{name} did not exit cleanly on SIGTERM: {logs[name].read_text()[-2000:]}"
+
+
+@pytest.mark.slow
+def test_rendered_adapter_registry_starts_passes_its_probe_and_publishes(
+    render_chart: Render, tansu: Any, tmp_path: Path
+) -> None:
+    """The registry from the rendered env, args and claim: gRPC probe, then a Publish announced on the bus."""
+    suffix = uuid.uuid4().hex[:8]
+    grpc_port = free_port()
+    values = merged(
+        CLOUD_REGISTRY,
+        {
+            "kafka": {"bootstrap": tansu.bootstrap, "settings": {"session_timeout_ms": 6000}},
+            "topics": {"adapters": f"helm.adapters.{suffix}"},
+            "adapterRegistry": {"grpc": {"port": grpc_port}},
+        },
+    )
+    objects = render_chart("cloud", values)
+    _, c = _pod(objects, "cloud-adapter-registry")
+    env = {**_dockerfile_env(tmp_path / "tmp"), **container_env(objects, c)}
+    env["PATH"] = os.environ["PATH"]
+    env["VIGIL_METRICS_PORT"] = str(free_port())
+    (store_mount,) = [m for m in c["volumeMounts"] if m["mountPath"] != "/tmp"]
+    store = tmp_path / store_mount["name"]
+    store.mkdir()
+    env = {k: _remount(v, store_mount["mountPath"], store) for k, v in env.items()}
+    args = [sys.executable if a == "python" else a for a in c["args"]]
+    log = tmp_path / "registry.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_grpc_serving(grpc_port, proc, log, c["readinessProbe"], "adapter registry")
+        data = pack(make_adapter(tmp_path / "adapter"))
+        chunks = [
+            adapter_pb2.PublishChunk(header=adapter_pb2.PublishHeader(version="2026-12-04.1")),
+            adapter_pb2.PublishChunk(data=data),
+        ]
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            # The reply comes once the manifest is announced on the adapters topic of the rendered bus.
+            manifest = adapter_pb2_grpc.AdapterRegistryStub(channel).Publish(iter(chunks), timeout=30)
+        assert manifest.registry == REGISTRY_ADDRESS, "edges are told the public address"
+        assert (store / f"{manifest.sha256}.bundle").is_file() and (store / "manifests").is_dir()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("the adapter registry did not stop on SIGTERM within 20 s")
+    assert proc.returncode == 0, f"the registry did not exit cleanly on SIGTERM: {log.read_text()[-2000:]}"
 
 
 def _remount_json(value: str, mount_path: str, local: Path) -> str:

@@ -14,6 +14,15 @@ YAML for fromYaml; the shared ConfigMap holds exactly this.
 {{- toYaml $data -}}
 {{- end -}}
 
+{{/*
+The cloud release's Kafka as this site reaches it (cloud.kafka), as a BusConfig dict in JSON: the
+uplink sends alerts and evidence there and gating's adapter updates read the adapters topic there.
+*/}}
+{{- define "edge.cloudBus" -}}
+{{- $bootstrap := required "cloud.kafka.bootstrap is required: the cloud release's Kafka as reachable from this site, host:port (the cloud release's NOTES print it)" .Values.cloud.kafka.bootstrap -}}
+{{- toJson (merge (dict "kind" "kafka" "bootstrap" $bootstrap) (deepCopy (.Values.cloud.kafka.settings | default dict))) -}}
+{{- end -}}
+
 {{- define "edge.commonConfigMapName" -}}
 {{- include "vigil-lib.componentName" (dict "root" . "component" "config") -}}
 {{- end -}}
