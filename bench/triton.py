@@ -49,7 +49,7 @@ from services.models.embedders.base import (
     build_embedder,
 )
 from services.models.structurers.base import StructuringRequest
-from services.models.structurers.config import TritonVLMConfig
+from services.models.structurers.config import EVENT_TOKEN_BUDGET, TritonVLMConfig
 from services.models.structurers.triton_vlm import TritonVLMStructurer
 from tests.fixtures.media import bus_jpg, package_file
 from tests.fixtures.triton import TritonServer
@@ -243,7 +243,7 @@ def main() -> int:
     ap.add_argument("--vlm-requests", type=int, default=10)
     ap.add_argument("--embedder-requests", type=int, default=30)
     ap.add_argument("--concurrency", type=int, default=4)
-    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--max-new-tokens", type=int, default=EVENT_TOKEN_BUDGET, help="at least the event budget")
     ap.add_argument("--answer-requests", type=int, default=10)
     ap.add_argument("--answer-max-new-tokens", type=int, default=64)
     ap.add_argument("--max-image-side", type=int, default=448)

@@ -18,7 +18,7 @@ import json
 import logging
 import random
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,8 @@ def _corpus(rng: random.Random, n_docs: int = 1500) -> Iterator[str]:
         yield rng.choice(_WORDS)
 
 
-def _train_tokenizer(seed: int, vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+def train_qwen_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> Any:
+    """A byte-level BPE `tokenizers.Tokenizer` learnt from `texts` under Qwen2's pre-tokenizer, SPECIAL_TOKENS first."""
     from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
     from tokenizers.models import BPE
 
@@ -115,16 +116,46 @@ def _train_tokenizer(seed: int, vocab_size: int) -> tuple[dict[str, int], list[t
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        min_frequency=2,
+        min_frequency=min_frequency,
         special_tokens=list(SPECIAL_TOKENS),
         # All 256 byte symbols: every character (so every JSON character) has a token of its own.
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(random.Random(seed)), trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def vocab_and_merges(tok: Any) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The BPE model's vocabulary and merges, as `Qwen2Tokenizer(vocab=..., merges=...)` takes them."""
     model = json.loads(tok.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     return dict(model["vocab"]), [(a, b) for a, b in merges]
+
+
+def qwen_tokenizer(
+    vocab: dict[str, int], merges: list[tuple[str, str]], extra_special_tokens: Sequence[str] = ()
+) -> Any:
+    """A transformers `Qwen2Tokenizer` over a learnt vocabulary, with Qwen2.5-VL's special tokens and chat template."""
+    from transformers import Qwen2Tokenizer
+
+    tokenizer_kwargs: dict[str, Any] = {
+        "vocab": vocab,
+        "merges": merges,
+        # As in Qwen2.5-VL-*-Instruct: chat turns end with <|im_end|>, padding is <|endoftext|>, no unk.
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "unk_token": None,
+        "extra_special_tokens": [*SPECIAL_TOKENS[1:], *extra_special_tokens],
+    }
+    tokenizer = Qwen2Tokenizer(**tokenizer_kwargs)
+    tokenizer.chat_template = QWEN_VL_CHAT_TEMPLATE
+    return tokenizer
+
+
+def tiny_qwen_tokenizer(seed: int = 0, vocab_size: int = 1024) -> Any:
+    """The tiny checkpoint's tokenizer alone: BPE learnt from event JSON and prompt-like text (a second or so)."""
+    return qwen_tokenizer(*vocab_and_merges(train_qwen_bpe(_corpus(random.Random(seed)), vocab_size)))
 
 
 def make_tiny_qwen_vl(out_dir: Path, seed: int = 0, vocab_size: int = 1024) -> Path:
@@ -134,24 +165,12 @@ def make_tiny_qwen_vl(out_dir: Path, seed: int = 0, vocab_size: int = 1024) -> P
         GenerationConfig,
         Qwen2_5_VLConfig,
         Qwen2_5_VLForConditionalGeneration,
-        Qwen2Tokenizer,
         Qwen2VLImageProcessor,
     )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    vocab, merges = _train_tokenizer(seed, vocab_size)
-    tokenizer_kwargs: dict[str, Any] = {
-        "vocab": vocab,
-        "merges": merges,
-        # As in Qwen2.5-VL-*-Instruct: chat turns end with <|im_end|>, padding is <|endoftext|>, no unk.
-        "eos_token": "<|im_end|>",
-        "pad_token": "<|endoftext|>",
-        "unk_token": None,
-        "extra_special_tokens": list(SPECIAL_TOKENS[1:]),
-    }
-    tokenizer = Qwen2Tokenizer(**tokenizer_kwargs)
-    tokenizer.chat_template = QWEN_VL_CHAT_TEMPLATE
+    tokenizer = tiny_qwen_tokenizer(seed, vocab_size)
     ids: dict[str, int] = {}
     for token in SPECIAL_TOKENS:
         tid = tokenizer.convert_tokens_to_ids(token)

@@ -2,8 +2,8 @@
 
 The weights are random, so the events mean nothing; what is tested is the real
 loading (model, tokenizer, image processor, LoRA), prompting (chat format,
-image-token expansion, mm_token_type_ids), generation and constrained decoding:
-whatever the model prefers, the event must pass validate_event.
+image-token expansion, mm_token_type_ids), generation and constrained decoding
+(xgrammar): whatever the model prefers, the event must pass validate_event.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ pytest.importorskip("peft")
 
 from scripts.make_tiny_qwen_vl import make_tiny_lora, make_tiny_qwen_vl  # noqa: E402
 from services.models.random_init import RANDOM_INIT_MARKER  # noqa: E402
+from services.models.structurers.config import QwenVLConfig  # noqa: E402
+from services.models.structurers.event_grammar import event_token_budget  # noqa: E402
 from services.models.structurers.qwen_vl import (  # noqa: E402
     RANDOM_INIT_NOTE,
     QwenVLStructurer,
@@ -37,7 +39,8 @@ from services.models.structurers.qwen_vl import (  # noqa: E402
 log = logging.getLogger(__name__)
 
 GAMMA = 0.5
-MAX_NEW_TOKENS = 128
+# The structurer's default and least budget: the grammar's longest event plus EOS.
+MAX_NEW_TOKENS = event_token_budget(GAMMA)
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +66,7 @@ def one_torch_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def structurer(tiny_qwen_vl: dict[str, Path]) -> QwenVLStructurer:
-    return QwenVLStructurer(tiny_qwen_vl["seed0"], max_new_tokens=MAX_NEW_TOKENS, gamma=GAMMA)
+    return QwenVLStructurer(tiny_qwen_vl["seed0"], gamma=GAMMA)
 
 
 def boxed_frame(seed: int, width: int, height: int, n_boxes: int) -> StructuringRequest:
@@ -115,7 +118,7 @@ def test_every_event_passes_validation(structurer: QwenVLStructurer, index: int)
     data = assert_valid_event_bytes(event.to_json_bytes())
     assert event.producer.random_init
     stats = structurer.last_stats
-    assert stats is not None and 0 < stats.new_tokens <= MAX_NEW_TOKENS
+    assert stats is not None and 0 < stats.new_tokens < MAX_NEW_TOKENS  # EOS is not counted
     # 112x112 max pixels, 14-px patches, 2x2 merge: 4..16 image tokens, all marked in mm_token_type_ids.
     assert 4 <= stats.image_tokens <= 16
     log.info("event %d in %.2f s (%d tokens): %s", index, stats.seconds, stats.new_tokens, data)
@@ -163,19 +166,22 @@ def test_lora_adapter_changes_the_language_model(tiny_qwen_vl: dict[str, Path]) 
     assert not any("lora" in name for name in m)  # merged away
 
 
-def test_tight_token_budget_still_completes(tiny_qwen_vl: dict[str, Path]) -> None:
-    # 95 characters is the shortest valid event; the budget forces closing in time.
-    tight = QwenVLStructurer(tiny_qwen_vl["seed0"], max_new_tokens=96)
-    for request in REQUESTS[:2]:
-        assert_valid_event_bytes(tight.structure(request).to_json_bytes())
-        assert tight.last_stats is not None and tight.last_stats.new_tokens <= 96
+def test_a_budget_that_could_cut_an_event_is_refused(tiny_qwen_vl: dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match="could cut an event"):
+        QwenVLStructurer(tiny_qwen_vl["seed0"], max_new_tokens=MAX_NEW_TOKENS - 1)
+    with pytest.raises(ValueError, match="greater than or equal to"):
+        QwenVLConfig(checkpoint=tiny_qwen_vl["seed0"], max_new_tokens=MAX_NEW_TOKENS - 1)
+    assert QwenVLConfig(checkpoint=tiny_qwen_vl["seed0"]).max_new_tokens == MAX_NEW_TOKENS
 
 
-def test_unfinishable_output_raises_invalid_model_output(tiny_qwen_vl: dict[str, Path]) -> None:
-    # Too few tokens to write any event: the output is cut off, and must be refused, never published.
-    starved = QwenVLStructurer(tiny_qwen_vl["seed0"], max_new_tokens=16)
-    with pytest.raises(InvalidModelOutput):
+def test_cut_off_output_raises_invalid_model_output(tiny_qwen_vl: dict[str, Path]) -> None:
+    # Only a budget below the longest event can cut one; the constructor refuses that, so set it past the check.
+    # The cut-off text must be refused, never published, and kept as the model's raw output.
+    starved = QwenVLStructurer(tiny_qwen_vl["seed0"])
+    starved._max_new_tokens = 16
+    with pytest.raises(InvalidModelOutput) as info:
         starved.structure(REQUESTS[0])
+    assert info.value.raw is not None and info.value.raw.startswith('{"event_type":')
 
 
 def test_bad_paths_and_settings_fail_fast(tmp_path: Path, tiny_qwen_vl: dict[str, Path]) -> None:

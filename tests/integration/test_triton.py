@@ -70,6 +70,7 @@ from services.models.embedders.clip_backend import ClipEmbedder  # noqa: E402
 from services.models.embedders.triton_backend import EmbedderModelConfig, TritonEmbedder  # noqa: E402
 from services.models.structurers.base import StructuringRequest, event_schema, validate_event  # noqa: E402
 from services.models.structurers.config import TritonVLMConfig  # noqa: E402
+from services.models.structurers.event_grammar import event_token_budget  # noqa: E402
 from services.models.structurers.triton_vlm import TritonVLMStructurer, VlmModelConfig  # noqa: E402
 from services.models.triton import (  # noqa: E402
     TritonClientSettings,
@@ -84,7 +85,8 @@ from tests.fixtures.tcp_proxy import free_port  # noqa: E402
 from tests.fixtures.triton import TritonServer  # noqa: E402
 
 GAMMA = 0.5
-MAX_NEW_TOKENS = 128
+# The least budget the structurer takes: the grammar's longest event plus EOS.
+MAX_NEW_TOKENS = event_token_budget(GAMMA)
 # The answerer's settings on both sides (small: generation dominates the added test time).
 ANSWER_TOKENS = 24
 ANSWER_IMAGE_SIDE = 112

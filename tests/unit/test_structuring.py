@@ -2,15 +2,18 @@
 
 import json
 
+import jsonschema
 import numpy as np
 import pytest
 
 from services.models.detections import Box, Detection
 from services.models.structurers.base import (
+    SCHEMA_PATH,
     DetectorPriorStructurer,
     InvalidModelOutput,
     StructuringRequest,
     check_eq4,
+    event_schema,
     validate_event,
 )
 
@@ -63,6 +66,40 @@ def test_box_corners_come_back_sorted() -> None:
     assert got["objects"][0]["bbox"] == [100, 10, 500, 40]
     with pytest.raises(InvalidModelOutput, match="schema"):
         validate_event({**GOOD, "objects": [{"label": "person", "bbox": [1001, 0, 100, 10]}]}, 0.5)
+
+
+def test_the_schema_holds_eq4_as_an_anyof_at_the_given_gamma() -> None:
+    # The repository file is the gamma = 0.5 form; event_schema() alone is the shape, without the rules.
+    assert event_schema(0.5) == json.loads(SCHEMA_PATH.read_text())
+    assert "anyOf" not in event_schema()
+    low, high = event_schema(0.3)["anyOf"]
+    assert low["properties"]["score"] == {"exclusiveMaximum": 0.3} and high["properties"]["score"] == {"minimum": 0.3}
+    with pytest.raises(ValueError):
+        event_schema(1.0)
+
+
+@pytest.mark.parametrize("gamma", [0.3, 0.5])
+def test_the_anyof_agrees_with_check_eq4_and_the_severity_rule(gamma: float) -> None:
+    full = jsonschema.Draft202012Validator(event_schema(gamma))
+    for level in (0, 1):
+        for severity in ("none", "minor", "severe"):
+            for score in (0.0, 0.2999, 0.3, 0.4999, 0.5, 0.7, 1.0):
+                doc = {**GOOD, "level": level, "severity": severity, "score": score}
+                try:
+                    check_eq4(level, score, gamma)
+                    rules_ok = (level == 1) == (severity == "severe")
+                except InvalidModelOutput:
+                    rules_ok = False
+                assert full.is_valid(doc) == rules_ok, doc
+
+
+def test_a_rule_violation_gets_the_rules_own_message() -> None:
+    # Not the anyOf's "is not valid under any of the given schemas": eq. 4's wording, then the severity rule's.
+    with pytest.raises(InvalidModelOutput, match=r"eq\. 4 violated: level 1 needs score in \[0\.5, 1\], got 0\.35"):
+        validate_event({**GOOD, "score": 0.35}, 0.5)
+    assert validate_event({**GOOD, "score": 0.35}, 0.3)["score"] == 0.35
+    with pytest.raises(InvalidModelOutput, match="inconsistent: level 0 with severity 'severe'"):
+        validate_event({**GOOD, "level": 0, "score": 0.1}, 0.5)
 
 
 def test_unparsable_rejected() -> None:

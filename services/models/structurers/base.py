@@ -11,6 +11,7 @@ anything is published; invalid output raises :class:`InvalidModelOutput`.
 
 from __future__ import annotations
 
+import copy
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -40,13 +41,43 @@ class InvalidModelOutput(ValueError):
         self.raw = raw
 
 
+DEFAULT_GAMMA = 0.5
+
+
 @cache
-def event_schema() -> dict[str, Any]:
-    """The event JSON schema, loaded once from the repository file."""
+def _schema_file() -> dict[str, Any]:
     with SCHEMA_PATH.open() as f:
         schema: dict[str, Any] = json.load(f)
     jsonschema.Draft202012Validator.check_schema(schema)
     return schema
+
+
+@cache
+def event_schema(gamma: float | None = None) -> dict[str, Any]:
+    """The event JSON schema from the repository file; with `gamma`, its eq. 4 anyOf at that gamma.
+
+    Without `gamma` it is the event's shape alone (keys, types, bounds): the file less its anyOf,
+    which holds eq. 4 and level 1 <=> 'severe' (the evaluation scores the shape and those rules apart).
+    Callers must not modify the returned dict (it is cached).
+    """
+    schema = copy.deepcopy(_schema_file())
+    rules = schema.pop("anyOf")
+    if gamma is None:
+        return schema
+    if not 0.0 < gamma < 1.0:
+        raise ValueError(f"gamma must be in (0, 1), got {gamma}")
+    for branch in rules:
+        # The file shows gamma = 0.5; each branch's one score bound is gamma (level 0 below it, level 1 from it).
+        score = branch["properties"]["score"]
+        for bound in ("exclusiveMaximum", "minimum"):
+            if bound in score:
+                score[bound] = gamma
+    return {**schema, "anyOf": rules}
+
+
+@cache
+def _validator(gamma: float | None) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(event_schema(gamma))
 
 
 @dataclass(frozen=True)
@@ -105,6 +136,14 @@ def check_eq4(level: int, score: float, gamma: float) -> None:
         raise InvalidModelOutput(f"eq. 4 violated: level 1 needs score in [{gamma}, 1], got {score}")
 
 
+def _raise_first_error(validator: jsonschema.Draft202012Validator, data: Mapping[str, Any]) -> None:
+    errors = sorted(validator.iter_errors(data), key=str)
+    if errors:
+        e = errors[0]
+        where = "/".join(str(p) for p in e.absolute_path) or "(root)"
+        raise InvalidModelOutput(f"schema violation at {where}: {e.message}")
+
+
 def validate_event(raw: str | bytes | Mapping[str, Any], gamma: float) -> dict[str, Any]:
     """Parse and validate event JSON: schema, eq. 4, level 1 <=> severity 'severe'; box corners come back sorted."""
     if isinstance(raw, str | bytes):
@@ -116,16 +155,15 @@ def validate_event(raw: str | bytes | Mapping[str, Any], gamma: float) -> dict[s
         data = dict(raw)
     if not isinstance(data, dict):
         raise InvalidModelOutput(f"event must be a JSON object, got {type(data).__name__}")
-    errors = sorted(jsonschema.Draft202012Validator(event_schema()).iter_errors(data), key=str)
-    if errors:
-        e = errors[0]
-        where = "/".join(str(p) for p in e.absolute_path) or "(root)"
-        raise InvalidModelOutput(f"schema violation at {where}: {e.message}")
+    # The shape first, then the rules one by one: a failed anyOf alone says nothing a person can act on.
+    _raise_first_error(_validator(None), data)
     check_eq4(data["level"], data["score"], gamma)
     if (data["level"] == 1) != (data["severity"] == "severe"):
         raise InvalidModelOutput(
             f"inconsistent: level {data['level']} with severity {data['severity']!r} (level 1 <=> 'severe')"
         )
+    # The last word: the whole schema at this gamma (agrees with the checks above unless they drift apart).
+    _raise_first_error(_validator(gamma), data)
     for obj in data["objects"]:
         # Corners given the other way round name the same box: sorted, not refused (the schema checked the range).
         x1, y1, x2, y2 = obj["bbox"]

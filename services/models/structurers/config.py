@@ -7,7 +7,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.models.qwen import QwenVLCheckpointConfig
+from services.models.structurers.event_grammar import event_token_budget
 from services.models.triton import TritonClientSettings
+
+# The longest event the decoding grammar allows, plus EOS: a smaller budget could cut an event short, a
+# larger one is never used (the grammar ends every event by then). The structurer refuses less.
+EVENT_TOKEN_BUDGET = event_token_budget()
 
 
 class DetectorPriorConfig(BaseModel):
@@ -21,7 +26,7 @@ class QwenVLConfig(QwenVLCheckpointConfig):
     """Qwen2.5-VL writing the event: one boxed image, constrained decoding."""
 
     type: Literal["qwen2.5-vl"] = "qwen2.5-vl"
-    max_new_tokens: int = Field(default=256, ge=16)
+    max_new_tokens: int = Field(default=EVENT_TOKEN_BUDGET, ge=EVENT_TOKEN_BUDGET)
 
 
 class TritonVLMConfig(TritonClientSettings):

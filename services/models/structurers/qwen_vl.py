@@ -2,9 +2,10 @@
 
 The model, its tokenizer and image processor load from a local checkpoint
 directory (no hub access) through :mod:`services.models.qwen`; an optional PEFT
-LoRA adapter (DAT eq. 5-6) is applied on top. Decoding is constrained by :mod:`services.models.structurers.constrained`,
-so the output is schema-valid JSON unless the token budget or vocabulary makes
-that impossible; whatever comes out is still checked by ``validate_event``.
+LoRA adapter (DAT eq. 5-6) is applied on top. Decoding is constrained by xgrammar
+(:mod:`services.models.structurers.event_grammar`), so the output is an event of the
+schema at this gamma unless the vocabulary cannot spell one; whatever comes out is
+still checked by ``validate_event``.
 
 torch / transformers / peft are imported inside the class: this module is only
 imported when the ``qwen2.5-vl`` structurer is configured, and importing it does
@@ -37,15 +38,9 @@ from services.models.structurers.base import (
     ProducerInfo,
     StructuredEvent,
     StructuringRequest,
-    event_schema,
     validate_event,
 )
-from services.models.structurers.constrained import (
-    JsonSchemaLogitsProcessor,
-    TokenTable,
-    event_grammar,
-    grammar_alphabet,
-)
+from services.models.structurers.event_grammar import EventGrammar, EventLogitsProcessor, event_token_budget
 
 if TYPE_CHECKING:
     import torch
@@ -157,7 +152,7 @@ class QwenVLStructurer(AdaptableStructurer):
         lora: Path | None = None,
         device: str = "cpu",
         dtype: str | None = None,
-        max_new_tokens: int = 256,
+        max_new_tokens: int | None = None,
         gamma: float = 0.5,
         *,
         merge_lora: bool = True,
@@ -171,7 +166,14 @@ class QwenVLStructurer(AdaptableStructurer):
             raise ValueError(f"gamma must be in (0, 1), got {gamma}")
         checkpoint = Path(checkpoint)
         self._gamma = gamma
-        self._max_new_tokens = max_new_tokens
+        # The grammar's longest event plus EOS: any less could cut a valid event; more is never used.
+        budget = event_token_budget(gamma)
+        if max_new_tokens is not None and max_new_tokens < budget:
+            raise ValueError(
+                f"max_new_tokens={max_new_tokens} could cut an event: the longest one the grammar allows "
+                f"needs {budget} tokens with EOS (leave it unset for exactly that)"
+            )
+        self._max_new_tokens = budget if max_new_tokens is None else max_new_tokens
         self._sample = sample
         self._top_k_valid = top_k_valid
         self._max_image_pixels = max_image_pixels
@@ -187,8 +189,9 @@ class QwenVLStructurer(AdaptableStructurer):
         self._eos_ids = self._qwen.eos_ids
         self._pad_id = self._qwen.pad_id
 
-        self._grammar = event_grammar(event_schema(), gamma)
-        self._table = TokenTable.from_tokenizer(self._tokenizer, grammar_alphabet(self._grammar))
+        # The mask is as wide as the logits: Qwen's embedding is padded beyond len(tokenizer).
+        vocab_size = int(self._model.get_output_embeddings().weight.shape[0])
+        self._grammar = EventGrammar.build(self._tokenizer, vocab_size, self._eos_ids, gamma)
 
         # The configured adapter is version "<dir name>"; PEFT names an adapter loaded with the model "default".
         self._adapters: dict[str, tuple[str, Path]] = {}
@@ -200,7 +203,7 @@ class QwenVLStructurer(AdaptableStructurer):
         random_init = self._producer.random_init
         if random_init:
             log.warning("%s is randomly initialised: its events are meaningless", checkpoint)
-        log.info("Qwen2.5-VL structurer ready (%d usable tokens)", len(self._table.texts))
+        log.info("Qwen2.5-VL structurer ready (%d-token vocabulary, event budget %d)", vocab_size, budget)
 
     @property
     def producer(self) -> ProducerInfo:
@@ -294,12 +297,12 @@ class QwenVLStructurer(AdaptableStructurer):
     def _inputs(self, request: StructuringRequest) -> dict[str, Any]:
         return prompt_inputs(self._qwen, request, self._gamma, self._system_prompt, self._max_image_pixels)
 
-    def _generate(self, inputs: dict[str, Any], processor: JsonSchemaLogitsProcessor) -> torch.Tensor:
+    def _generate(self, inputs: dict[str, Any], processor: EventLogitsProcessor) -> torch.Tensor:
         import torch
         from transformers import LogitsProcessorList
 
-        # The constrained processor already keeps only the top_k_valid valid tokens: the checkpoint's own
-        # sampling knobs (Qwen ships temperature/top_p/top_k) would only cut into that set.
+        # The grammar's processor already keeps only the top_k_valid allowed tokens when sampling: the
+        # checkpoint's own sampling knobs (Qwen ships temperature/top_p/top_k) would only cut into that set.
         gen_config = self._qwen.generation_config(self._max_new_tokens, sample=self._sample)
         with torch.inference_mode():
             out: torch.Tensor = self._model.generate(
@@ -313,14 +316,8 @@ class QwenVLStructurer(AdaptableStructurer):
             t0 = time.perf_counter()
             inputs = self._inputs(request)
             prompt_len = int(inputs["input_ids"].shape[1])
-            processor = JsonSchemaLogitsProcessor(
-                self._grammar,
-                self._table,
-                self._eos_ids,
-                top_k_valid=self._top_k_valid,
-                max_new_tokens=self._max_new_tokens,
-                prompt_length=prompt_len,
-            )
+            # Greedy decoding takes the best allowed token anyway: the top-k cut only matters when sampling.
+            processor = self._grammar.processor(self._top_k_valid if self._sample else None)
             out = self._generate(inputs, processor)
             generated = self._qwen.new_token_ids(out, prompt_len)
             # Read under the lock: an adapter swap right after this event must not rename it.
@@ -332,10 +329,10 @@ class QwenVLStructurer(AdaptableStructurer):
                 seconds=time.perf_counter() - t0,
             )
         text = self._tokenizer.decode(generated, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        if text != processor.text_of(generated):
-            # The constraint tracked per-token strings; a tokenizer whose decode is not their concatenation
+        if text != self._grammar.text_of(generated):
+            # The grammar matched each token's bytes; a tokenizer whose decode is not their concatenation
             # can still yield invalid JSON, which validation below catches.
-            log.warning("decoded text differs from the constrained token texts")
+            log.warning("decoded text differs from the text the grammar matched")
         if processor.stuck_rows:
             raise InvalidModelOutput(f"constrained decoding got stuck; partial output {text[:200]!r}", raw=text)
         log.debug("structured event in %.3f s (%d new tokens): %s", self.last_stats.seconds, len(generated), text)
