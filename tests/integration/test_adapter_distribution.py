@@ -174,7 +174,7 @@ def test_publish_swap_mid_stream_refuse_bad_bundles_and_roll_back(
                 bus=kafka_bus_config(),
                 topics=topics,
                 gating=GatingConfig(
-                    structurer=QwenVLConfig(checkpoint=adapters["base"], max_new_tokens=128),
+                    structurer=QwenVLConfig(checkpoint=adapters["base"]),
                     # Every gated frame goes to the VLM (none is written from the priors alone).
                     tau_high=1.0,
                     adapters=AdapterUpdatesConfig(
