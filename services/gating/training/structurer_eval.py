@@ -31,8 +31,9 @@ ones neither the gate nor anything tuned on val has seen. Per frame:
 - BBox mIoU: every labelled accident box is matched one-to-one (greedy, highest IoU first) to a
   predicted `accident` object of its frame; the mean IoU over labelled boxes, 0 for an
   unmatched one. Recall@0.5: share of labelled boxes matched with IoU >= 0.5.
-- Parse: share of structurer outputs that are JSON objects. Schema: share valid under
-  `schemas/event.v1.schema.json`. Rule: share satisfying DAT eq. 4 (level 0 -> score in
+- Parse: share of structurer outputs that are JSON objects. Schema: share valid under the
+  event shape (`schemas/event.v1.schema.json` without its eq. 4 `anyOf`, `event_schema()`: DAT scores
+  the shape and the rule apart). Rule: share satisfying DAT eq. 4 (level 0 -> score in
   [0, gamma), level 1 -> [gamma, 1]), level 1 <=> severity `severe`, and x1 <= x2, y1 <= y2 for
   every box. Viol: share of parsed outputs with any value outside its declared bound (count
   outside 0..20, score outside 0..1, a box coordinate outside 0..1000, more than 8 objects, a
