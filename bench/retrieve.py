@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import compare, emit, machine_info, percentiles
+from bench.harness import compare, emit, machine_info, percentiles, ratio
 from services.memory.config import RetrievalConfig
 from services.memory.frame_store import ClusterRecord, FrameStore, MemberFrame, camera_dir_name
 from services.memory.retriever import Mode, RetrieveQuery, Retriever, RetrieveResult
@@ -100,12 +100,15 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 def parse_sizes(text: str) -> list[int]:
-    """'1k,10k,100000' -> [1000, 10000, 100000] (sorted, unique)."""
+    """'1k,10k,1M,100000' -> [1000, 10000, 100000, 1000000] (sorted, unique); 'none' -> [] (skip that store)."""
+    if text.strip().lower() == "none":
+        return []
     out = set()
     for part in text.split(","):
         part = part.strip().lower()
         if part:
-            out.add(int(float(part[:-1]) * 1000) if part.endswith("k") else int(part))
+            scale = {"k": 1000, "m": 1_000_000}.get(part[-1], 1)
+            out.add(int(float(part[:-1] if scale > 1 else part) * scale))
     if not out or min(out) <= 0:
         raise argparse.ArgumentTypeError(f"sizes must be positive integers, got {text!r}")
     return sorted(out)
@@ -159,21 +162,31 @@ def centres(seed: int) -> dict[str, np.ndarray]:
     return {name: unit_rows(rng.standard_normal((N_CENTRES, dim))) for name, dim in SPECS.items()}
 
 
-def memory_block(seed: int, block: int, cents: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Named vectors of points [block * GEN_BATCH, (block + 1) * GEN_BATCH): centre + noise, unit length."""
+def memory_block(
+    seed: int, block: int, cents: Mapping[str, np.ndarray], names: Sequence[str] = tuple(SPECS)
+) -> dict[str, np.ndarray]:
+    """Named vectors of points [block * GEN_BATCH, (block + 1) * GEN_BATCH): centre + noise, unit length.
+
+    `names` picks which vectors to make; noise is drawn in SPECS order up to the last one asked for, so a
+    vector is the same whichever others are made (the 1M store skips the image vector, drawn last).
+    """
     rng = np.random.default_rng([seed, 1, block])
     which = rng.integers(0, N_CENTRES, GEN_BATCH)
+    last = max(k for k, name in enumerate(SPECS) if name in names)
     out = {}
-    for name, dim in SPECS.items():
+    for name, dim in list(SPECS.items())[: last + 1]:
         noise = rng.standard_normal((GEN_BATCH, dim), dtype=np.float32) * np.float32(POINT_NOISE / math.sqrt(dim))
-        out[name] = unit_rows(cents[name][which] + noise)
+        if name in names:
+            out[name] = unit_rows(cents[name][which] + noise)
     return out
 
 
-def memory_points(seed: int, lo: int, hi: int, cents: Mapping[str, np.ndarray]) -> Iterator[list[IndexPoint]]:
-    """Points [lo, hi) in upsert batches aligned on GEN_BATCH."""
+def memory_points(
+    seed: int, lo: int, hi: int, cents: Mapping[str, np.ndarray], names: Sequence[str] = tuple(SPECS)
+) -> Iterator[list[IndexPoint]]:
+    """Points [lo, hi) in upsert batches aligned on GEN_BATCH, with the named vectors `names`."""
     for block in range(lo // GEN_BATCH, (hi + GEN_BATCH - 1) // GEN_BATCH):
-        vecs = memory_block(seed, block, cents)
+        vecs = memory_block(seed, block, cents, names)
         first = block * GEN_BATCH
         rows = range(max(lo, first), min(hi, first + GEN_BATCH))
         yield [
@@ -263,7 +276,21 @@ class ArrayStore(VectorStore):
         self._specs = check_specs(vector_specs)
         self._vectors = {name: [] for name in self._specs}
 
-    def upsert(self, points: Sequence[IndexPoint]) -> None:
+    def _specs_for_index(self) -> dict[str, int]:
+        """The named vectors."""
+        assert self._specs is not None, "call ensure_collection first"
+        return dict(self._specs)
+
+    def _scan(self, vector_name: str, batch: int) -> Iterator[tuple[list[str], np.ndarray, list[FramePayload]]]:
+        """Every point in insertion order."""
+        for lo in range(0, len(self._ids), batch):
+            yield (
+                self._ids[lo : lo + batch],
+                self._matrix[vector_name][lo : lo + batch],
+                self._payloads[lo : lo + batch],
+            )
+
+    def _upsert(self, points: Sequence[IndexPoint]) -> None:
         """Append points (the bench never replaces one)."""
         assert self._specs is not None, "call ensure_collection first"
         for p in points:
@@ -323,7 +350,7 @@ class ArrayStore(VectorStore):
         """Exact count."""
         return int(self._mask(flt).sum())
 
-    def cameras(self) -> list[str]:
+    def _cameras(self) -> list[str]:
         """Distinct camera ids."""
         return sorted({p.camera_id for p in self._payloads})
 
@@ -420,7 +447,7 @@ def cell_record(store: str, n: int, filt: str, samples: Sequence[Sample], build_
 
 
 def edge_breakdown(
-    store: VectorStore, n: int, filt: str, queries: Sequence[RetrieveQuery], emb: Embedder
+    store: VectorStore, n: int, filt: str, queries: Sequence[RetrieveQuery], emb: Embedder, store_name: str
 ) -> dict[str, Any]:
     """Split the store's read path into count, engine query (with / without payloads) and Python.
 
@@ -469,7 +496,7 @@ def edge_breakdown(
     med = {k: float(np.median(v)) for k, v in rows.items()}
     return {
         "bench": "retrieve-latency-breakdown",
-        "store": "qdrant-edge",
+        "store": store_name,
         "n": n,
         "filter": filt,
         "queries": len(queries),
@@ -483,22 +510,57 @@ def edge_breakdown(
     }
 
 
+# Issue 11's targets for Retrieve end to end, p95 in ms, by (index frames, filter).
+TARGETS_P95_MS: dict[tuple[int, str], float] = {
+    (100_000, "none"): 25.0,
+    (100_000, "camera+range"): 10.0,
+    (1_000_000, "camera+range"): 100.0,
+}
+# The engine path walks every point per query; past this many unfiltered it is minutes a cell, so it is skipped.
+ENGINE_UNFILTERED_MAX_N = 100_000
+
+
+def time_describe(store: VectorStore, repeats: int = 3) -> float:
+    """Best-of wall time of `camera_spans` (Describe's per-camera counts and spans), ms."""
+    best = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        store.camera_spans(TEXT_VECTOR)
+        best = min(best, (time.perf_counter() - t) * 1e3)
+    return best
+
+
 def bench_store(
-    kind: str, sizes: Sequence[int], args: argparse.Namespace, work: Path, frames: FrameStore
+    kind: str,
+    sizes: Sequence[int],
+    args: argparse.Namespace,
+    work: Path,
+    frames: FrameStore,
+    specs: Mapping[str, int] = SPECS,
 ) -> list[dict[str, Any]]:
-    """Grow one store through `sizes`, timing Retrieve at each; returns the latency records."""
+    """Grow one store through `sizes`, timing Retrieve at each; returns the latency records.
+
+    Qdrant Edge is timed on both read paths at each size, side by side: "engine" (Qdrant scores every
+    point and hands each back; the path before the score index) and "score-index" (the memory's in-RAM
+    index, services/memory/score_index.py, built from the store at that size as the memory does at open).
+    qdrant-client is timed on the engine path only (the reference for the engine's own speed). `specs`:
+    the named vectors the store holds (the 1M store holds only the retrieval vector; see main).
+    """
     cents = centres(args.seed)
     emb = StandInEmbedder(cents[TEXT_VECTOR], QUERY_NOISE, args.seed)
     path = work / kind
-    config = QdrantEdgeStoreConfig(path=path) if kind == "qdrant-edge" else QdrantServerStoreConfig(path=path)
+    edge = kind.startswith("qdrant-edge")
+    config = QdrantEdgeStoreConfig(path=path) if edge else QdrantServerStoreConfig(path=path)
     store = build_store(config)
     records: list[dict[str, Any]] = []
+    paths = ["engine", "score-index"] if edge else ["engine"]
     try:
-        store.ensure_collection(SPECS)
+        store.ensure_collection(specs)
         retriever = Retriever(store, frames, emb, RetrievalConfig())
         grown, build_s = 0, 0.0
         for n in sizes:
-            for batch in memory_points(args.seed, grown, n, cents):
+            store.drop_score_index()
+            for batch in memory_points(args.seed, grown, n, cents, tuple(specs)):
                 t = time.perf_counter()
                 store.upsert(batch)
                 build_s += time.perf_counter() - t
@@ -511,20 +573,64 @@ def bench_store(
                     "upsert_batch": GEN_BATCH,
                     "build_s": rnd(build_s, 2),
                     "points_per_s": rnd(n / build_s, 0),
-                    "vectors": SPECS,
+                    "vectors": dict(specs),
                 }
             )
-            for filt, filtered in (("none", False), ("camera+range", True)):
-                queries = latency_queries(n, args.queries, filtered)
-                samples = time_cell(retriever, queries, args.cell_budget_s)
-                rec = cell_record(kind, n, filt, samples, build_s)
-                records.append(rec)
-                emit(rec)
-                if kind == "qdrant-edge" and args.breakdown_queries > 0:
-                    emit(edge_breakdown(store, n, filt, queries[: args.breakdown_queries], emb))
+            for read_path in paths:
+                extra: dict[str, Any] = {}
+                if read_path == "score-index":
+                    t = time.perf_counter()
+                    index = store.keep_scores_in_memory(TEXT_VECTOR, RetrievalConfig().score_index_max_bytes)
+                    extra = {
+                        "index_build_s": rnd(time.perf_counter() - t, 2),
+                        "index_mib": rnd(index.nbytes() / 2**20, 1),
+                    }
+                describe_ms = None
+                if read_path == "score-index" or n <= ENGINE_UNFILTERED_MAX_N:
+                    describe_ms = rnd(time_describe(store, 1 if read_path == "engine" else 3), 3)
+                for filt, filtered in (("none", False), ("camera+range", True)):
+                    if read_path == "engine" and not filtered and n > ENGINE_UNFILTERED_MAX_N:
+                        continue
+                    queries = latency_queries(n, args.queries, filtered)
+                    samples = time_cell(retriever, queries, args.cell_budget_s)
+                    rec = cell_record(kind, n, filt, samples, build_s)
+                    rec.update(path=read_path, describe_ms=describe_ms, **extra)
+                    records.append(rec)
+                    emit(rec)
+                    if edge and read_path == "engine" and args.breakdown_queries > 0:
+                        emit(edge_breakdown(store, n, filt, queries[: args.breakdown_queries], emb, kind))
     finally:
         store.close()
     return records
+
+
+def target_records(edge: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (n, filter): the score index against the engine path (its speed-up) and against issue 11's target."""
+    engine = {(r["n"], r["filter"]): r for r in edge if r["path"] == "engine"}
+    out = []
+    for r in edge:
+        if r["path"] != "score-index":
+            continue
+        key = (r["n"], r["filter"])
+        before = engine.get(key)
+        target = TARGETS_P95_MS.get(key)
+        rec = {
+            "bench": "retrieve-target",
+            "store": r["store"],
+            "n": r["n"],
+            "filter": r["filter"],
+            "p95_ms": r["p95_ms"],
+            "engine_p95_ms": None if before is None else before["p95_ms"],
+            "speedup_p95_vs_engine": None if before is None else ratio(before["p95_ms"], r["p95_ms"], 1),
+            "describe_ms": r["describe_ms"],
+            "engine_describe_ms": None if before is None else before["describe_ms"],
+            "target_p95_ms": target,
+            "p95_over_target": None if target is None else ratio(r["p95_ms"], target, 2),
+            "meets_target": None if target is None else r["p95_ms"] <= target,
+        }
+        emit(rec)
+        out.append(rec)
+    return out
 
 
 def bench_query_embedding(count: int) -> dict[str, Any]:
@@ -811,6 +917,27 @@ def bench_akr(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
         for row in rows:
             emit(row)
         records.extend(rows)
+        # The memory's own read path (the in-RAM score index) against the exact engine scoring above: the same
+        # softmax over the same scores in another order, so coverage must agree up to sampling noise.
+        store.keep_scores_in_memory(TEXT_VECTOR, config.score_index_max_bytes)
+        indexed = run_method(retriever, mem, case.name, Method("akr", Mode.AKR, config.temperature), qs)
+        store.drop_score_index()
+        exact = rows[temps.index(config.temperature)]
+        emit(
+            {
+                "bench": "retrieve-akr-score-index",
+                "case": case.name,
+                "temperature": config.temperature,
+                "queries": len(qs),
+                **{
+                    f"{fig}_{path}": row[fig]
+                    for fig in ("region_coverage", "span_share", "precision", "covered_probability_mean", "frames_mean")
+                    for path, row in (("engine", exact), ("score_index", indexed))
+                },
+                "region_coverage_ratio": ratio(indexed["region_coverage"], exact["region_coverage"]),
+                "omitted_probability_mass": 0.0,
+            }
+        )
         topk_at = {r["budget"]: r for r in rows if r["mode"] == Mode.TOP_K.value}
         mass = relevant_mass(store, emb, mem, case.name, qs[:50], temps)
         for r in rows[: len(temps)]:
@@ -850,7 +977,7 @@ RATIO_FIGURES = {
 
 def ratio_records(edge: Sequence[dict[str, Any]], client: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Print qdrant-client local mode over Qdrant Edge (ours) at the sizes both ran; return the records."""
-    by_key = {(r["n"], r["filter"]): r for r in edge}
+    by_key = {(r["n"], r["filter"]): r for r in edge if r["path"] == "engine"}
     out = []
     for c in client:
         e = by_key.get((c["n"], c["filter"]))
@@ -879,7 +1006,8 @@ def summary(
     lines = ["bench-retrieve summary (ms, Retrieve end to end with a stand-in question embedder, no JPEG reads):"]
     for r in lat:
         lines.append(
-            f"  {r['store']:<19} n={r['n']:>6} {r['filter']:<12} p50 {r['p50_ms']:>8.1f}  p95 {r['p95_ms']:>8.1f}"
+            f"  {r['store']:<21} {r['path']:<11} n={r['n']:>7} {r['filter']:<12}"
+            f" p50 {r['p50_ms']:>8.1f}  p95 {r['p95_ms']:>8.1f}"
             f"  store {r['store_share'] * 100:4.0f}%  ({r['queries']} q, {r['in_range_mean']:.0f} in range)"
         )
     if embed:
@@ -900,6 +1028,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--sizes", type=parse_sizes, default=None, help="Qdrant Edge sizes (default 1k,10k,100k)")
     ap.add_argument("--client-sizes", type=parse_sizes, default=None, help="qdrant-client sizes (default 1k,10k,20k)")
+    ap.add_argument(
+        "--large-sizes",
+        type=parse_sizes,
+        default=None,
+        help="Qdrant Edge sizes built with the retrieval vector only (default 1M; 'none' skips)",
+    )
     ap.add_argument("--queries", type=int, default=None, help="queries per latency cell (default 50)")
     ap.add_argument("--cell-budget-s", type=float, default=30.0, help="stop a cell after this long (>= 10 queries)")
     ap.add_argument("--breakdown-queries", type=int, default=3, help="Qdrant Edge engine/Python split, 0 = skip")
@@ -916,6 +1050,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     quick = args.quick
     args.sizes = args.sizes or ([300, 1000] if quick else [1000, 10_000, 100_000])
+    args.large_sizes = args.large_sizes if args.large_sizes is not None else ([] if quick else [1_000_000])
     args.client_sizes = (
         args.client_sizes if args.client_sizes is not None else ([300] if quick else [1000, 10_000, 20_000])
     )
@@ -934,7 +1069,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-retrieve-", dir=args.tmp_dir) as tmp:
         work = Path(tmp)
         if not args.skip_latency:
-            most = max([*args.sizes, *args.client_sizes])
+            most = max([*args.sizes, *args.client_sizes, *args.large_sizes])
             frames = FrameStore(work / "frames")
             t = time.perf_counter()
             write_cluster_records(
@@ -958,6 +1093,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "upsert_batch": GEN_BATCH,
                         "optimize": "not called (builds HNSW that exact scoring does not use)",
                         "stores_grow": "one store per adapter grows through the sizes; build_s is cumulative",
+                        "large_sizes": "qdrant-edge-text-only: the retrieval vector alone (Retrieve reads no other)",
+                        "read_paths": "engine = Qdrant scores every point (before); score-index = in-RAM index",
                         "cluster_records": most,
                         "cluster_records_write_s": rnd(time.perf_counter() - t, 1),
                         "cell_budget_s": args.cell_budget_s,
@@ -966,9 +1103,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                 }
             )
             edge = bench_store("qdrant-edge", args.sizes, args, work, frames)
+            if args.large_sizes:
+                # The retrieval vector only: Retrieve never reads the 1280-d image vector, which at 1M
+                # points would add 5 GB to the shard and ~10 min of upserts to the run.
+                large = bench_store(
+                    "qdrant-edge-text-only", args.large_sizes, args, work, frames, {TEXT_VECTOR: TEXT_DIM}
+                )
+                edge += large
             if args.client_sizes:
                 client = bench_store("qdrant-client-local", args.client_sizes, args, work, frames)
             ratio_records(edge, client)
+            target_records(edge)
         if args.embed_questions > 0:
             embed = bench_query_embedding(args.embed_questions)
             emit(embed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from services.common.bus import Bus
 from services.common.runtime import GrpcEndpoint, Stage, StageError
@@ -35,14 +36,34 @@ class Memory:
         except Exception:
             self.store.close()
             raise
-        self.retriever = Retriever(
-            self.store,
-            self.frames,
-            self.embedder,
-            config.retrieval,
-            store_lock=lock,
-            max_question_chars=config.max_question_chars,
-        )
+        try:
+            self.retriever = Retriever(
+                self.store,
+                self.frames,
+                self.embedder,
+                config.retrieval,
+                store_lock=lock,
+                max_question_chars=config.max_question_chars,
+            )
+            with lock:
+                # Exact scores of every point in RAM (why: services/memory/score_index.py); a memory larger
+                # than the configured limit is refused here, with the figures, rather than OOM-killed later.
+                t = time.perf_counter()
+                index = self.store.keep_scores_in_memory(self.retriever.vector, config.retrieval.score_index_max_bytes)
+                log.info(
+                    "score index: %d points of %r in %.2f s (%.1f MiB of %.0f MiB)",
+                    len(index),
+                    index.vector_name,
+                    time.perf_counter() - t,
+                    index.nbytes() / 2**20,
+                    index.max_bytes / 2**20,
+                )
+                # Read at scrape time: the index grows with every upsert through the store.
+                metrics.SCORE_INDEX_POINTS.set_function(lambda: len(index))
+                metrics.SCORE_INDEX_BYTES.set_function(index.nbytes)
+        except Exception:
+            self.store.close()
+            raise
         self.writer = MemoryWriter(self.store, self.frames, self.embedder.name, lock)
         self._lock = lock
         log.info(

@@ -44,6 +44,9 @@ class RetrievalConfig(BaseModel):
     mean_frame_bytes: float = Field(default=60_000.0, gt=0.0)
     # Which named vector a question is matched against; "" = the first the embedder offers for text.
     vector: str = ""
+    # RAM for the exact score index (services/memory/score_index.py): 4 B x dim + ~220 B per index frame,
+    # 1.76 kB at 384-d, so the default 2 GiB holds ~1.2M index frames. A memory past it is refused at start.
+    score_index_max_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024)
 
     def n_max(self) -> int:
         """The upper bound on keyframes from the bandwidth and the latency budget."""

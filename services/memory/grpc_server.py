@@ -7,7 +7,6 @@ import time
 from typing import TYPE_CHECKING
 
 import grpc
-import numpy as np
 
 from services.common.grpc_runtime import abort
 from services.common.grpc_runtime import create_server as _create_server
@@ -90,19 +89,18 @@ def describe(memory: Memory) -> memory_pb2.DescribeResponse:
     out = memory_pb2.DescribeResponse(embedder=memory.embedder.name, store=memory.config.store.type)
     files, size = memory.frames.raw_usage()
     out.raw_frames, out.raw_bytes = files, size
-    probe = np.ones(memory.embedder.vector_specs[memory.retriever.vector], np.float32)
     with memory.retriever.store_lock:
-        for cam in memory.store.cameras():
-            # The store has no min/max aggregate: one pass over the camera's payloads (an admin call, O(points)).
-            hits = memory.store.scores_in_range(memory.retriever.vector, probe, camera_id=cam)
-            out.cameras.append(
-                memory_pb2.CameraMemory(
-                    camera_id=cam,
-                    index_frames=len(hits),
-                    earliest_s=min((h.payload.start_s for h in hits), default=0.0),
-                    latest_s=max((h.payload.end_s for h in hits), default=0.0),
-                )
+        # O(cameras): the score index keeps each camera's count and span as points arrive.
+        spans = memory.store.camera_spans(memory.retriever.vector)
+    for span in spans:
+        out.cameras.append(
+            memory_pb2.CameraMemory(
+                camera_id=span.camera_id,
+                index_frames=span.index_frames,
+                earliest_s=span.earliest_s,
+                latest_s=span.latest_s,
             )
+        )
     return out
 
 

@@ -19,3 +19,7 @@ RETRIEVE_FRAMES = Histogram(
 RETRIEVE_ERRORS = Counter("vigil_memory_retrieve_errors_total", "Retrieve calls that failed", ["code"])
 RAW_BYTES = Gauge("vigil_memory_raw_bytes", "Bytes in the raw frame layer")
 EXPIRED_BUCKETS = Counter("vigil_memory_expired_buckets_total", "Raw-frame hour buckets deleted by retention")
+SCORE_INDEX_POINTS = Gauge("vigil_memory_score_index_points", "Index frames held in the in-RAM score index")
+SCORE_INDEX_BYTES = Gauge(
+    "vigil_memory_score_index_bytes", "RAM the score index takes (memory.retrieval.score_index_max_bytes bounds it)"
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -24,6 +24,7 @@ from services.memory.store import (
     check_point,
     check_specs,
     check_vector,
+    named_vector,
 )
 
 logger = logging.getLogger(__name__)
@@ -129,7 +130,31 @@ class QdrantClientStore(VectorStore):
         logger.info("created qdrant collection %s at %s with vectors %s", self._collection, self._where, specs)
         self._specs = specs
 
-    def upsert(self, points: Sequence[IndexPoint]) -> None:
+    def _specs_for_index(self) -> dict[str, int]:
+        """The collection's named vectors."""
+        return dict(self._require())
+
+    def _scan(self, vector_name: str, batch: int) -> Iterator[tuple[list[str], np.ndarray, list[FramePayload]]]:
+        """Scroll every point with one vector and its payload."""
+        self._require()
+        offset = None
+        while True:
+            try:
+                records, offset = self._client.scroll(
+                    self._collection, offset=offset, limit=batch, with_payload=True, with_vectors=[vector_name]
+                )
+            except _UNREACHABLE as e:
+                raise StoreUnavailable(f"qdrant at {self._where} is unreachable: {e}") from e
+            except (UnexpectedResponse, ValueError) as e:
+                raise StoreError(f"qdrant scroll of {self._collection} failed: {e}") from e
+            if records:
+                ids = [str(r.id) for r in records]
+                vectors = np.array([named_vector(r.vector, vector_name) for r in records], np.float32)
+                yield ids, vectors, [FramePayload.from_dict(r.payload or {}) for r in records]
+            if offset is None:
+                return
+
+    def _upsert(self, points: Sequence[IndexPoint]) -> None:
         """Upsert and wait for the write to be applied."""
         specs = self._require()
         if not points:
@@ -218,7 +243,7 @@ class QdrantClientStore(VectorStore):
         except UnexpectedResponse as e:
             raise StoreError(f"qdrant count failed: {e}") from e
 
-    def cameras(self) -> list[str]:
+    def _cameras(self) -> list[str]:
         """Distinct camera ids, from a facet over `camera_id`."""
         self._require()
         try:

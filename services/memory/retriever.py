@@ -162,7 +162,7 @@ class Retriever:
                 self.vector, qvec, camera_id=q.camera_id or None, since_s=q.since_s, until_s=q.until_s
             )
         timings["search_ms"] = (time.perf_counter() - t) * 1e3
-        if not ids:
+        if len(ids) == 0:
             raise RetrieveNotFound(f"the memory holds nothing for {describe_range(q.camera_id, q.since_s, q.until_s)}")
 
         temperature = q.temperature or self.config.temperature

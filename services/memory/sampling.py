@@ -85,8 +85,12 @@ def sample_adaptive(p: np.ndarray, theta: float, n_min: int, n_max: int, rng: np
     draws = 0
     if p.size == 0:
         return Draws({}, 0, 0.0)
+    # Inverse-CDF draws, exactly what `rng.choice(p.size, p=p)` does per call (same uniforms, same picks),
+    # but the O(n) cumulative sum is built once instead of once per draw: 32 draws at 100k were 28 ms.
+    cdf = np.cumsum(p, dtype=np.float64)
+    cdf /= cdf[-1]
     while draws < n_max:
-        i = int(rng.choice(p.size, p=p))
+        i = int(cdf.searchsorted(rng.random(), side="right"))
         if i not in counts:
             covered += float(p[i])
         counts[i] += 1
@@ -99,7 +103,14 @@ def sample_adaptive(p: np.ndarray, theta: float, n_min: int, n_max: int, rng: np
 
 def top_k(scores: np.ndarray, k: int) -> Draws:
     """The greedy baseline: the k most similar index frames, once each."""
-    order = np.argsort(-scores, kind="stable")[:k]
+    if 0 < k < scores.size:
+        # Only the candidates at or above the k-th best score are sorted (ties kept in position order, as a
+        # stable sort of everything would): O(n) instead of O(n log n) at 100k index frames.
+        kth = np.partition(scores, scores.size - k)[scores.size - k]
+        head = np.flatnonzero(scores >= kth)
+        order = head[np.argsort(-scores[head], kind="stable")][:k]
+    else:
+        order = np.argsort(-scores, kind="stable")[: max(k, 0)]
     return Draws({int(i): 1 for i in order}, len(order), float("nan"))
 
 

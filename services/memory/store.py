@@ -7,9 +7,11 @@ Two adapters implement it, chosen by `VectorStoreConfig.type`:
 
 Retrieval (Eq. 4-5) needs a similarity for *every* index frame in the asked range to build its softmax, but
 the payloads of only the few it chooses. So the read path has two steps: `similarities_in_range` (cosine of
-the query against all matching points, computed inside the engine, ids and scores only) and `payloads`
-(for the chosen ids). Shipping 100k payloads through Python costs ~20x the scoring itself (bench-retrieve).
-`scores_in_range` (everything, payloads included) stays for tools and small memories.
+the query against all matching points, ids and scores only) and `payloads` (for the chosen ids). The
+memory calls `keep_scores_in_memory` at open: the retrieval vector of every point is then also held in a
+`ScoreIndex` (services/memory/score_index.py, why there), which answers `similarities_in_range`, `count`,
+`cameras` and `camera_spans` without a Python object per point; without it the engine answers them.
+`scores_in_range` (everything, payloads included, from the engine) stays for tools and small memories.
 
 Time-range semantics: a point matches `[since_s, until_s]` when its cluster's span overlaps it, i.e.
 ``end_s >= since_s`` and ``start_s <= until_s``; either bound may be left open.
@@ -20,13 +22,15 @@ from __future__ import annotations
 import math
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from services.memory.score_index import CameraSpan, ScoreIndex, ScoreIndexFull, bytes_per_point
 
 
 class StoreError(RuntimeError):
@@ -112,13 +116,78 @@ class RangeFilter:
 class VectorStore(ABC):
     """One collection of index-frame points with named vectors; cosine similarity throughout."""
 
+    # Set by `keep_scores_in_memory`; None = every read goes to the engine.
+    _score_index: ScoreIndex | None = None
+
     @abstractmethod
     def ensure_collection(self, vector_specs: Mapping[str, int]) -> None:
         """Create the collection with these named vectors (name -> dim), or check an existing one matches."""
 
     @abstractmethod
+    def _upsert(self, points: Sequence[IndexPoint]) -> None:
+        """Insert or replace points by id in the engine, durably (adapters implement this)."""
+
+    @abstractmethod
+    def _scan(self, vector_name: str, batch: int) -> Iterator[tuple[list[str], np.ndarray, list[FramePayload]]]:
+        """Every point's id, one named vector (rows) and payload, in batches (adapters implement this)."""
+
+    @abstractmethod
+    def _cameras(self) -> list[str]:
+        """The engine's distinct camera ids, sorted (adapters implement this)."""
+
     def upsert(self, points: Sequence[IndexPoint]) -> None:
-        """Insert or replace points by id; durable once this returns."""
+        """Insert or replace points by id; durable once this returns (and in the score index, if kept)."""
+        index = self._score_index
+        if index is not None and points:
+            # Refuse before the engine write: a point in Qdrant but not in the index would be unanswerable.
+            try:
+                index.check_room([p.point_id for p in points])
+            except ScoreIndexFull as e:
+                raise StoreError(str(e)) from e
+        self._upsert(points)
+        if index is not None and points:
+            index.add(
+                [p.point_id for p in points],
+                np.stack([np.asarray(p.vectors[index.vector_name], np.float32) for p in points]),
+                [p.payload.camera_id for p in points],
+                [p.payload.start_s for p in points],
+                [p.payload.end_s for p in points],
+            )
+
+    def keep_scores_in_memory(self, vector_name: str, max_bytes: int, batch: int = 2000) -> ScoreIndex:
+        """Build the score index of `vector_name` from every stored point; StoreError if it would exceed max_bytes."""
+        specs = self._specs_for_index()
+        if vector_name not in specs:
+            raise StoreError(f"unknown vector name {vector_name!r}; the collection has {sorted(specs)}")
+        dim = specs[vector_name]
+        n = self._count(RangeFilter())
+        need = n * bytes_per_point(dim)
+        if need > max_bytes:
+            raise StoreError(
+                f"the memory holds {n:,} index frames; scoring them exactly keeps their {vector_name!r} vectors "
+                f"in RAM: {need / 2**30:.2f} GiB ({bytes_per_point(dim)} B each), over "
+                f"memory.retrieval.score_index_max_bytes = {max_bytes / 2**30:.2f} GiB. Raise that limit (and "
+                "the memory's RAM limit) or give this memory a smaller store"
+            )
+        index = ScoreIndex(vector_name, dim, max_bytes, capacity=max(n, 1024))
+        for ids, vectors, payloads in self._scan(vector_name, batch):
+            index.add(
+                ids,
+                vectors,
+                [p.camera_id for p in payloads],
+                [p.start_s for p in payloads],
+                [p.end_s for p in payloads],
+            )
+        self._score_index = index
+        return index
+
+    def drop_score_index(self) -> None:
+        """Answer every read from the engine again (the benchmark times both paths on one store)."""
+        self._score_index = None
+
+    @abstractmethod
+    def _specs_for_index(self) -> dict[str, int]:
+        """The collection's named vectors (name -> dim); StoreError before ensure_collection."""
 
     @abstractmethod
     def _query(self, vector_name: str, query: np.ndarray, flt: RangeFilter, limit: int) -> list[ScoredFrame]:
@@ -146,9 +215,17 @@ class VectorStore(ABC):
         camera_id: str | None = None,
         since_s: float | None = None,
         until_s: float | None = None,
-    ) -> tuple[list[str], np.ndarray]:
-        """Ids and cosine similarities of every point in range, best first: the softmax's input, nothing more."""
+    ) -> tuple[Sequence[str] | np.ndarray, np.ndarray]:
+        """Ids and cosine similarities of every point in range (in no set order): the softmax's input, nothing more.
+
+        From the score index when it holds `vector_name` (exact, O(points) numpy), else from the engine.
+        """
         flt = RangeFilter(camera_id, since_s, until_s)
+        index = self._score_index
+        if index is not None and index.vector_name == vector_name:
+            vec = np.asarray(check_vector(vector_name, query, self._specs_for_index()), np.float32)
+            ids, sims = index.scores(vec, camera_id, since_s, until_s)
+            return ids, sims
         return self._scores(vector_name, query, flt, self._count(flt))
 
     def search(
@@ -182,11 +259,35 @@ class VectorStore(ABC):
 
     def count(self, *, camera_id: str | None = None, since_s: float | None = None, until_s: float | None = None) -> int:
         """How many points match the filter (exact)."""
-        return self._count(RangeFilter(camera_id, since_s, until_s))
+        flt = RangeFilter(camera_id, since_s, until_s)
+        if self._score_index is not None:
+            return self._score_index.count(camera_id, since_s, until_s)
+        return self._count(flt)
 
-    @abstractmethod
     def cameras(self) -> list[str]:
         """The distinct camera ids with at least one point, sorted."""
+        if self._score_index is not None:
+            return self._score_index.cameras()
+        return self._cameras()
+
+    def camera_spans(self, probe_vector: str) -> list[CameraSpan]:
+        """Per camera: index frames and the time covered. O(cameras) from the score index, else a walk.
+
+        Without the index the engine has no min/max aggregate: one pass over each camera's payloads
+        (scored against a probe on `probe_vector`), O(points).
+        """
+        if self._score_index is not None:
+            return self._score_index.spans()
+        specs = self._specs_for_index()
+        probe = np.ones(specs[probe_vector], np.float32)
+        out = []
+        for cam in self._cameras():
+            hits = self.scores_in_range(probe_vector, probe, camera_id=cam)
+            if hits:
+                out.append(
+                    CameraSpan(cam, len(hits), min(h.payload.start_s for h in hits), max(h.payload.end_s for h in hits))
+                )
+        return out
 
     @abstractmethod
     def close(self) -> None:
@@ -234,6 +335,13 @@ def check_vector(name: str, vector: np.ndarray, specs: Mapping[str, int]) -> lis
     if not math.isfinite(norm) or norm == 0.0:
         raise StoreError(f"vector {name!r} is zero or not finite")
     return [float(x) for x in arr]
+
+
+def named_vector(vectors: object, name: str) -> Sequence[float]:
+    """One named dense vector out of a scrolled record's vectors (the engines type them as a union)."""
+    if not isinstance(vectors, Mapping) or not isinstance(vectors.get(name), Sequence):
+        raise StoreError(f"stored point has no dense vector {name!r}")
+    return vectors[name]  # type: ignore[no-any-return]
 
 
 class QdrantEdgeStoreConfig(BaseModel):

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -143,6 +144,54 @@ def test_scores_in_range_covers_every_point(open_store: StoreFactory) -> None:
     got = store.payloads(chosen)
     assert set(got) == set(chosen[:2]) and got[ids[0]] == scored[0].payload
     assert store.similarities_in_range("text", q, camera_id="cam-a", since_s=100.0)[0] == []
+
+
+def test_the_score_index_answers_as_the_engine_does(open_store: StoreFactory) -> None:
+    store = open_store()
+    points = _seed(store)
+    store.upsert([_point("cam-a", 30.0 + i, [0, 0, 1, float(i)], [1, 0, 0], cluster=3 + i) for i in range(20)])
+    q = np.array([0.3, 0, 1.0, 0.2])
+    windows: list[dict[str, Any]] = [
+        {},
+        {"camera_id": "cam-a"},
+        {"since_s": 12.0, "until_s": 33.0},
+        {"camera_id": "cam-b", "until_s": 6.0},
+    ]
+    engine = [dict(zip(*store.similarities_in_range("text", q, **w), strict=True)) for w in windows]
+    spans = store.camera_spans("text")
+    index = store.keep_scores_in_memory("text", 1 << 20, batch=7)  # several scroll pages
+    assert len(index) == 24
+    for w, want in zip(windows, engine, strict=True):
+        ids, sims = store.similarities_in_range("text", q, **w)
+        got = dict(zip(ids, sims, strict=True))
+        assert got.keys() == want.keys()
+        assert all(abs(got[k] - want[k]) < 1e-6 for k in want)
+        assert store.count(**w) == len(want)
+    assert store.camera_spans("text") == spans
+    assert [(s.camera_id, s.index_frames) for s in spans] == [("cam-a", 23), ("cam-b", 1)]
+    # Upserts through the store reach the index: a replaced point moves camera, a new one is scored.
+    moved = IndexPoint(points[3].point_id, points[3].vectors, FramePayload("cam-c", 0, 0, 40.0, 45.0, 0, 10))
+    store.upsert([moved, _point("cam-c", 50.0, [0, 0, 1, 0], [1, 0, 0])])
+    assert store.cameras() == ["cam-a", "cam-c"]
+    assert len(store.similarities_in_range("text", q, camera_id="cam-c")[0]) == 2
+    store.drop_score_index()
+    assert store.count() == 25 and store.count(camera_id="cam-b") == 0
+
+
+def test_a_memory_too_large_for_the_score_index_is_refused_with_the_figures(open_store: StoreFactory) -> None:
+    store = open_store()
+    _seed(store)
+    with pytest.raises(StoreError, match=r"4 index frames.*score_index_max_bytes"):
+        store.keep_scores_in_memory("text", 3 * 236)
+    with pytest.raises(StoreError, match="unknown vector name"):
+        store.keep_scores_in_memory("nope", 1 << 20)
+    # A full index refuses the write before the engine takes it: store and index never disagree.
+    store.keep_scores_in_memory("text", 5 * 236)
+    store.upsert([_point("cam-a", 60.0, [1, 0, 0, 0], [0, 0, 1])])
+    with pytest.raises(StoreError, match="score index is full"):
+        store.upsert([_point("cam-a", 70.0, [1, 0, 0, 0], [0, 0, 1])])
+    store.drop_score_index()
+    assert store.count() == 5
 
 
 def test_count_cameras_and_upsert_replaces(open_store: StoreFactory) -> None:

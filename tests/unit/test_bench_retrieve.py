@@ -132,8 +132,10 @@ def test_coverage_metric() -> None:
 
 
 def test_parse_sizes() -> None:
-    """Plain integers and k suffixes, sorted and unique."""
+    """Plain integers and k/M suffixes, sorted and unique; 'none' skips a store."""
     assert parse_sizes("10k, 1000,100k,1k") == [1000, 10_000, 100_000]
+    assert parse_sizes("1M,2.5k") == [2500, 1_000_000]
+    assert parse_sizes("none") == []
 
 
 def test_quick_run_prints_json_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

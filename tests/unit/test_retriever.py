@@ -61,8 +61,9 @@ CLUSTERS = [
 ]
 
 
-@pytest.fixture
-def retriever(tmp_path: Path) -> Iterator[Retriever]:
+@pytest.fixture(params=["score-index", "engine"])
+def retriever(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Retriever]:
+    """Every test runs on both read paths: the memory's in-RAM score index and Qdrant Edge's own scoring."""
     emb = KeywordEmbedder()
     store = QdrantEdgeStore(tmp_path / "q")
     store.ensure_collection(emb.vector_specs)
@@ -79,6 +80,8 @@ def retriever(tmp_path: Path) -> Iterator[Retriever]:
         payload = FramePayload(cam, 0, k, start, members[-1].time_s, 5, 10, desc, index_time, emb.name)
         points.append(IndexPoint(pid, {"text": emb.vec(desc)}, payload))
     store.upsert(points)
+    if request.param == "score-index":
+        store.keep_scores_in_memory("text", 1 << 20)
     r = Retriever(store, frames, emb, RetrievalConfig(temperature=0.05, theta=0.8, lam=0.25, max_frames_cap=8))
     yield r
     store.close()

@@ -88,3 +88,36 @@ def test_uniform_in_cluster_sampling() -> None:
 
 def test_top_k_is_greedy() -> None:
     assert sorted(top_k(np.array([0.1, 0.9, 0.5, 0.8]), 2).counts) == [1, 3]
+
+
+def _akr_by_choice(p: np.ndarray, theta: float, n_min: int, n_max: int, rng: np.random.Generator) -> Draws:
+    """AKR as eq. 6 reads, one `rng.choice(p=p)` per draw: the reference the inverse-CDF version must equal."""
+    counts: dict[int, int] = {}
+    covered, draws = 0.0, 0
+    while draws < n_max:
+        i = int(rng.choice(p.size, p=p))
+        covered += float(p[i]) if i not in counts else 0.0
+        counts[i] = counts.get(i, 0) + 1
+        draws += 1
+        if draws >= n_min and covered >= theta - 1e-12:
+            break
+    return Draws(counts, draws, covered)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_akr_draws_exactly_what_per_draw_choice_would(seed: int) -> None:
+    """The cumulative sum is built once, yet every pick equals rng.choice's with the same generator."""
+    r = np.random.default_rng(seed)
+    n = int(r.integers(1, 5000))
+    p = softmax(r.normal(0.2, 0.1, n), float(r.choice([0.02, 0.05, 0.3])))
+    got = sample_adaptive(p, 0.8, 4, 32, np.random.default_rng(seed + 100))
+    assert got == _akr_by_choice(p, 0.8, 4, 32, np.random.default_rng(seed + 100))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_top_k_equals_a_stable_full_sort_with_ties(seed: int) -> None:
+    r = np.random.default_rng(seed)
+    scores = np.round(r.normal(size=int(r.integers(1, 400))), 1)  # many ties
+    for k in (0, 1, 5, scores.size - 1, scores.size, scores.size + 3):
+        want = [int(i) for i in np.argsort(-scores, kind="stable")[: max(k, 0)]]
+        assert list(top_k(scores, k).counts) == want
