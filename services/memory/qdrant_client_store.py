@@ -24,7 +24,7 @@ from services.memory.store import (
     check_point,
     check_specs,
     check_vector,
-    named_vector,
+    scrolled_batch,
 )
 
 logger = logging.getLogger(__name__)
@@ -148,9 +148,7 @@ class QdrantClientStore(VectorStore):
             except (UnexpectedResponse, ValueError) as e:
                 raise StoreError(f"qdrant scroll of {self._collection} failed: {e}") from e
             if records:
-                ids = [str(r.id) for r in records]
-                vectors = np.array([named_vector(r.vector, vector_name) for r in records], np.float32)
-                yield ids, vectors, [FramePayload.from_dict(r.payload or {}) for r in records]
+                yield scrolled_batch(records, vector_name)
             if offset is None:
                 return
 

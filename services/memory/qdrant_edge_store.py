@@ -21,7 +21,7 @@ from services.memory.store import (
     check_point,
     check_specs,
     check_vector,
-    named_vector,
+    scrolled_batch,
 )
 
 logger = logging.getLogger(__name__)
@@ -134,9 +134,7 @@ class QdrantEdgeStore(VectorStore):
             except Exception as e:
                 raise StoreError(f"qdrant-edge scroll of {self._path} failed: {e}") from e
             if records:
-                ids = [str(r.id) for r in records]
-                vectors = np.array([named_vector(r.vector, vector_name) for r in records], np.float32)
-                yield ids, vectors, [FramePayload.from_dict(r.payload or {}) for r in records]
+                yield scrolled_batch(records, vector_name)
             if offset is None:
                 return
 

@@ -337,11 +337,16 @@ def check_vector(name: str, vector: np.ndarray, specs: Mapping[str, int]) -> lis
     return [float(x) for x in arr]
 
 
-def named_vector(vectors: object, name: str) -> Sequence[float]:
-    """One named dense vector out of a scrolled record's vectors (the engines type them as a union)."""
-    if not isinstance(vectors, Mapping) or not isinstance(vectors.get(name), Sequence):
-        raise StoreError(f"stored point has no dense vector {name!r}")
-    return vectors[name]  # type: ignore[no-any-return]
+def scrolled_batch(records: Sequence[Any], vector_name: str) -> tuple[list[str], np.ndarray, list[FramePayload]]:
+    """A page of scrolled records (either engine's: `.id`, `.vector`, `.payload`) as ids, vectors and payloads."""
+    vectors = []
+    for r in records:
+        named = r.vector
+        if not isinstance(named, Mapping) or not isinstance(named.get(vector_name), Sequence):
+            raise StoreError(f"stored point {r.id} has no dense vector {vector_name!r}")
+        vectors.append(named[vector_name])
+    ids = [str(r.id) for r in records]
+    return ids, np.array(vectors, np.float32), [FramePayload.from_dict(r.payload or {}) for r in records]
 
 
 class QdrantEdgeStoreConfig(BaseModel):
