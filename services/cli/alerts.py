@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 import threading
 import time
 import uuid
 from typing import Any
 
+from kafka.errors import KafkaError
+
 from services.cli.output import alert_record, format_alert
 from services.common.bus import Message
 from services.common.bus.factory import make_bus
+from services.common.bus.kafka import KafkaBus
 from services.common.config import BusConfig, CommonSettings
 from vigil.alert.v1 import alert_pb2
 
@@ -25,6 +30,9 @@ def register(sub: Any) -> None:
     alerts.add_argument("--topic", help="alert topic (default from settings)")
     alerts.add_argument("--group", help="consumer group to resume from (default: a new one, from the start)")
     alerts.add_argument("--idle-exit", type=float, default=5.0, help="without --follow, exit after this idle time")
+    alerts.add_argument(
+        "--connect-timeout", type=float, default=10.0, help="seconds to wait for the broker to answer at start"
+    )
     alerts.set_defaults(func=cmd_alerts)
 
 
@@ -33,6 +41,23 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     # Topic names come from settings (VIGIL_TOPICS__ALERTS), like every service's.
     topic = args.topic or CommonSettings().topics.alerts
     bus = make_bus(BusConfig(kind="kafka", bootstrap=args.kafka), client_id="vigil-alerts")
+    kafka_log = logging.getLogger("kafka")
+    level = kafka_log.level
+    try:
+        # No broker must not look like "no alerts": ask it once before consuming (the consumer would retry
+        # quietly). The client's per-attempt connection errors would bury the one line below.
+        kafka_log.setLevel(logging.CRITICAL)
+        if isinstance(bus, KafkaBus):
+            bus.broker_version(int(args.connect_timeout * 1000))
+    except KafkaError as exc:
+        bus.close()
+        print(
+            f"vigil alerts: no Kafka broker answered at {args.kafka} within {args.connect_timeout:g}s ({exc})",
+            file=sys.stderr,
+        )
+        return 3
+    finally:
+        kafka_log.setLevel(level)
     seen: set[str] = set()
     last_message = [time.monotonic()]
 

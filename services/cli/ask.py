@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,19 @@ from vigil.reasoning.v1 import reasoning_pb2, reasoning_pb2_grpc
 def register(sub: Any) -> None:
     """Add `vigil ask`."""
     ask = sub.add_parser("ask", help="answer a question about the past from the memory (Venus)")
-    ask.add_argument("question")
+    ask.add_argument("question", type=parse_question)
     ask.add_argument("--camera", help="only this camera's memory")
     ask.add_argument("--since", type=parse_time, help="seconds on the camera's time axis, or an ISO date-time")
     ask.add_argument("--until", type=parse_time, help="seconds on the camera's time axis, or an ISO date-time")
     ask.add_argument(
         "--mode", choices=[m.value for m in Mode], default=Mode.AKR.value, help="keyframe selection (default akr)"
     )
-    ask.add_argument("--max-frames", type=int, default=0, help="upper bound on keyframes (0 = memory default)")
-    ask.add_argument("--seed", type=int, default=0, help="sampler seed (0 = random; the answer reports it)")
+    ask.add_argument(
+        "--max-frames", type=bounded_int(2**32 - 1), default=0, help="upper bound on keyframes (0 = memory default)"
+    )
+    ask.add_argument(
+        "--seed", type=bounded_int(2**64 - 1), default=0, help="sampler seed (0 = random; the answer reports it)"
+    )
     ask.add_argument("--json", action="store_true", help="print the whole AskResponse as JSON")
     ask.add_argument("--save", type=Path, metavar="DIR", help="save the chosen keyframes as JPEGs in DIR")
     ask.add_argument("--reasoning", metavar="HOST:PORT", help="ask a reasoning service over gRPC instead")
@@ -127,6 +132,35 @@ def _save_keyframes(response: Any, folder: Path) -> list[Path]:
         path.write_bytes(k.jpeg)
         out.append(path)
     return out
+
+
+def parse_question(text: str) -> str:
+    """The question as argv gave it, refused if it is not text (bytes the locale could not decode)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # argv arrives through surrogateescape: each undecodable byte became a lone surrogate.
+        bad = text[exc.start].encode("utf-8", "surrogateescape")
+        raise argparse.ArgumentTypeError(
+            f"the question is not valid UTF-8 (byte 0x{bad.hex()} at character {exc.start}); "
+            "pass it as UTF-8 text, e.g. check the terminal's or the script's encoding"
+        ) from None
+    return text
+
+
+def bounded_int(most: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in [0, most] (the proto field's range), else a message saying so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not 0 <= value <= most:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: give a whole number from 0 to {most}")
+        return value
+
+    return parse
 
 
 def parse_time(text: str) -> float:

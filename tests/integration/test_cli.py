@@ -11,6 +11,7 @@ import pytest
 
 from services.models.structurers.base import validate_event
 from tests.fixtures.media import shared
+from tests.fixtures.tcp_proxy import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,6 +80,34 @@ def test_truncated_avi_reads_what_it_can(tmp_path) -> None:
 def test_stream_that_does_not_answer() -> None:
     res = vigil("run", "--camera", "rtsp://127.0.0.1:9/none", "--open-timeout", "2", timeout=60)
     assert res.returncode == 2 and "did not answer" in res.stderr
+
+
+def test_alerts_without_a_broker_is_an_error_not_silence() -> None:
+    """An unreachable broker must not look like "no alerts" (exit 0, nothing printed)."""
+    res = vigil("alerts", "--kafka", f"127.0.0.1:{free_port()}", "--connect-timeout", "2", timeout=60)
+    assert res.returncode == 3 and res.stdout == ""
+    assert "no Kafka broker answered" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ([b"\xff\xfe a car?"], "not valid UTF-8 (byte 0xff"),
+        ([b"a car", b"--max-frames", b"-5"], "-5 is out of range"),
+        ([b"a car", b"--max-frames", b"1e11"], "'1e11' is not a whole number"),
+        ([b"a car", b"--seed", b"-1"], "-1 is out of range"),
+    ],
+)
+def test_ask_refuses_unusable_arguments_with_a_message(args: list[bytes], needle: str) -> None:
+    """Checked before any memory is opened: argparse's exit 2 and one line, never a traceback."""
+    res = subprocess.run(
+        [sys.executable.encode(), b"-m", b"services.cli", b"ask", *args],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+    )
+    err = res.stderr.decode("utf-8", "replace")
+    assert res.returncode == 2 and needle in err and "Traceback" not in err
 
 
 @pytest.mark.slow
