@@ -6,7 +6,9 @@ import logging
 import math
 import os
 import re
+import socket
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,34 @@ SEQUENCE_DEFAULT_FPS = 1.0
 
 class SourceError(RuntimeError):
     """The source cannot be opened or read; the message says what to fix."""
+
+
+# Default ports of the stream schemes FFmpeg opens, for the reachability check below.
+_STREAM_PORTS = {"rtsp": 554, "rtsps": 322, "rtmp": 1935, "http": 80, "https": 443, "srt": 0, "udp": 0}
+
+
+def stream_unreachable(url: str, timeout_s: float) -> str | None:
+    """Why a stream that FFmpeg could not open is unreachable (name, refused, no route), or None if a TCP
+    connection to it succeeds or times out (then it is the stream itself that did not answer)."""
+    parsed = urllib.parse.urlsplit(url)
+    try:
+        port = parsed.port or _STREAM_PORTS.get(parsed.scheme.lower(), 0)
+    except ValueError:
+        return f"the URL's port is not a number: {parsed.netloc.rsplit('@', 1)[-1]!r}"
+    host = parsed.hostname
+    if not host or not port:
+        return None  # UDP/SRT or no host: nothing to probe over TCP
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except socket.gaierror:
+        return f"the host name {host!r} does not resolve (check the URL)"
+    except ConnectionRefusedError:
+        return f"{host}:{port} refused the connection: nothing listens there (check the port and that the camera is on)"
+    except TimeoutError:
+        return None
+    except OSError as e:
+        return f"cannot reach {host}:{port}: {e.strerror or e}"
 
 
 def redact(source: str) -> str:
@@ -114,6 +144,9 @@ class VideoSource:
         if not cap.isOpened():
             cap.release()
             if self.is_stream:
+                why = stream_unreachable(self.source, min(2.0, self._open_timeout_ms / 1000))
+                if why is not None:
+                    raise SourceError(f"stream {redact(self.source)}: {why}")
                 raise SourceError(
                     f"stream {redact(self.source)} did not answer within {self._open_timeout_ms / 1000:.0f}s "
                     "(check the URL, credentials and that the camera is reachable)"

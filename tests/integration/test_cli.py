@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -78,8 +79,21 @@ def test_truncated_avi_reads_what_it_can(tmp_path) -> None:
 
 
 def test_stream_that_does_not_answer() -> None:
-    res = vigil("run", "--camera", "rtsp://127.0.0.1:9/none", "--open-timeout", "2", timeout=60)
-    assert res.returncode == 2 and "did not answer" in res.stderr
+    """A port that accepts the connection but never speaks RTSP: the stream itself did not answer."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"rtsp://127.0.0.1:{silent.getsockname()[1]}/none"
+        res = vigil("run", "--camera", url, "--open-timeout", "2", timeout=60)
+    assert res.returncode == 2 and "did not answer within 2s" in res.stderr
+
+
+def test_stream_whose_port_refuses_says_so() -> None:
+    port = free_port()
+    res = vigil("run", "--camera", f"rtsp://127.0.0.1:{port}/none", "--open-timeout", "2", timeout=60)
+    assert res.returncode == 2 and f"127.0.0.1:{port} refused the connection" in res.stderr
+    res = vigil("run", "--camera", "rtsp://cam.invalid/live", "--open-timeout", "2", timeout=60)
+    assert res.returncode == 2 and "'cam.invalid' does not resolve" in res.stderr
 
 
 def test_alerts_without_a_broker_is_an_error_not_silence() -> None:
