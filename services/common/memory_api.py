@@ -64,6 +64,13 @@ _TO_PROTO = {
 }
 
 
+def clipped(text: str, limit: int = 64) -> str:
+    """`text` quoted for a message, cut to `limit` characters: an error never echoes unbounded input."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
+
+
 def check_question(text: str, max_chars: int) -> str:
     """The stripped question; RetrieveInvalid when it is empty or too long."""
     question = text.strip()
@@ -78,8 +85,11 @@ class MemorySource(ABC):
     """Where keyframes come from."""
 
     @abstractmethod
-    def retrieve(self, request: memory_pb2.RetrieveRequest) -> memory_pb2.RetrieveResponse:
-        """Retrieve; raises RetrieveInvalid, RetrieveNotFound or MemoryUnavailable."""
+    def retrieve(
+        self, request: memory_pb2.RetrieveRequest, timeout_s: float | None = None
+    ) -> memory_pb2.RetrieveResponse:
+        """Retrieve within `timeout_s` (None: the source's own); raises RetrieveInvalid, RetrieveNotFound or
+        MemoryUnavailable."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

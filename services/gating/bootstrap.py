@@ -149,7 +149,17 @@ class GatingStage(Stage):
             description += f", adapter {adapters.state.live or '(none)'} (updates from {topics.adapters})"
 
         def serve() -> GrpcEndpoint:
-            return GrpcEndpoint(*create_server(settings.grpc_address, gater, settings.gating.max_image_bytes, adapters))
+            cfg = settings.gating
+            return GrpcEndpoint(
+                *create_server(
+                    settings.grpc_address,
+                    gater,
+                    cfg.max_image_bytes,
+                    adapters,
+                    max_image_pixels=cfg.max_image_pixels,
+                    max_concurrent_detect=cfg.max_concurrent_detect,
+                )
+            )
 
         super().__init__("gating", consumers=consumers, serve=serve, closers=closers, description=description)
 

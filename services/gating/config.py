@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.config import BusConfig, CommonSettings
+from services.common.images import MAX_IMAGE_PIXELS
 from services.models.detectors.base import DetectorConfig, OnnxDetectorConfig
 from services.models.detectors.profiles import Profile, apply_profile
 from services.models.structurers.config import DetectorPriorConfig, StructurerConfig
@@ -89,6 +90,11 @@ class GatingConfig(BaseModel):
     jpeg_quality: int = Field(default=85, ge=10, le=100)
     # Detect() rejects larger images.
     max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # ... and images that would decode to more pixels than this (read from the header, before decoding: a
+    # 389 kB PNG can decode to 20000x20000, 1.2 GB of BGR). 36 MP holds an 8K UHD frame (33.2 MP).
+    max_image_pixels: int = Field(default=MAX_IMAGE_PIXELS, ge=1)
+    # Detect() calls in flight at once; more are refused with RESOURCE_EXHAUSTED, not queued.
+    max_concurrent_detect: int = Field(default=4, ge=1, le=256)
     consumer_group: str = "vigil-gating"
 
     @model_validator(mode="before")

@@ -10,6 +10,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from services.common.bus import Bus, Message, PoisonMessage
+from services.common.images import MAX_IMAGE_PIXELS, check_pixels
 from services.common.metrics import LatencyRecorder
 from services.gating import metrics
 from services.gating.convert import event_to_proto
@@ -19,10 +20,11 @@ from vigil.media.v1 import frame_pb2
 log = logging.getLogger(__name__)
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """JPEG/PNG bytes -> BGR image; ValueError when they are not a decodable image."""
+def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """JPEG/PNG bytes -> BGR image; ValueError when they are not a decodable image or decode past max_pixels."""
     if not data:
         raise ValueError("image is empty")
+    check_pixels(data, max_pixels)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f"{len(data)} bytes are not a JPEG or PNG image OpenCV can decode")

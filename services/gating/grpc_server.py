@@ -7,8 +7,9 @@ import time
 
 import grpc
 
-from services.common.grpc_runtime import abort
+from services.common.grpc_runtime import CallLimit, abort, method_path
 from services.common.grpc_runtime import create_server as _create_server
+from services.common.images import MAX_IMAGE_PIXELS
 from services.gating.adapters import AdapterManager, NothingToRollBack
 from services.gating.consumer import decode_image
 from services.gating.convert import detection_to_proto
@@ -27,9 +28,10 @@ ADAPTER_SERVICE_NAME = adapter_pb2.DESCRIPTOR.services_by_name["AdapterControl"]
 class GatingServicer(detection_pb2_grpc.GatingServiceServicer):
     """Detect: one image in, D_t, s_t, g_t and D+_t out."""
 
-    def __init__(self, gater: FrameGater, max_image_bytes: int) -> None:
+    def __init__(self, gater: FrameGater, max_image_bytes: int, max_image_pixels: int) -> None:
         self._gater = gater
         self._max_bytes = max_image_bytes
+        self._max_pixels = max_image_pixels
 
     def Detect(
         self, request: detection_pb2.DetectRequest, context: grpc.ServicerContext
@@ -46,7 +48,7 @@ class GatingServicer(detection_pb2_grpc.GatingServiceServicer):
         if request.tau_g and not 0.0 < request.tau_g <= 1.0:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"tau_g must be in (0, 1], got {request.tau_g}")
         try:
-            image = decode_image(request.image)
+            image = decode_image(request.image, self._max_pixels)
         except ValueError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"cannot decode image: {exc}")
         t0 = time.perf_counter()
@@ -93,13 +95,20 @@ class AdapterControlServicer(adapter_pb2_grpc.AdapterControlServicer):
 
 
 def create_server(
-    address: str, gater: FrameGater, max_image_bytes: int, adapters: AdapterManager | None = None
+    address: str,
+    gater: FrameGater,
+    max_image_bytes: int,
+    adapters: AdapterManager | None = None,
+    *,
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
+    max_concurrent_detect: int = 4,
 ) -> tuple[grpc.Server, int, object]:
     """Gating gRPC server (not started) with health and reflection; port 0 picks a free one.
 
-    With `adapters`, it also serves AdapterControl (`vigil adapter status|rollback`).
+    With `adapters`, it also serves AdapterControl (`vigil adapter status|rollback`). At most
+    `max_concurrent_detect` Detect calls run at once; the next is refused with RESOURCE_EXHAUSTED.
     """
-    servicer = GatingServicer(gater, max_image_bytes)
+    servicer = GatingServicer(gater, max_image_bytes, max_image_pixels)
 
     def register(server: grpc.Server) -> None:
         detection_pb2_grpc.add_GatingServiceServicer_to_server(servicer, server)
@@ -112,4 +121,7 @@ def create_server(
         [SERVICE_NAME, *([ADAPTER_SERVICE_NAME] if adapters is not None else [])],
         # Room above the limit so an oversized image reaches Detect and gets a clear INVALID_ARGUMENT.
         max_message_bytes=max(2 * max_image_bytes, 16 * 1024 * 1024),
+        call_limits={
+            method_path(SERVICE_NAME, "Detect"): CallLimit(max_concurrent_detect, "gating.max_concurrent_detect")
+        },
     )

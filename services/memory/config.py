@@ -68,6 +68,8 @@ class MemoryConfig(BaseModel):
     embedder: EmbedderConfig = AuxMiniLMEmbedderConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
     max_question_chars: int = Field(default=2000, ge=16)
+    # Retrieve calls in flight at once; more are refused with RESOURCE_EXHAUSTED, not queued.
+    max_concurrent_retrieve: int = Field(default=8, ge=1, le=256)
     frames_consumer_group: str = "vigil-memory-frames"
     index_consumer_group: str = "vigil-memory-index"
 

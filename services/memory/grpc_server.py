@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from services.common.grpc_runtime import abort
+from services.common.grpc_runtime import CallLimit, abort, method_path
 from services.common.grpc_runtime import create_server as _create_server
 from services.common.memory_api import Mode, RetrieveInvalid, RetrieveNotFound
 from services.memory import metrics
@@ -156,4 +156,9 @@ def create_server(address: str, memory: Memory) -> tuple[grpc.Server, int, objec
         [SERVICE_NAME],
         # Keyframes travel as JPEGs in one response: room for N_max frames of a large camera.
         max_message_bytes=64 * 1024 * 1024,
+        call_limits={
+            method_path(SERVICE_NAME, "Retrieve"): CallLimit(
+                memory.config.max_concurrent_retrieve, "memory.max_concurrent_retrieve"
+            )
+        },
     )

@@ -15,8 +15,10 @@ class LocalMemory(MemorySource):
     def __init__(self, retriever: Retriever) -> None:
         self._retriever = retriever
 
-    def retrieve(self, request: memory_pb2.RetrieveRequest) -> memory_pb2.RetrieveResponse:
-        """Retrieve in process; a failing vector store is MemoryUnavailable, as over gRPC."""
+    def retrieve(
+        self, request: memory_pb2.RetrieveRequest, timeout_s: float | None = None
+    ) -> memory_pb2.RetrieveResponse:
+        """Retrieve in process (no deadline to pass on); a failing vector store is MemoryUnavailable, as over gRPC."""
         try:
             return retrieve(self._retriever, request)
         except StoreError as e:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.common.memory_api import Mode, RetrieveInvalid, RetrieveNotFound, check_question
+from services.common.memory_api import Mode, RetrieveInvalid, RetrieveNotFound, check_question, clipped
 from services.memory.config import RetrievalConfig
 from services.memory.frame_store import FrameStore
 from services.memory.sampling import (
@@ -89,7 +89,7 @@ class RetrieveResult:
 
 def describe_range(camera_id: str | None, since_s: float | None, until_s: float | None) -> str:
     """The filter in words, for messages."""
-    where = f"camera {camera_id!r}" if camera_id else "any camera"
+    where = f"camera {clipped(camera_id)}" if camera_id else "any camera"
     lo = "the start" if since_s is None else f"{since_s:g}s"
     hi = "now" if until_s is None else f"{until_s:g}s"
     return f"{where} between {lo} and {hi}"
@@ -148,7 +148,7 @@ class Retriever:
                 cameras = self.store.cameras()
                 if q.camera_id not in cameras:
                     known = ", ".join(cameras) if cameras else "none yet"
-                    raise RetrieveNotFound(f"unknown camera {q.camera_id!r}; the memory holds cameras: {known}")
+                    raise RetrieveNotFound(f"unknown camera {clipped(q.camera_id)}; the memory holds cameras: {known}")
         t = time.perf_counter()
         try:
             with self._embed_lock:

@@ -18,7 +18,7 @@ class ReasoningStage(Stage):
         self.reasoner = reasoner
 
         def serve() -> GrpcEndpoint:
-            return GrpcEndpoint(*create_server(settings.grpc_address, reasoner))
+            return GrpcEndpoint(*create_server(settings.grpc_address, reasoner, settings.reasoning.max_concurrent_ask))
 
         super().__init__(
             "reasoning",

@@ -19,6 +19,8 @@ class ReasoningConfig(BaseModel):
     memory_timeout_s: float = Field(default=15.0, gt=0.0)
     vlm: AnswererConfig = EvidenceAnswererConfig()
     max_question_chars: int = Field(default=2000, ge=16)
+    # Ask calls in flight at once (each holds a Retrieve and a VLM call); more get RESOURCE_EXHAUSTED.
+    max_concurrent_ask: int = Field(default=4, ge=1, le=256)
 
 
 class ReasoningSettings(CommonSettings):

@@ -6,7 +6,7 @@ import logging
 
 import grpc
 
-from services.common.grpc_runtime import abort
+from services.common.grpc_runtime import CallLimit, abort, method_path
 from services.common.grpc_runtime import create_server as _create_server
 from services.common.memory_api import MemoryUnavailable, RetrieveInvalid, RetrieveNotFound
 from services.models.answerers.base import AnswerError, AnswerUnavailable
@@ -27,7 +27,8 @@ class ReasoningServicer(reasoning_pb2_grpc.ReasoningServiceServicer):
     def Ask(self, request: reasoning_pb2.AskRequest, context: grpc.ServicerContext) -> reasoning_pb2.AskResponse:
         """Answer a question about the past from the edge memory's keyframes."""
         try:
-            return self._reasoner.ask(request)
+            # The client's deadline bounds the Retrieve made on its behalf (None: no deadline was set).
+            return self._reasoner.ask(request, timeout_s=context.time_remaining())
         except RetrieveInvalid as e:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
         except RetrieveNotFound as e:
@@ -40,7 +41,7 @@ class ReasoningServicer(reasoning_pb2_grpc.ReasoningServiceServicer):
             abort(context, grpc.StatusCode.INTERNAL, f"the answerer failed: {e}")
 
 
-def create_server(address: str, reasoner: Reasoner) -> tuple[grpc.Server, int, object]:
+def create_server(address: str, reasoner: Reasoner, max_concurrent_ask: int = 4) -> tuple[grpc.Server, int, object]:
     """Reasoning gRPC server (not started) with health and reflection; port 0 picks a free one."""
     servicer = ReasoningServicer(reasoner)
     return _create_server(
@@ -48,4 +49,5 @@ def create_server(address: str, reasoner: Reasoner) -> tuple[grpc.Server, int, o
         lambda s: reasoning_pb2_grpc.add_ReasoningServiceServicer_to_server(servicer, s),
         [SERVICE_NAME],
         max_message_bytes=64 * 1024 * 1024,
+        call_limits={method_path(SERVICE_NAME, "Ask"): CallLimit(max_concurrent_ask, "reasoning.max_concurrent_ask")},
     )

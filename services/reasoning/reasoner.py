@@ -38,10 +38,13 @@ class GrpcMemory(MemorySource):
         self._channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
         self._stub = memory_pb2_grpc.MemoryServiceStub(self._channel)
 
-    def retrieve(self, request: memory_pb2.RetrieveRequest) -> memory_pb2.RetrieveResponse:
-        """Retrieve over gRPC; the edge's status codes become the typed errors."""
+    def retrieve(
+        self, request: memory_pb2.RetrieveRequest, timeout_s: float | None = None
+    ) -> memory_pb2.RetrieveResponse:
+        """Retrieve over gRPC within the configured deadline (or the caller's, if sooner); typed errors."""
+        timeout = self._timeout_s if timeout_s is None else max(0.0, min(self._timeout_s, timeout_s))
         try:
-            response: memory_pb2.RetrieveResponse = self._stub.Retrieve(request, timeout=self._timeout_s)
+            response: memory_pb2.RetrieveResponse = self._stub.Retrieve(request, timeout=timeout)
             return response
         except grpc.RpcError as e:
             raise_for_status(e, f"edge memory at {self.address}")
@@ -73,8 +76,11 @@ class Reasoner:
         self.answerer = answerer
         self.max_question_chars = max_question_chars
 
-    def ask(self, request: reasoning_pb2.AskRequest) -> reasoning_pb2.AskResponse:
-        """Answer one question; raises RetrieveInvalid, RetrieveNotFound, MemoryUnavailable or AnswerError."""
+    def ask(self, request: reasoning_pb2.AskRequest, timeout_s: float | None = None) -> reasoning_pb2.AskResponse:
+        """Answer one question; raises RetrieveInvalid, RetrieveNotFound, MemoryUnavailable or AnswerError.
+
+        `timeout_s`: what is left of the caller's deadline; the Retrieve made for it gets no longer.
+        """
         t0 = time.perf_counter()
         question = check_question(request.question, self.max_question_chars)
         retrieval = self.memory.retrieve(
@@ -85,7 +91,8 @@ class Reasoner:
                 mode=request.mode,
                 max_frames=request.max_frames,
                 seed=request.seed,
-            )
+            ),
+            timeout_s,
         )
         if not retrieval.keyframes:
             raise RetrieveNotFound("the memory returned no keyframes for this question")
