@@ -47,7 +47,17 @@ class Cluster:
 def frame_vector(image_bgr: np.ndarray, size: tuple[int, int] = (32, 18)) -> np.ndarray:
     """The flattened, downscaled grey frame in [0, 1]."""
     grey = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+    h, w = grey.shape
+    kx, ky = max(1, w // size[0]), max(1, h // size[1])
+    if kx * ky > 1 and w % kx == 0 and h % ky == 0:
+        # OpenCV's area resize is fast only for whole-number factors (160x120 -> 32x18 is not): take those first.
+        grey = cv2.resize(grey, (w // kx, h // ky), interpolation=cv2.INTER_AREA)
     return (cv2.resize(grey, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0).ravel()
+
+
+def _rms(a: np.ndarray, b: np.ndarray) -> float:
+    d = a - b
+    return float(np.sqrt(np.dot(d, d) / d.size))
 
 
 class IncrementalClusterer:
@@ -81,9 +91,8 @@ class IncrementalClusterer:
             self.new_scene()
         v = frame_vector(image_bgr, self.size)
         if self._scene_clusters:
-            dists = [float(np.sqrt(np.mean((c.centroid - v) ** 2))) for c in self._scene_clusters]
-            nearest = int(np.argmin(dists))
-            if dists[-1] <= self.threshold:
+            # Only the open cluster can take the frame: the older ones are looked at only when a new cluster starts.
+            if _rms(self._scene_clusters[-1].centroid, v) <= self.threshold:
                 c = self._scene_clusters[-1]
                 n = len(c.members)
                 c.centroid = (c.centroid * n + v) / (n + 1)
@@ -91,6 +100,8 @@ class IncrementalClusterer:
                 c.times.append(time_s)
                 self._vectors[c.cluster_id].append(v)
                 return c, False
+            dists = np.sqrt(np.mean((np.stack([c.centroid for c in self._scene_clusters]) - v) ** 2, axis=1))
+            nearest = int(np.argmin(dists))
             resembles = self._scene_clusters[nearest].cluster_id if dists[nearest] <= self.threshold else None
             self._finalise(self._scene_clusters[-1])
         else:

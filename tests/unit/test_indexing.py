@@ -86,3 +86,30 @@ def test_index_frames_scenes_partition_the_stream() -> None:
     assert [(s.start_frame, s.end_frame) for s in idx.scenes] == [(0, 14), (15, 29)]
     members = sorted(m for s in idx.scenes for c in s.clusters for m in c.members)
     assert members == list(range(30))
+
+
+def test_edges_only_when_weighted() -> None:
+    img = solid((40, 90, 200), 5)
+    assert features(img, 160, edges=False).edges is None
+    with_edges = features(img, 160)
+    assert with_edges.edges is not None
+    # The same score without the edge map as with it, when its weight is 0.
+    other = solid((60, 60, 60), 5, seed=1)
+    assert scene_score(features(img, 160, edges=False), features(other, 160, edges=False), W) == pytest.approx(
+        scene_score(with_edges, features(other, 160), W)
+    )
+    with pytest.raises(ValueError):
+        scene_score(features(img, 160, edges=False), features(other, 160, edges=False), (1, 1, 1, 1))
+
+
+def test_score_matches_eq_1_written_out() -> None:
+    """The OpenCV arithmetic equals eq. 1 computed directly in float: saturation-weighted circular hue, S, V."""
+    rng = np.random.default_rng(3)
+    a, b = (rng.integers(0, 256, (90, 160, 3), dtype=np.uint8) for _ in range(2))
+    fa, fb = features(a, 160, edges=False), features(b, 160, edges=False)
+    h = np.abs(fa.hue.astype(float) - fb.hue.astype(float))
+    dh = np.minimum(h, 180 - h) * 255 / 90 * np.minimum(fa.sat, fb.sat) / 255
+    ds = np.abs(fa.sat.astype(float) - fb.sat.astype(float))
+    dl = np.abs(fa.lum.astype(float) - fb.lum.astype(float))
+    expected = (dh.mean() + 2 * ds.mean() + 3 * dl.mean()) / 6
+    assert scene_score(fa, fb, (1, 2, 3, 0)) == pytest.approx(expected, rel=1e-9)
