@@ -9,7 +9,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -264,7 +264,7 @@ class ImageSequenceSource(VideoSource):
         self._pending_first = None
 
 
-def read_ahead(items: Iterable[T], depth: int = 16, chunk: int = 4) -> Iterator[T]:
+def read_ahead(items: Iterable[T], depth: int = 16, chunk: int = 4) -> Generator[T, None, None]:
     """`items` (e.g. a source's frames()) produced in a thread of its own, up to `depth` ahead of the caller.
 
     OpenCV releases the GIL while it decodes, so on two cores the next frames decode while the
