@@ -127,7 +127,9 @@ class CameraIndexer:
             closed += self._close(self._clusterer.new_scene())
         runs = self._clusterer.detector_runs
         cluster, started = self._clusterer.push(self._k, frame.time_s, feats.small, self._signature_of(image))
-        self.detector_runs += self._clusterer.detector_runs - runs
+        if self._clusterer.detector_runs > runs:
+            metrics.CONTENT_CHECKS.inc(self._clusterer.detector_runs - runs)
+            self.detector_runs += self._clusterer.detector_runs - runs
         if started and self._open is not None and self._open is not cluster and self._open.index_frame >= 0:
             # The clusterer finalised the previous cluster when this one started.
             closed += self._close([self._open])
