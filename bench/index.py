@@ -2,7 +2,7 @@
 
 Prints JSON lines, one per video and a final summary. Videos: every file in
 ../shared/data/videos/ (both folders, read in place). In the same run each video
-goes through VideoSource alone (decode-only fps), VideoSource + index_frames
+goes through VideoSource alone (decode-only fps), VideoSource + index_frames_ahead
 (Vigil indexing fps), and PySceneDetect's ContentDetector at its defaults
 (threshold 27, min_scene_len 15 frames, OpenCV backend). Cut agreement is
 matched by time, one-to-one greedy within --tolerance-s, against PySceneDetect's
@@ -14,8 +14,9 @@ and reported separately. Times are the best of --repeats runs, the three
 measurements interleaved per repeat so that load from other processes hits them alike.
 
 Decode-only means VideoSource.frames() pulled in the calling thread, nothing
-else; Vigil's indexing reads the same VideoSource through read_ahead (decoding in
-a thread of its own, overlapping with segmentation and clustering). Each video
+else; Vigil's indexing reads the same VideoSource through index_frames_ahead
+(decoding and the resize to the working width in a thread of its own, as
+PySceneDetect's decode thread does, overlapping with segmentation and clustering). Each video
 passes when, in this run, Vigil indexes at >= 1.2x PySceneDetect's fps and
 >= 0.95x the decode-only fps, with cut F1 1.0 against the reference (where there
 is one); the summary says how many pass.
@@ -33,9 +34,9 @@ from typing import Any
 
 from bench.harness import SHARED_DATA, emit, machine_info, ratio
 from services.indexing.evaluation import agreement, prf
-from services.indexing.index_video import VideoIndex, index_frames
+from services.indexing.index_video import VideoIndex, index_frames_ahead
 from services.indexing.scenes import SceneParams
-from services.ingest.source import VideoSource, read_ahead
+from services.ingest.source import VideoSource
 
 VIDEOS = SHARED_DATA / "videos"
 GOLDENS = VIDEOS / "scene_cuts" / "goldens"
@@ -62,10 +63,10 @@ def decode_only(path: Path) -> tuple[int, float, float]:
 
 
 def vigil_index(path: Path, params: SceneParams, cluster_threshold: float) -> tuple[VideoIndex, float]:
-    """Decode (in its own thread, read_ahead) and index every frame; return the index and seconds."""
+    """Decode (in its own thread, with the downscale) and index every frame; return the index and seconds."""
     t0 = time.perf_counter()
     src = VideoSource(str(path))
-    idx = index_frames(read_ahead(src.frames()), params, cluster_threshold)
+    idx = index_frames_ahead(src.frames(), params, cluster_threshold)
     src.close()
     return idx, time.perf_counter() - t0
 
@@ -224,7 +225,7 @@ def main() -> None:
                 "min_ratio_to_decode": MIN_RATIO_TO_DECODE,
                 "min_reference_f1": MIN_REFERENCE_F1,
             },
-            "decode_only": "VideoSource.frames() in the calling thread; indexing reads it through read_ahead",
+            "decode_only": "VideoSource.frames() in the calling thread; indexing decodes and downscales in a thread",
             "videos_passing": sum(r["pass"] for r in records),
             "failing": {r["video"]: [k for k, ok in r["checks"].items() if not ok] for r in records if not r["pass"]},
             "all_pass": all(r["pass"] for r in records),

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import SHARED_DATA, emit, machine_info
+from services.common.prefetch import read_ahead
 from services.indexing.config import IndexingConfig
 from services.indexing.stream import CameraIndexer, ClosedCluster, PendingFrame
-from services.ingest.source import open_source, read_ahead, resolve_fps
+from services.ingest.source import open_source, resolve_fps
 from services.models.detectors.base import Detector, build_detector
 
 INPUTS = [

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from services.indexing.index_video import index_frames
+from services.indexing.index_video import index_frames_ahead
 from services.indexing.scenes import SceneParams
-from services.ingest.source import SourceError, open_source, read_ahead
+from services.ingest.source import SourceError, open_source
 
 
 def register(sub: Any) -> None:
@@ -38,7 +38,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         return 2
     try:
         # Decoding runs in its own thread, overlapping with segmentation and clustering.
-        index = index_frames(read_ahead(source.frames()), SceneParams(threshold=args.threshold), args.cluster_threshold)
+        index = index_frames_ahead(source.frames(), SceneParams(threshold=args.threshold), args.cluster_threshold)
     finally:
         source.close()
     record = index.as_dict()

@@ -9,7 +9,7 @@ import pytest
 
 from services.common.frames import RawFrame
 from services.indexing.clustering import ContentSplit, IncrementalClusterer, signature_changed
-from services.indexing.index_video import index_frames
+from services.indexing.index_video import index_frames, index_frames_ahead
 from services.indexing.scenes import SceneParams, SceneSegmenter, features, scene_score
 
 W = (1.0, 1.0, 1.0, 0.0)
@@ -186,3 +186,11 @@ def test_without_a_detector_the_pixel_rule_applies() -> None:
         IncrementalClusterer(0.08, content=ContentSplit(drift_threshold=0.05))
     with pytest.raises(ValueError):
         ContentSplit(confirm=0)
+
+
+def test_index_frames_ahead_is_index_frames() -> None:
+    """Decoding and downscaling in a read-ahead thread changes nothing in the result."""
+    frames = [RawFrame(i, i / 10, solid((30, 30, 30) if i < 15 else (220, 200, 40), 3, i)) for i in range(30)]
+    big = [RawFrame(f.index, f.pts_s, np.repeat(np.repeat(f.image, 4, 0), 4, 1)) for f in frames]  # 640x360
+    params = SceneParams(min_scene_s=0)
+    assert index_frames_ahead(iter(big), params).as_dict() == index_frames(big, params).as_dict()

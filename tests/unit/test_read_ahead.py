@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.ingest.source import read_ahead
+from services.common.prefetch import read_ahead
 
 
 def test_every_item_in_order_whatever_the_chunking() -> None:
