@@ -13,15 +13,19 @@ nearest to the centroid.
 
 On a fixed camera that rule splits whenever anything moves: every car that passes
 moves the thumbnail past the threshold. With `ContentSplit` (our addition, not the
-paper's) a frame beyond the threshold is only a candidate: a new cluster starts when
-what is in view changed, by the detector's per-class counts (a `Signature`: a class
-came or went, or a count moved by more than `count_tolerance` of the larger, the same
-for `confirm` detector runs in a row, so one flicker of a low-confidence box does not
-split), or when the thumbnail drifted beyond `drift_threshold` (light, a moved
-camera: changes the detector has no class for). The detector runs only on
-candidate frames, at most once per `detect_interval_s` of stream time, and on the
-first frame of a cluster. Time coverage stays bounded by the segmenter's forced cut
-(`max_scene_s`). Without a detector (`signature` not given) the rule is the paper's.
+paper's) a frame beyond the threshold is only a candidate, and so is one where a cell
+of a `grid` over the thumbnail changed by more than `local_threshold` since the
+detector last looked (on a busy road the centroid is the empty road, and one truck
+barely moves the whole-frame distance). A new cluster starts when what is in view
+changed, by the detector's per-class counts (a `Signature`: a class came or went, or
+a count moved by more than `count_slack` and by more than `count_tolerance` of the
+larger, the same change on `confirm` detector runs in a row, so one flicker of a
+low-confidence box does not split), or at once when the thumbnail drifted beyond
+`drift_threshold` from the centroid (light, a moved camera: changes the detector has
+no class for). The detector runs only on candidate frames, at most once per
+`detect_interval_s` of stream time, and on the first frame of a cluster. Time
+coverage stays bounded by the segmenter's forced cut (`max_scene_s`). Without a
+detector (`signature` not given) the rule is the paper's.
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ def signature_changed(a: Signature, b: Signature, count_tolerance: float, count_
 
 @dataclass(frozen=True)
 class ContentSplit:
-    """When a candidate frame (beyond the pixel threshold) starts a new cluster: see the module docstring."""
+    """Which frames are candidates and when a candidate starts a new cluster: see the module docstring."""
 
     drift_threshold: float = 0.2
     detect_interval_s: float = 1.0
@@ -110,6 +114,8 @@ class ContentSplit:
             or self.confirm < 1
             or self.count_tolerance < 0
             or self.count_slack < 0
+            or self.local_threshold <= 0
+            or min(self.grid) < 1
         ):
             raise ValueError(f"invalid content split {self}")
 
