@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv run ask test lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-retrieve bench-grammar train-gate eval-gate eval-structurer bench-alerts clean
+.PHONY: venv run ask test lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-index-sparsity bench-retrieve bench-grammar train-gate eval-gate eval-structurer bench-alerts clean
 
 venv: $(STAMP)
 
@@ -100,6 +100,10 @@ bench-triton: venv
 # Scene segmentation + clustering vs PySceneDetect's ContentDetector and the reference cut lists: JSON lines.
 bench-index: venv
 	$(PY) -m bench.index
+
+# Index-frame share on fixed cameras, pixel-rule clustering vs content-driven splits (COCO detector): JSON lines.
+bench-index-sparsity: venv
+	$(PY) -m bench.index_sparsity
 
 # Retrieve p50/p95 at 1k-100k memories (Qdrant Edge vs qdrant-client local mode), AKR vs top-K coverage: JSON lines.
 bench-retrieve: venv

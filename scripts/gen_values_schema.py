@@ -33,7 +33,7 @@ from pydantic.fields import FieldInfo
 from services.adapters.config import AdaptersConfig
 from services.common.config import BusConfig, TopicsConfig
 from services.gating.config import AdapterUpdatesConfig, GatingConfig
-from services.indexing.config import IndexingConfig, SceneConfig
+from services.indexing.config import ContentSplitConfig, IndexingConfig, SceneConfig
 from services.ingest.config import IngestConfig
 from services.memory.config import FrameStoreConfig, MemoryConfig, RetrievalConfig
 from services.memory.store import QdrantServerStoreConfig
@@ -530,6 +530,11 @@ def edge() -> Schema:
                 SceneConfig,
                 "SceneConfig: eq. 1's weights (hue, saturation, lightness, edges) and threshold.",
                 fields={"weights": {"items": {"type": "number", "minimum": 0}}},
+            ),
+            "content_split": Block(
+                ContentSplitConfig,
+                "ContentSplitConfig: on a fixed camera a cluster splits when the detector's counts change, not "
+                "when pixels move.",
             ),
             "profile": {"description": PROFILE_INDEXING},
             "detector": Ref("detector"),

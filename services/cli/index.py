@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from services.indexing.index_video import index_frames
+from services.indexing.index_video import index_frames_ahead
 from services.indexing.scenes import SceneParams
 from services.ingest.source import SourceError, open_source
 
@@ -37,7 +37,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"vigil index: {exc}", file=sys.stderr)
         return 2
     try:
-        index = index_frames(source.frames(), SceneParams(threshold=args.threshold), args.cluster_threshold)
+        # Decoding runs in its own thread, overlapping with segmentation and clustering.
+        index = index_frames_ahead(source.frames(), SceneParams(threshold=args.threshold), args.cluster_threshold)
     finally:
         source.close()
     record = index.as_dict()

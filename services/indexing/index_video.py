@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.frames import RawFrame
+from services.common.prefetch import read_ahead
 from services.indexing.clustering import Cluster, IncrementalClusterer
-from services.indexing.scenes import SceneCut, SceneParams, SceneSegmenter
+from services.indexing.scenes import SceneCut, SceneParams, SceneSegmenter, downscale
 
 
 @dataclass
@@ -89,3 +90,16 @@ def index_frames(
     for c in clusters:
         scenes[c.scene_id].clusters.append(c)
     return VideoIndex(scenes, n)
+
+
+def index_frames_ahead(
+    frames: Iterable[RawFrame], scene_params: SceneParams | None = None, cluster_threshold: float = 0.08
+) -> VideoIndex:
+    """index_frames with `frames` decoded, and shrunk to the working width, in a read-ahead thread.
+
+    Segmentation and clustering only ever look at the small copy, so the resize can run beside the
+    decoder (OpenCV releases the GIL for both), as PySceneDetect's decode thread also downscales.
+    """
+    params = scene_params or SceneParams()
+    small = (RawFrame(f.index, f.pts_s, downscale(f.image, params.width)) for f in frames)
+    return index_frames(read_ahead(small), params, cluster_threshold)

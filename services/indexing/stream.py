@@ -1,11 +1,14 @@
 """Streaming indexing (Venus IV-B + IV-C1): frames in, one IndexEntry per closed cluster out.
 
 Per camera, every sampled frame goes through the scene segmenter and the incremental
-clusterer (both on a small downscaled copy). A cluster is closed when the next cluster
-starts, at a scene cut, when the camera's time axis jumps back (a file replayed, a stream
-restarted) or when the camera goes quiet (`flush`). A closed cluster's index frame (the
-member nearest its centroid) is described by the detector (classes and counts) and
-embedded (the embedder adds OCR for aux-minilm), and becomes an IndexEntry.
+clusterer (both on a small downscaled copy). With a content split and a detector, a
+frame that moved past the clustering threshold only starts a new cluster when the
+detector's per-class counts changed (or the view drifted far): see clustering.py.
+A cluster is closed when the next cluster starts, at a scene cut, when the camera's
+time axis jumps back (a file replayed, a stream restarted) or when the camera goes
+quiet (`flush`). A closed cluster's index frame (the member nearest its centroid) is
+described by the detector (classes and counts) and embedded (the embedder adds OCR for
+aux-minilm), and becomes an IndexEntry.
 
 Only the open cluster's frames are held (their JPEGs, to pick the index frame at close);
 the caller acknowledges a frame's record once its cluster's entry is published.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +28,7 @@ import numpy as np
 
 from services.common.frames import time_key
 from services.indexing import metrics
-from services.indexing.clustering import Cluster, IncrementalClusterer
+from services.indexing.clustering import Cluster, ContentSplit, IncrementalClusterer, Signature
 from services.indexing.scenes import SceneParams, SceneSegmenter
 from services.models.context import count_labels, describe_counts
 from services.models.detectors.base import Detector
@@ -71,10 +74,24 @@ class ClosedCluster:
 class CameraIndexer:
     """Scene segmentation + incremental clustering of one camera's frames, one frame at a time."""
 
-    def __init__(self, camera_id: str, scene_params: SceneParams, cluster_threshold: float) -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        scene_params: SceneParams,
+        cluster_threshold: float,
+        *,
+        content: ContentSplit | None = None,
+        detector: Detector | None = None,
+        min_confidence: float = 0.35,
+    ) -> None:
         self.camera_id = camera_id
         self._params = scene_params
         self._threshold = cluster_threshold
+        # Both needed for content-driven splits; either missing leaves the paper's pixel rule.
+        self._content = content if detector is not None else None
+        self._detector = detector
+        self._min_confidence = min_confidence
+        self.detector_runs = 0
         self._scene_base = 0
         self._reset()
         self.last_time_s: float | None = None
@@ -82,7 +99,7 @@ class CameraIndexer:
 
     def _reset(self) -> None:
         self._segmenter = SceneSegmenter(self._params)
-        self._clusterer = IncrementalClusterer(self._threshold)
+        self._clusterer = IncrementalClusterer(self._threshold, content=self._content)
         self._open: Cluster | None = None
         self._pending: list[PendingFrame] = []
         self._k = 0
@@ -108,7 +125,11 @@ class CameraIndexer:
             metrics.SCENES.labels(str(cut.forced).lower()).inc()
             self._cuts += 1
             closed += self._close(self._clusterer.new_scene())
-        cluster, started = self._clusterer.push(self._k, frame.time_s, feats.small)
+        runs = self._clusterer.detector_runs
+        cluster, started = self._clusterer.push(self._k, frame.time_s, feats.small, self._signature_of(image))
+        if self._clusterer.detector_runs > runs:
+            metrics.CONTENT_CHECKS.inc(self._clusterer.detector_runs - runs)
+            self.detector_runs += self._clusterer.detector_runs - runs
         if started and self._open is not None and self._open is not cluster and self._open.index_frame >= 0:
             # The clusterer finalised the previous cluster when this one started.
             closed += self._close([self._open])
@@ -117,6 +138,17 @@ class CameraIndexer:
         self._k += 1
         metrics.FRAMES.inc()
         return closed
+
+    def _signature_of(self, image: np.ndarray) -> Callable[[], Signature] | None:
+        detector = self._detector
+        if self._content is None or detector is None:
+            return None
+
+        def signature() -> Signature:
+            # The full frame, not the small copy: the detector needs the pixels of distant cars.
+            return count_labels(d.label for d in detector.detect(image) if d.confidence >= self._min_confidence)
+
+        return signature
 
     def flush(self) -> list[ClosedCluster]:
         """Close the open cluster (end of stream, or the camera went quiet)."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from services.indexing.clustering import ContentSplit
 from services.indexing.scenes import SceneParams
 from services.indexing.stream import CameraIndexer, ClosedCluster, PendingFrame, describe_detections, point_id_for
+from services.models.detections import Box, Detection
+from services.models.detectors.base import Detector
 
 
 def solid(bgr: tuple[int, int, int], noise: int = 0, seed: int = 0) -> np.ndarray:
@@ -76,3 +79,46 @@ def test_describe_detections_counts_by_phrase() -> None:
     assert describe_detections(["Normal", "Fall", "Normal"], phrases) == "2 person, 1 person fallen on the ground"
     assert describe_detections(["car"], phrases) == "1 car"
     assert describe_detections([], phrases) == ""
+
+
+class TruckAfter(Detector):
+    """Three cars in every frame; a truck too in frames whose top-left pixel is dark (the truck frames below)."""
+
+    def __init__(self) -> None:
+        self._name = "scripted"
+        self._names = {0: "car", 1: "truck"}
+        self.calls = 0
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        self.calls += 1
+        cars = [Detection(Box(0, 0, 4, 4), 0, "car", 0.9) for _ in range(3)]
+        # Below the confidence floor: never counted.
+        noise = [Detection(Box(0, 0, 4, 4), 1, "truck", 0.1)]
+        truck = [Detection(Box(0, 0, 4, 4), 1, "truck", 0.8)] if image_bgr[0, 0, 0] < 50 else []
+        return cars + truck + noise
+
+
+def moving(i: int, truck: bool) -> np.ndarray:
+    img = solid((120, 120, 120))
+    x = (i * 29) % 100
+    img[20:50, x : x + 25] = 30  # a car somewhere new in every frame
+    if truck:
+        img[0:4, 0:4] = 10
+    return img
+
+
+def test_content_split_on_a_fixed_camera_follows_the_detector_not_the_pixels() -> None:
+    det = TruckAfter()
+    pixel = CameraIndexer("cam", SceneParams(), cluster_threshold=0.08)
+    content = CameraIndexer("cam", SceneParams(), 0.08, content=ContentSplit(), detector=det)
+    images = [moving(i, truck=i >= 30) for i in range(60)]  # 12 s at 5 fps, the truck from 6 s
+    by_pixels = run(pixel, images) + pixel.flush()
+    by_content = run(content, images) + content.flush()
+    assert len(by_pixels) > 10
+    assert [(cc.members[0].seq, cc.cluster.signature) for cc in by_content] == [
+        (0, {"car": 3}),
+        (by_content[1].members[0].seq, {"car": 3, "truck": 1}),
+    ]
+    # The split follows the truck after the 3 looks (one per second) that confirm it.
+    assert 30 < by_content[1].members[0].seq <= 30 + 3 * 5
+    assert det.calls == content.detector_runs <= 13  # at most one look per second of stream time, plus the first
