@@ -90,6 +90,11 @@ class GatingConfig(BaseModel):
     # Detect() rejects larger images.
     max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     consumer_group: str = "vigil-gating"
+    # Frames gated together, at most one per camera, taken round-robin from per-camera queues
+    # (services/gating/scheduler.py); 1 = each frame is gated as it arrives, in topic order.
+    max_batch: int = Field(default=8, ge=1)
+    # A live camera's frames waiting beyond this many drop the oldest (a file's frames never drop).
+    live_buffer: int = Field(default=4, ge=1)
 
     @model_validator(mode="before")
     @classmethod
