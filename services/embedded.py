@@ -227,9 +227,7 @@ class EmbeddedPipeline:
         self.latency = LatencyRecorder()
         self._tracker = _RunTracker()
         self._on_alert = on_alert
-        self.gating = gating.build(
-            settings.service(GatingSettings), bus, latency=self.latency, on_handled=self._tracker.frame_done
-        )
+        self.gating = gating.build(settings.service(GatingSettings), bus, latency=self.latency, on_handled=self._gated)
         self.uplink = uplink.build(settings.service(UplinkSettings), bus, cloud=bus)
         self.indexing: indexing.IndexingStage | None = None
         self.memory: memory.MemoryStage | None = None
@@ -241,6 +239,11 @@ class EmbeddedPipeline:
             self.memory = memory.build(
                 settings.service(MemorySettings), bus, embedder=self.indexing.handler.stage.embedder, sweep=False
             )
+
+    def _gated(self, msg: Message) -> None:
+        """A frame left gating (gated, dropped or dead-lettered): its wait and work since ingest published it."""
+        self.latency.record("frame_to_gated", time.time() * 1e3 - msg.timestamp_ms)
+        self._tracker.frame_done(msg)
 
     @property
     def stages(self) -> list[Stage]:
@@ -413,7 +416,7 @@ class EmbeddedPipeline:
             report.failed, report.error = True, f"{type(exc).__name__}: {exc}"
         else:
             report.ended_early = result.stats.ended_early
-            if job.source.is_stream and not stop.is_set():
+            if not job.source.ends and not stop.is_set():
                 # A live stream has no end: it returns only once it is lost and every reconnect failed.
                 report.failed, report.error = True, f"stream lost after {result.stats.reconnects} reconnects"
         finally:
