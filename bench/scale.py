@@ -15,7 +15,9 @@ seconds each instrumented stage was busy and each serial loop's busy share of th
 (the busiest binds); whether the memory kept up (its backlog drained within 10% of the stream);
 RSS growth; live frames dropped. Each record carries its ratios to
 the 1-camera run, the reference the issue names. Then a search for the most cameras at
-`--fps` whose p95 frame-to-alert stays under `--slo` seconds with no frame dropped.
+`--fps` whose p95 frame-to-alert stays under `--slo` seconds with no frame dropped (and whose
+p95 frame-to-gated does: few of the shared videos alert, so the gate's latency over every frame
+decides where fewer than MIN_ALERT_SAMPLES alerts were delivered).
 
     python -m bench.scale                         # make bench-scale
     python -m bench.scale --counts 1,2 --duration 10 --no-search
@@ -65,6 +67,8 @@ MODEL_POOLS = "indexing/memory model pools (embedders, OCR, Qdrant)"
 DECODERS = "ingest video decoder threads (FFmpeg)"
 GATE_STAGES = ("motion", "detect", "context", "evidence", "structure")
 INDEX_STAGES = ("segment_cluster", "describe", "embed")
+# Below this many alerts, their p95 does not decide whether a run held (the gate's p95 does).
+MIN_ALERT_SAMPLES = 3
 
 
 def busy_s() -> dict[str, float]:
@@ -349,7 +353,9 @@ def _record(
     gate_ms = {s: busy.get(s, 0.0) for s in GATE_STAGES}
     gate_total = sum(gate_ms.values()) or 1.0
     stage_s = busy_s() | {"ingest.encode": busy.get("ingest_encode", 0.0) / 1e3}
-    # Each serial loop's share of the wall clock: the one near 1.0 is the stage that binds.
+    # Each serial loop's work per second of stream: above 1.0 it cannot keep up in real time (gating then
+    # drops live frames, indexing falls behind); the highest is the stage that binds, and n / load is
+    # about how many cameras that loop holds at this fps.
     loops = {
         "gate loop (motion, detect, context, structure)": sum(
             v for k, v in stage_s.items() if k.startswith("gating.") and k != "gating.decode"
@@ -358,17 +364,20 @@ def _record(
             v for k, v in stage_s.items() if k.startswith("indexing.")
         ),
     }
-    loop_busy = {k: round(v / wall, 3) for k, v in loops.items()} if wall else {}
+    loop_load = {k: round(v / duration_s, 3) for k, v in loops.items()}
     dropped = sum(c.dropped for c in summary.cameras)
     frames = summary.frames_published
     gated = pipeline.gating.handler.frames
-    # The binding stage: the serial loop busiest over the run (its work, not its waits).
-    binding = max(loop_busy, key=lambda k: loop_busy[k]) if loop_busy else "?"
+    binding = max(loop_load, key=lambda k: loop_load[k])
+    alert_samples = len(lat.samples("frame_to_delivered"))
+    # Few cameras alert (most shared videos show no accident), so an alert p95 over one or two alerts is
+    # noise; every frame goes through the gate, so the gate's p95 decides too: an alerting frame waits as
+    # long as any other before its event is written.
     held = (
         dropped == 0
         and all(not c.failed for c in summary.cameras)
-        and (alert_p95 != alert_p95 or alert_p95 < slo_s * 1e3)  # NaN (no alert) does not fail it alone
         and gated_p95 < slo_s * 1e3
+        and (alert_samples < MIN_ALERT_SAMPLES or alert_p95 < slo_s * 1e3)
     )
     record: dict[str, Any] = {
         "bench": "scale",
@@ -380,9 +389,12 @@ def _record(
         "frames_gated": gated,
         "dropped_live_frames": dropped,
         "offered_fps": round(n * fps, 2),
-        # Through the whole pipeline (gated, indexed and stored), over the stream and the drain after it.
+        # The alert path: frames gated per second of stream (live frames beyond it are dropped).
+        "gated_fps": round(gated / duration_s, 2),
+        # The whole pipeline (every frame gated or dropped, indexed and stored) over the stream and its drain.
         "frames_per_s": round(frames / wall, 2) if wall else 0.0,
         "alerts": summary.alerts,
+        "alert_samples": alert_samples,
         "p95_frame_to_alert_ms": _round(alert_p95),
         "p50_frame_to_gated_ms": _round(gated_p50),
         "p95_frame_to_gated_ms": _round(gated_p95),
@@ -394,7 +406,8 @@ def _record(
         "cpu_share": {k: round(v / total_cpu, 3) for k, v in sorted(cpu_s.items(), key=lambda kv: -kv[1])},
         "gate_share": {k: round(v / gate_total, 3) for k, v in gate_ms.items() if v},
         "stage_busy_s": {k: round(v, 2) for k, v in sorted(stage_s.items(), key=lambda kv: -kv[1])},
-        "loop_busy": loop_busy,
+        "loop_load": loop_load,
+        "cameras_each_loop_holds": {k: round(n / v, 1) if v else None for k, v in loop_load.items()},
         "drain_s": round(wall - duration_s, 1),
         "memory_keeps_up": wall - duration_s <= max(5.0, 0.1 * duration_s),
         "detector_runs": pipeline.gating.handler.detector_runs,
@@ -419,7 +432,14 @@ def _round(v: float) -> float | None:
 
 def with_ratios(record: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
     """The record plus its ratios to the 1-camera reference run."""
-    keys = ("frames_per_s", "p95_frame_to_alert_ms", "p95_frame_to_gated_ms", "p95_frame_to_index_ms", "rss_growth_mb")
+    keys = (
+        "gated_fps",
+        "frames_per_s",
+        "p95_frame_to_alert_ms",
+        "p95_frame_to_gated_ms",
+        "p95_frame_to_index_ms",
+        "rss_growth_mb",
+    )
     record["vs_1_camera"] = {
         k: ratio(record[k], reference[k]) if record[k] is not None and reference[k] is not None else None for k in keys
     }

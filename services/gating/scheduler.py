@@ -33,7 +33,7 @@ class CameraQueue(Generic[T]):
 class FairQueues(Generic[T]):
     """Per-camera queues; `take` returns a batch with at most one item per camera, round-robin."""
 
-    def __init__(self, live_capacity: int = 4) -> None:
+    def __init__(self, live_capacity: int = 2) -> None:
         if live_capacity < 1:
             raise ValueError(f"live_capacity must be >= 1, got {live_capacity}")
         self._capacity = live_capacity
