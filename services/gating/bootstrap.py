@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from functools import partial
 
-from services.common.bus import Bus, Consumer, Message, PoisonMessage
+from services.common.bus import Bus, Consumer, Message, PoisonMessage, RetryableError
 from services.common.bus.base import ERROR_HEADER, ORIGIN_HEADER
 from services.common.bus.factory import make_bus
 from services.common.metrics import LatencyRecorder
@@ -106,6 +106,31 @@ def build_adapter_manager(config: AdapterUpdatesConfig, structurer: EventStructu
         raise StageError(f"cannot restore the adapters in {config.dir}: {exc}") from exc
 
 
+def _gate_alone(
+    handler: FrameHandler, decoded: DecodedFrame, stop: threading.Event, max_attempts: int = 3
+) -> Exception | None:
+    """Gate one frame with the bus's policy: RetryableError until stopped, another error `max_attempts` times.
+
+    None once gated; the last error when the frame must be dead-lettered.
+    """
+    attempts, backoff = 0, 0.2
+    while True:
+        try:
+            handler.handle([decoded])
+            return None
+        except RetryableError as exc:
+            log.warning("retryable failure on frame %s/%d: %s", decoded.frame.camera_id, decoded.frame.seq, exc)
+            last: Exception = exc
+        except Exception as exc:  # one bad frame must not stall every camera
+            attempts += 1
+            last = exc
+            if attempts >= max_attempts:
+                return last
+        if stop.wait(backoff):
+            return last
+        backoff = min(backoff * 2, 5.0)
+
+
 def _gate_loop(
     queues: FairQueues[DecodedFrame],
     handler: FrameHandler,
@@ -122,17 +147,18 @@ def _gate_loop(
         if not batch:
             continue
         metrics.BATCH_FRAMES.observe(len(batch))
+        failed: list[tuple[DecodedFrame, Exception]] = []
         try:
             handler.handle(batch)
-            failed: list[tuple[DecodedFrame, Exception]] = []
         except Exception:
             log.exception("a batch of %d frames failed; gating them one by one", len(batch))
-            failed = []
             for decoded in batch:
-                try:
-                    handler.handle([decoded])
-                except Exception as exc:  # one bad frame must not stall every camera
-                    failed.append((decoded, exc))
+                error = _gate_alone(handler, decoded, stop)
+                if stop.is_set():
+                    # Unacknowledged: the frames go to the next consumer of the group.
+                    return
+                if error is not None:
+                    failed.append((decoded, error))
         for decoded, error in failed:
             msg = decoded.msg
             log.error("dead-lettering frame %s/%d: %s", decoded.frame.camera_id, decoded.frame.seq, error)
