@@ -518,9 +518,12 @@ def main(argv: list[str] | None = None) -> int:
                 "fps_per_camera": args.fps,
                 "slo_p95_frame_to_alert_s": args.slo,
                 "held": {str(n): m.held for n, m in sorted(measured.items())},
+                # The busiest loop of the smallest count that did not hold, and every loop's load there: the
+                # gate loop decides the alerts, the indexing loop whether the memory keeps up.
                 "binding_stage_when_overloaded": measured[min(overloaded)].record["binding_stage"]
                 if overloaded
                 else None,
+                "loop_load_when_overloaded": measured[min(overloaded)].record["loop_load"] if overloaded else None,
                 "most_cameras_measured_with_memory_keeping_up": max(
                     (n for n, m in measured.items() if m.record.get("memory_keeps_up")), default=0
                 ),
