@@ -105,6 +105,8 @@ class CameraReport:
     dropped: int = 0
     events: int = 0
     alerts: int = 0
+    # Frames the source could not decode (skipped, counted), as `corrupt_frames` is for the whole run.
+    corrupt_frames: int = 0
     ended_early: bool = False
     failed: bool = False
     error: str = ""
@@ -422,6 +424,7 @@ class EmbeddedPipeline:
         finally:
             # What the camera published before it ended or failed (the pipeline still gates all of it).
             report.frames = job.published
+            report.corrupt_frames = job.source.stats.corrupt_frames
             job.source.close()
 
     def _drain_memory(self, before: tuple[int, int], published: int, stall_timeout_s: float) -> None:

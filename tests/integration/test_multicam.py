@@ -78,7 +78,8 @@ def test_every_camera_reaches_gating_and_memory_and_a_failing_one_is_reported(tm
         assert any((mem / "frames").rglob(f"*{camera_dir_name(cam)}*")), cam
     entries = [memory_pb2.IndexEntry.FromString(m.value) for m in bus.messages(settings.topics.index)]
     assert {e.camera_id for e in entries} == set(reports)
-    assert summary.as_dict()["cameras"][2]["failed"] is True
+    broken = summary.as_dict()["cameras"][2]
+    assert broken["failed"] is True and broken["corrupt_frames"] == 0
 
 
 def test_vigil_run_takes_several_videos_and_refuses_one_id_twice(
