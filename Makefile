@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv run ask test lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-index-sparsity bench-retrieve bench-grammar train-gate eval-gate eval-structurer bench-alerts clean
+.PHONY: venv run ask test lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-index-sparsity bench-retrieve bench-grammar train-gate eval-gate eval-structurer bench-alerts bench-scale clean
 
 venv: $(STAMP)
 
@@ -104,6 +104,11 @@ bench-index: venv
 # Index-frame share on fixed cameras, pixel-rule clustering vs content-driven splits (COCO detector): JSON lines.
 bench-index-sparsity: venv
 	$(PY) -m bench.index_sparsity
+
+# 1, 4 and 16 live-paced cameras (2 fps each) through `vigil run`'s pipeline with the memory on, then the most
+# cameras this machine holds with p95 frame-to-alert under 2 s: JSON lines (about 5-8 min on 2 cores).
+bench-scale: venv
+	$(PY) -m bench.scale
 
 # Retrieve p50/p95 at 1k-100k memories (Qdrant Edge vs qdrant-client local mode), AKR vs top-K coverage: JSON lines.
 bench-retrieve: venv

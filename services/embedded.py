@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.common.bus import Bus, Message
 from services.common.config import CommonSettings
@@ -30,8 +30,7 @@ from services.indexing import bootstrap as indexing
 from services.indexing.config import IndexingConfig, IndexingSettings
 from services.ingest import bootstrap as ingest
 from services.ingest.config import IngestConfig, IngestSettings
-from services.ingest.ingest import IngestResult
-from services.ingest.source import VideoSource
+from services.ingest.source import VideoSource, redact
 from services.memory import bootstrap as memory
 from services.memory.config import MemoryConfig, MemorySettings
 from services.models.detectors.base import Detector
@@ -44,20 +43,81 @@ log = logging.getLogger(__name__)
 ServiceSettingsT = TypeVar("ServiceSettingsT", bound=CommonSettings)
 
 
+class CameraSource(BaseModel):
+    """One source of a run over several cameras: its camera id and what `ingest.source` would name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    camera_id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+
+
 class EdgeSettings(CommonSettings):
     """`vigil run`'s one settings object: every edge service's block, from VIGIL_* as the services read them."""
 
     ingest: IngestConfig = IngestConfig()
+    # Several cameras in one run (VIGIL_CAMERAS='[{"camera_id": ..., "source": ...}]'); empty = the one
+    # `ingest.source` as `ingest.camera_id`. The ingest service itself stays one source per process.
+    cameras: list[CameraSource] = Field(default_factory=list)
     gating: GatingConfig = Field(default_factory=GatingConfig)
     uplink: UplinkConfig = UplinkConfig()
     indexing: IndexingConfig = Field(default_factory=IndexingConfig)
     memory: MemoryConfig = MemoryConfig()
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_cameras(cls, cameras: list[CameraSource]) -> list[CameraSource]:
+        seen: set[str] = set()
+        for cam in cameras:
+            if cam.camera_id in seen:
+                raise ValueError(f"two sources have the camera id {cam.camera_id!r}: give each its own id")
+            seen.add(cam.camera_id)
+        return cameras
+
+    def sources(self) -> list[CameraSource]:
+        """The run's cameras: `cameras`, or the one `ingest.source` under `ingest.camera_id`."""
+        return list(self.cameras) or [
+            CameraSource.model_construct(camera_id=self.ingest.camera_id, source=self.ingest.source)
+        ]
+
+    def camera_ingest(self, camera: CameraSource) -> IngestSettings:
+        """Ingest's settings for one camera of the run: its source and id, the rest of `ingest` shared."""
+        settings = self.service(IngestSettings)
+        settings.ingest = self.ingest.model_copy(update={"source": camera.source, "camera_id": camera.camera_id})
+        return settings
 
     def service(self, cls: type[ServiceSettingsT]) -> ServiceSettingsT:
         """These settings as one service's: the common fields and its block (its other fields keep their defaults)."""
         mine = type(self).model_fields
         # Every part is validated already; model_construct does not read the environment a second time.
         return cls.model_construct(**{name: getattr(self, name) for name in cls.model_fields if name in mine})
+
+
+@dataclass
+class CameraReport:
+    """One camera of the run: what it published and what came of it; `error` says why a failed one stopped."""
+
+    camera_id: str
+    source: str
+    frames: int = 0
+    frames_gated: int = 0
+    detector_runs: int = 0
+    dropped: int = 0
+    events: int = 0
+    alerts: int = 0
+    # Frames the source could not decode (skipped, counted), as `corrupt_frames` is for the whole run.
+    corrupt_frames: int = 0
+    ended_early: bool = False
+    failed: bool = False
+    error: str = ""
+
+
+@dataclass
+class CameraFeed:
+    """An opened source and the camera id its frames carry."""
+
+    camera_id: str
+    source: VideoSource
 
 
 @dataclass
@@ -84,6 +144,7 @@ class RunSummary:
     index_entries: int | None = None
     memory_points: int | None = None
     memory_path: str = ""
+    cameras: list[CameraReport] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary with the derived shares."""
@@ -113,6 +174,7 @@ class RunSummary:
             "index_entries": self.index_entries,
             "memory_points": self.memory_points,
             "memory_path": self.memory_path,
+            "cameras": [asdict(c) for c in self.cameras],
         }
 
 
@@ -122,13 +184,19 @@ class _RunTracker:
     def __init__(self) -> None:
         self.started_ns = time.time_ns()
         self.frames_seen: set[tuple[int, int]] = set()
+        # Frames done per camera (the frames topic's key is the camera id): each camera's ingest paces on its own.
+        self.camera_done: dict[str, int] = {}
         self.alerted: set[str] = set()
+        self.camera_alerts: dict[str, int] = {}
         self.cond = threading.Condition()
 
     def frame_done(self, msg: Message) -> None:
-        """A frame was gated, or given up on (dead-lettered after retries)."""
+        """A frame was gated, dropped, or given up on (dead-lettered after retries)."""
+        camera = msg.key.decode() if msg.key else ""
         with self.cond:
-            self.frames_seen.add((msg.partition, msg.offset))
+            if (msg.partition, msg.offset) not in self.frames_seen:
+                self.frames_seen.add((msg.partition, msg.offset))
+                self.camera_done[camera] = self.camera_done.get(camera, 0) + 1
             self.cond.notify_all()
 
 
@@ -161,9 +229,7 @@ class EmbeddedPipeline:
         self.latency = LatencyRecorder()
         self._tracker = _RunTracker()
         self._on_alert = on_alert
-        self.gating = gating.build(
-            settings.service(GatingSettings), bus, latency=self.latency, on_handled=self._tracker.frame_done
-        )
+        self.gating = gating.build(settings.service(GatingSettings), bus, latency=self.latency, on_handled=self._gated)
         self.uplink = uplink.build(settings.service(UplinkSettings), bus, cloud=bus)
         self.indexing: indexing.IndexingStage | None = None
         self.memory: memory.MemoryStage | None = None
@@ -176,6 +242,11 @@ class EmbeddedPipeline:
                 settings.service(MemorySettings), bus, embedder=self.indexing.handler.stage.embedder, sweep=False
             )
 
+    def _gated(self, msg: Message) -> None:
+        """A frame left gating (gated, dropped or dead-lettered): its wait and work since ingest published it."""
+        self.latency.record("frame_to_gated", time.time() * 1e3 - msg.timestamp_ms)
+        self._tracker.frame_done(msg)
+
     @property
     def stages(self) -> list[Stage]:
         """The long-running stages, in the order they start."""
@@ -183,18 +254,25 @@ class EmbeddedPipeline:
 
     def run(
         self,
-        source: VideoSource,
+        sources: VideoSource | Sequence[CameraFeed],
         *,
         on_frame: Callable[[int], None] | None = None,
         drain_timeout_s: float = 120.0,
         max_inflight: int = 2,
     ) -> RunSummary:
-        """Ingest the whole source, wait until every frame is gated and every event alerted, summarise.
+        """Ingest every source to its end, each on its own thread, wait until every frame is gated and
+        every event alerted, summarise.
 
-        A file decodes far faster than the detector runs; ingest waits while more than
-        `max_inflight` frames are ungated, as a camera's bounded buffer would, so the
-        latencies measure processing rather than an ever-growing backlog (0 = no limit).
+        A file decodes far faster than the detector runs; a camera's ingest waits while more than
+        `max_inflight` of its frames are ungated, as a camera's bounded buffer would, so the
+        latencies measure processing rather than an ever-growing backlog (0 = no limit: a paced
+        replay then shows the backlog when the pipeline cannot keep up). One camera waiting never
+        holds another. A source that raises mid-run is reported in its camera's summary and the
+        others go on.
         """
+        feeds = (
+            [CameraFeed(self.settings.ingest.camera_id, sources)] if isinstance(sources, VideoSource) else list(sources)
+        )
         t0 = time.monotonic()
         tracker = self._tracker
         frame_handler = self.gating.handler
@@ -206,6 +284,7 @@ class EmbeddedPipeline:
                 mine = alert.event_id in frame_handler.event_ids and alert.event_id not in tracker.alerted
                 if mine:
                     tracker.alerted.add(alert.event_id)
+                    tracker.camera_alerts[alert.camera_id] = tracker.camera_alerts.get(alert.camera_id, 0) + 1
                     tracker.cond.notify_all()
             if mine:
                 self.latency.record("uplink_queue", (alert.sent_time_ns - alert.created_time_ns) / 1e6)
@@ -214,26 +293,47 @@ class EmbeddedPipeline:
                 if self._on_alert is not None:
                     self._on_alert(alert, delivered_ms)
 
-        published = [0]
+        done0 = dict(tracker.camera_done)
+        published: dict[str, int] = {}
 
-        def throttled(index: int) -> None:
-            published[0] += 1
-            if max_inflight:
+        def throttled(camera_id: str) -> Callable[[int], None]:
+            def on_published(index: int) -> None:
                 with tracker.cond:
-                    tracker.cond.wait_for(
-                        lambda: published[0] - len(tracker.frames_seen) <= max_inflight, timeout=drain_timeout_s
-                    )
-            if on_frame is not None:
-                on_frame(index)
+                    published[camera_id] = published.get(camera_id, 0) + 1
+                    if max_inflight:
+                        tracker.cond.wait_for(
+                            lambda: (
+                                published[camera_id] - (tracker.camera_done.get(camera_id, 0) - done0.get(camera_id, 0))
+                                <= max_inflight
+                            ),
+                            timeout=drain_timeout_s,
+                        )
+                if on_frame is not None:
+                    on_frame(index)
+
+            return on_published
 
         topics = self.settings.topics
         sink = Stage(
             "alert-sink",
             consumers=[self.bus.consumer([topics.alerts], f"vigil-run-sink-{tracker.started_ns}", on_alert_msg)],
         )
-        job = ingest.build(
-            self.settings.service(IngestSettings), self.bus, source=source, on_frame=throttled, latency=self.latency
-        )
+        reports = {f.camera_id: CameraReport(f.camera_id, redact(f.source.source)) for f in feeds}
+        jobs = [
+            (
+                f.camera_id,
+                ingest.build(
+                    self.settings.camera_ingest(
+                        CameraSource.model_construct(camera_id=f.camera_id, source=f.source.source)
+                    ),
+                    self.bus,
+                    source=f.source,
+                    on_frame=throttled(f.camera_id),
+                    latency=self.latency,
+                ),
+            )
+            for f in feeds
+        ]
         stages = [*self.stages, sink]
         index_entries0 = self.indexing.handler.entries_published if self.indexing else 0
         memory_before = (
@@ -244,36 +344,50 @@ class EmbeddedPipeline:
         stop = threading.Event()
         for stage in stages:
             stage.start(stop, serve=False)
-        result: IngestResult | None = None
         memory_points: int | None = None
+        total_published = 0
         try:
-            result = job.run(stop)
+            threads = [
+                threading.Thread(
+                    target=self._ingest_camera, args=(job, reports[cam], stop), name=f"ingest-{cam}", daemon=True
+                )
+                for cam, job in jobs
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(timeout=0.5)
+            total_published = sum(r.frames for r in reports.values())
             deadline = time.monotonic() + drain_timeout_s
             with tracker.cond:
-                while (
-                    len(tracker.frames_seen) < result.published or not set(frame_handler.event_ids) <= tracker.alerted
-                ):
+                while len(tracker.frames_seen) < total_published or not set(frame_handler.event_ids) <= tracker.alerted:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         log.error("pipeline did not drain within %.0fs", drain_timeout_s)
                         break
                     tracker.cond.wait(min(remaining, 0.5))
             if self.indexing is not None and self.memory is not None:
-                self._drain_memory(memory_before, result.published, drain_timeout_s)
+                self._drain_memory(memory_before, total_published, drain_timeout_s)
                 # Counted before the stages close: closing the memory stage closes its store.
                 memory_points = self.memory.memory.count()
         finally:
             stop.set()
             for stage in stages:
                 stage.close(join_timeout_s=10)
-        stats = source.stats
         gater = self.gating.gater
+        for cam, report in reports.items():
+            counts = frame_handler.camera(cam)
+            report.frames_gated, report.detector_runs = counts.gated, counts.detector_runs
+            report.events, report.dropped = counts.events, counts.dropped
+            report.alerts = tracker.camera_alerts.get(cam, 0)
+        all_stats = [f.source.stats for f in feeds]
         summary = RunSummary(
-            source=source.source,
-            frames_read=stats.frames_read,
-            frames_published=result.published if result else 0,
-            corrupt_frames=stats.corrupt_frames + frame_handler.corrupt,
-            ended_early=stats.ended_early,
+            source=feeds[0].source.source if len(feeds) == 1 else f"{len(feeds)} cameras",
+            frames_read=sum(st.frames_read for st in all_stats),
+            frames_published=total_published,
+            corrupt_frames=sum(st.corrupt_frames for st in all_stats) + frame_handler.corrupt,
+            ended_early=any(st.ended_early for st in all_stats),
             frames_gated=frame_handler.gated,
             detector_runs=frame_handler.detector_runs,
             mllm_calls=frame_handler.routed["mllm"],
@@ -286,12 +400,32 @@ class EmbeddedPipeline:
             detector=gater.detector.name
             + (f" + context {gater.context_detector.name}" if gater.context_detector else ""),
             latency_ms=self.latency.summary(),
+            cameras=list(reports.values()),
         )
         if self.indexing is not None and self.memory is not None:
             summary.index_entries = self.indexing.handler.entries_published - index_entries0
             summary.memory_points = memory_points
             summary.memory_path = str(self.memory.memory.config.frames.path.parent)
         return summary
+
+    @staticmethod
+    def _ingest_camera(job: ingest.IngestStage, report: CameraReport, stop: threading.Event) -> None:
+        """One camera's ingest thread: publish its frames; a failure ends this camera only, and is reported."""
+        try:
+            result = job.run(stop)
+        except Exception as exc:  # any source error: the other cameras must go on
+            log.exception("camera %s failed mid-run", report.camera_id)
+            report.failed, report.error = True, f"{type(exc).__name__}: {exc}"
+        else:
+            report.ended_early = result.stats.ended_early
+            if not job.source.ends and not stop.is_set():
+                # A live stream has no end: it returns only once it is lost and every reconnect failed.
+                report.failed, report.error = True, f"stream lost after {result.stats.reconnects} reconnects"
+        finally:
+            # What the camera published before it ended or failed (the pipeline still gates all of it).
+            report.frames = job.published
+            report.corrupt_frames = job.source.stats.corrupt_frames
+            job.source.close()
 
     def _drain_memory(self, before: tuple[int, int], published: int, stall_timeout_s: float) -> None:
         """Wait for indexing to see every frame, close the open clusters, wait for the memory to store it all.

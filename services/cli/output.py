@@ -79,6 +79,15 @@ def print_summary(summary: dict[str, Any], out: TextIO, as_json: bool) -> None:
             f"memory            {summary['index_entries']} clusters indexed this run, {summary['memory_points']} "
             f'in {summary["memory_path"]}: ask with `vigil ask "..."`'
         )
+    cameras = summary.get("cameras") or []
+    if len(cameras) > 1 or any(c["failed"] for c in cameras):
+        lines.append("cameras           id                 frames  gated  detector  dropped  alerts")
+        for c in cameras:
+            state = f"  FAILED: {c['error']}" if c["failed"] else (" (ended early)" if c["ended_early"] else "")
+            lines.append(
+                f"                  {c['camera_id']:<18} {c['frames']:>6} {c['frames_gated']:>6} "
+                f"{c['detector_runs']:>9} {c['dropped']:>8} {c['alerts']:>7}{state}"
+            )
     if not summary["alerts"]:
         lines.insert(1, "no alerts: nothing in this video crossed the gate (see README for what the model sees)")
     print("\n".join(lines), file=out, flush=True)

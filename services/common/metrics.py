@@ -33,6 +33,16 @@ class LatencyRecorder:
             if len(s) < self._max:
                 s.append(ms)
 
+    def totals(self) -> dict[str, float]:
+        """{stage: milliseconds summed over its samples}: how long each stage was busy."""
+        with self._lock:
+            return {stage: float(sum(v)) for stage, v in sorted(self._samples.items()) if v}
+
+    def samples(self, stage: str) -> list[float]:
+        """A copy of one stage's samples in milliseconds."""
+        with self._lock:
+            return list(self._samples.get(stage, []))
+
     def summary(self) -> dict[str, dict[str, float]]:
         """{stage: {n, p50_ms, p95_ms}} over the recorded samples."""
         with self._lock:

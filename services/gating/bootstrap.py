@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import threading
 from collections.abc import Callable
+from functools import partial
 
-from services.common.bus import Bus, Consumer, Message
+from services.common.bus import Bus, Consumer, Message, PoisonMessage, RetryableError
+from services.common.bus.base import ERROR_HEADER, ORIGIN_HEADER
 from services.common.bus.factory import make_bus
 from services.common.metrics import LatencyRecorder
-from services.common.runtime import GrpcEndpoint, Stage, StageError
+from services.common.runtime import GrpcEndpoint, Loop, Stage, StageError
+from services.gating import metrics
 from services.gating.adapters import AdapterManager, GrpcBundleFetcher, ManifestHandler
 from services.gating.config import AdapterUpdatesConfig, GatingConfig, GatingSettings
-from services.gating.consumer import FrameHandler
+from services.gating.consumer import DecodedFrame, FrameHandler
 from services.gating.grpc_server import create_server
 from services.gating.pipeline import FrameGater, GatingParams, parse_classes
+from services.gating.scheduler import FairQueues
 from services.models.detectors import build_detector
 from services.models.detectors.base import Detector, DetectorError
 from services.models.structurers.base import AdaptableStructurer, DetectorPriorStructurer, EventStructurer
 from services.models.structurers.config import QwenVLConfig, TritonVLMConfig
+
+log = logging.getLogger(__name__)
 
 
 def build_structurer(config: GatingConfig, detector: Detector) -> EventStructurer:
@@ -98,6 +106,72 @@ def build_adapter_manager(config: AdapterUpdatesConfig, structurer: EventStructu
         raise StageError(f"cannot restore the adapters in {config.dir}: {exc}") from exc
 
 
+def _gate_alone(
+    handler: FrameHandler, decoded: DecodedFrame, stop: threading.Event, max_attempts: int = 3
+) -> Exception | None:
+    """Gate one frame with the bus's policy: RetryableError until stopped, another error `max_attempts` times.
+
+    None once gated; the last error when the frame must be dead-lettered.
+    """
+    attempts, backoff = 0, 0.2
+    while True:
+        try:
+            handler.handle([decoded])
+            return None
+        except RetryableError as exc:
+            log.warning("retryable failure on frame %s/%d: %s", decoded.frame.camera_id, decoded.frame.seq, exc)
+            last: Exception = exc
+        except Exception as exc:  # one bad frame must not stall every camera
+            attempts += 1
+            last = exc
+            if attempts >= max_attempts:
+                return last
+        if stop.wait(backoff):
+            return last
+        backoff = min(backoff * 2, 5.0)
+
+
+def _gate_loop(
+    queues: FairQueues[DecodedFrame],
+    handler: FrameHandler,
+    consumer: Consumer,
+    bus: Bus,
+    dead_letter_topic: str,
+    settings: GatingSettings,
+    done: Callable[[Message], None],
+    stop: threading.Event,
+) -> None:
+    """Gate fair batches until stopped; a batch that fails is gated frame by frame, a failing frame dead-lettered."""
+    while not stop.is_set():
+        batch = queues.take(settings.gating.max_batch, timeout_s=0.2)
+        if not batch:
+            continue
+        metrics.BATCH_FRAMES.observe(len(batch))
+        failed: list[tuple[DecodedFrame, Exception]] = []
+        try:
+            handler.handle(batch)
+        except Exception:
+            log.exception("a batch of %d frames failed; gating them one by one", len(batch))
+            for decoded in batch:
+                error = _gate_alone(handler, decoded, stop)
+                if stop.is_set():
+                    # Unacknowledged: the frames go to the next consumer of the group.
+                    return
+                if error is not None:
+                    failed.append((decoded, error))
+        for decoded, error in failed:
+            msg = decoded.msg
+            log.error("dead-lettering frame %s/%d: %s", decoded.frame.camera_id, decoded.frame.seq, error)
+            headers = {**msg.headers, ERROR_HEADER: f"{type(error).__name__}: {error}".encode()[:1000]}
+            headers[ORIGIN_HEADER] = f"{msg.topic}/{msg.partition}/{msg.offset}".encode()
+            bus.publish(dead_letter_topic, msg.value, key=msg.key, headers=headers)
+        if failed:
+            bus.flush()
+        for decoded in batch:
+            consumer.ack(decoded.msg)
+            done(decoded.msg)
+
+
 class GatingStage(Stage):
     """Frames topic -> gate -> events topic, and the Detect RPC over the same gater."""
 
@@ -115,20 +189,45 @@ class GatingStage(Stage):
         self.adapters = adapters
         topics = settings.topics
 
-        def consume(msg: Message) -> None:
-            try:
-                handler(msg)
-            finally:
-                # Handled or given up on (a poison frame is dead-lettered): either way this frame is done.
-                if on_handled is not None:
-                    on_handled(msg)
+        dead_letter = topics.dead_letter(topics.frames)
+        self.queues: FairQueues[DecodedFrame] | None = None
+        loops: list[tuple[str, Loop]] = []
+        if settings.gating.max_batch == 1:
 
-        consumer = bus.consumer(
-            [topics.frames],
-            settings.gating.consumer_group,
-            consume if on_handled is not None else handler,
-            dead_letter_topic=topics.dead_letter(topics.frames),
-        )
+            def consume(msg: Message) -> None:
+                try:
+                    handler(msg)
+                finally:
+                    # Handled or given up on (a poison frame is dead-lettered): either way this frame is done.
+                    if on_handled is not None:
+                        on_handled(msg)
+
+            consumer = bus.consumer(
+                [topics.frames], settings.gating.consumer_group, consume, dead_letter_topic=dead_letter
+            )
+        else:
+            # The consumer only decodes and queues; the gate loop takes fair batches across cameras and
+            # acknowledges each frame once gated, so the committed offset never passes an ungated frame.
+            queues = self.queues = FairQueues[DecodedFrame](settings.gating.live_buffer)
+            done = on_handled or (lambda _msg: None)
+
+            def enqueue(msg: Message) -> None:
+                try:
+                    decoded = handler.decode(msg)
+                except PoisonMessage:
+                    done(msg)
+                    raise
+                dropped = queues.put(decoded.frame.camera_id, decoded, live=decoded.frame.live)
+                if dropped is not None:
+                    handler.camera(dropped.frame.camera_id).dropped += 1
+                    metrics.DROPPED.inc()
+                    consumer.ack(dropped.msg)
+                    done(dropped.msg)
+
+            consumer = bus.consumer(
+                [topics.frames], settings.gating.consumer_group, enqueue, dead_letter_topic=dead_letter, manual_ack=True
+            )
+            loops.append(("gate", partial(_gate_loop, queues, handler, consumer, bus, dead_letter, settings, done)))
 
         consumers: list[Consumer] = [consumer]
         closers: list[Callable[[], object]] = []
@@ -161,7 +260,9 @@ class GatingStage(Stage):
                 )
             )
 
-        super().__init__("gating", consumers=consumers, serve=serve, closers=closers, description=description)
+        super().__init__(
+            "gating", consumers=consumers, loops=loops, serve=serve, closers=closers, description=description
+        )
 
 
 def build(

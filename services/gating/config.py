@@ -96,6 +96,13 @@ class GatingConfig(BaseModel):
     # Detect() calls in flight at once; more are refused with RESOURCE_EXHAUSTED, not queued.
     max_concurrent_detect: int = Field(default=4, ge=1, le=256)
     consumer_group: str = "vigil-gating"
+    # Frames gated together, at most one per camera, taken round-robin from per-camera queues
+    # (services/gating/scheduler.py); 1 = each frame is gated as it arrives, in topic order.
+    max_batch: int = Field(default=8, ge=1)
+    # A live camera's frames waiting beyond this many drop the oldest (a file's frames never drop). Short,
+    # because under overload a frame waits up to this many of its camera's turns: 2 keeps a gated frame's
+    # wait near one round over the cameras instead of four.
+    live_buffer: int = Field(default=2, ge=1)
 
     @model_validator(mode="before")
     @classmethod

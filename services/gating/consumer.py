@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -14,7 +16,7 @@ from services.common.images import MAX_IMAGE_PIXELS, check_pixels
 from services.common.metrics import LatencyRecorder
 from services.gating import metrics
 from services.gating.convert import event_to_proto
-from services.gating.pipeline import FrameGater, FrameOutcome
+from services.gating.pipeline import FrameGater, FrameInput, FrameOutcome
 from vigil.media.v1 import frame_pb2
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,27 @@ def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     if image is None:
         raise ValueError(f"{len(data)} bytes are not a JPEG or PNG image OpenCV can decode")
     return image
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    """A frames-topic message, its Frame and its decoded image, ready for the gater."""
+
+    msg: Message
+    frame: frame_pb2.Frame
+    image: np.ndarray
+    decode_ms: float
+
+
+@dataclass
+class CameraCounts:
+    """What gating did with one camera's frames."""
+
+    frames: int = 0
+    detector_runs: int = 0
+    gated: int = 0
+    events: int = 0
+    dropped: int = 0
 
 
 class FrameHandler:
@@ -55,9 +78,14 @@ class FrameHandler:
         self.routed: dict[str, int] = {"mllm": 0, "confident": 0}
         # Ids of the events this handler published, in order (appended before publishing).
         self.event_ids: list[str] = []
+        self.cameras: dict[str, CameraCounts] = {}
 
     def __call__(self, msg: Message) -> None:
         """Decode, gate, publish; undecodable payloads are poison (dead-lettered by the bus)."""
+        self.handle([self.decode(msg)])
+
+    def decode(self, msg: Message) -> DecodedFrame:
+        """The message's Frame and its decoded image; PoisonMessage when either does not decode."""
         try:
             frame = frame_pb2.Frame.FromString(msg.value)
         except DecodeError as exc:
@@ -71,12 +99,24 @@ class FrameHandler:
             self.corrupt += 1
             metrics.CORRUPT_FRAMES.inc()
             raise PoisonMessage(f"frame {frame.camera_id}/{frame.seq}: {exc}") from exc
-        decode_ms = (time.perf_counter() - t0) * 1e3
-        outcome = self._gater.process(frame.camera_id, frame.seq, frame.pts_s, frame.capture_time_ns, image)
-        outcome.stage_ms["decode"] = decode_ms
-        self._account(outcome)
-        if outcome.event is None:
-            return
+        return DecodedFrame(msg, frame, image, (time.perf_counter() - t0) * 1e3)
+
+    def handle(self, frames: Sequence[DecodedFrame]) -> None:
+        """Gate decoded frames (one per camera) in one detector batch, publish the events they open."""
+        outcomes = self._gater.process_batch(
+            [
+                FrameInput(f.frame.camera_id, f.frame.seq, f.frame.pts_s, f.frame.capture_time_ns, f.image)
+                for f in frames
+            ]
+        )
+        for decoded, outcome in zip(frames, outcomes, strict=True):
+            outcome.stage_ms["decode"] = decoded.decode_ms
+            self._account(decoded.frame.camera_id, outcome)
+            if outcome.event is not None:
+                self._publish(outcome, decoded.frame.capture_time_ns)
+
+    def _publish(self, outcome: FrameOutcome, capture_time_ns: int) -> None:
+        assert outcome.event is not None
         event = event_to_proto(outcome.event)
         self.event_ids.append(event.event_id)
         self._bus.publish(
@@ -86,19 +126,28 @@ class FrameHandler:
             headers={"vigil-event-id": event.event_id},
         )
         self.events += 1
+        self.camera(event.camera_id).events += 1
         metrics.EVENTS.labels(level=str(event.level)).inc()
         if self._latency is not None:
-            self._latency.record("frame_to_event", (time.time_ns() - frame.capture_time_ns) / 1e6)
+            self._latency.record("frame_to_event", (time.time_ns() - capture_time_ns) / 1e6)
 
-    def _account(self, outcome: FrameOutcome) -> None:
+    def camera(self, camera_id: str) -> CameraCounts:
+        """The counts of one camera (created on first use)."""
+        return self.cameras.setdefault(camera_id, CameraCounts())
+
+    def _account(self, camera_id: str, outcome: FrameOutcome) -> None:
+        counts = self.camera(camera_id)
         self.frames += 1
+        counts.frames += 1
         metrics.FRAMES.inc()
         if outcome.detector_ran:
             self.detector_runs += 1
+            counts.detector_runs += 1
         else:
             metrics.DETECTOR_SKIPPED.inc()
         if outcome.gate.gated:
             self.gated += 1
+            counts.gated += 1
             metrics.GATED.inc()
         if outcome.route is not None:
             self.routed[outcome.route] += 1

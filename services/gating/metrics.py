@@ -27,3 +27,9 @@ ADAPTER_REFUSED = Counter(
     "Adapter bundles refused: checksum, format, base_model or weights",
     ["reason"],
 )
+DROPPED = Counter(
+    "vigil_gating_frames_dropped_total", "Live frames dropped, oldest first, when a camera's queue was full"
+)
+BATCH_FRAMES = Histogram(
+    "vigil_gating_batch_frames", "Frames per detector batch (one per camera)", buckets=(1, 2, 4, 8, 16, 32, 64)
+)

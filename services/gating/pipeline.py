@@ -80,6 +80,17 @@ class GatedEvent:
     route: str = "mllm"
 
 
+@dataclass(frozen=True)
+class FrameInput:
+    """One decoded frame of one camera, as the gater takes it."""
+
+    camera_id: str
+    seq: int
+    pts_s: float
+    capture_time_ns: int
+    image: np.ndarray
+
+
 @dataclass
 class FrameOutcome:
     """What happened to one frame."""
@@ -145,20 +156,51 @@ class FrameGater:
 
     def process(self, camera_id: str, seq: int, pts_s: float, capture_time_ns: int, image: np.ndarray) -> FrameOutcome:
         """Gate one frame; write an event when it opens an incident (or retries one whose output was invalid)."""
-        stage_ms: dict[str, float] = {}
-        t0 = time.perf_counter()
-        run_detector = True
-        if self.params.motion_gate:
-            run_detector = self._motion_gate(camera_id).check(image, pts_s).changed or camera_id not in self._last
-            stage_ms["motion"] = (time.perf_counter() - t0) * 1e3
-        if run_detector:
+        return self.process_batch([FrameInput(camera_id, seq, pts_s, capture_time_ns, image)])[0]
+
+    def process_batch(self, frames: Sequence[FrameInput]) -> list[FrameOutcome]:
+        """Gate frames of different cameras together: one detector call for every frame the motion gate passes.
+
+        At most one frame per camera: a camera's next frame depends on this one's detections
+        (the motion pre-gate reuses them, incidents group on them).
+        """
+        cameras = [f.camera_id for f in frames]
+        if len(set(cameras)) != len(cameras):
+            raise ValueError(f"a batch takes one frame per camera, got cameras {cameras}")
+        stage_ms: list[dict[str, float]] = [{} for _ in frames]
+        run: list[bool] = []
+        for f, ms in zip(frames, stage_ms, strict=True):
+            t0 = time.perf_counter()
+            run_detector = True
+            if self.params.motion_gate:
+                changed = self._motion_gate(f.camera_id).check(f.image, f.pts_s).changed
+                run_detector = changed or f.camera_id not in self._last
+                ms["motion"] = (time.perf_counter() - t0) * 1e3
+            run.append(run_detector)
+        todo = [i for i, r in enumerate(run) if r]
+        if todo:
             t1 = time.perf_counter()
-            _, g = self.detect_and_gate(image)
-            stage_ms["detect"] = (time.perf_counter() - t1) * 1e3
-            self._last[camera_id] = g
-        else:
+            batch_dets = self.detector.detect_batch([frames[i].image for i in todo])
+            # The batch's time, shared out: what each frame cost the detector.
+            share_ms = (time.perf_counter() - t1) * 1e3 / len(todo)
+            for i, dets in zip(todo, batch_dets, strict=True):
+                stage_ms[i]["detect"] = share_ms
+                self._last[frames[i].camera_id] = gate(dets, self.params.tau_g, self.params.target_classes)
+        return [
             # Unchanged scene: the previous detections still describe it.
-            g = self._last[camera_id]
+            self._finish(f, r, self._last[f.camera_id], ms)
+            for f, r, ms in zip(frames, run, stage_ms, strict=True)
+        ]
+
+    def _finish(self, frame: FrameInput, run_detector: bool, g: GateResult, stage_ms: dict[str, float]) -> FrameOutcome:
+        """Incident grouping and, for a frame that opens an incident, its evidence, context and event."""
+        camera_id, seq, pts_s, capture_time_ns, image = (
+            frame.camera_id,
+            frame.seq,
+            frame.pts_s,
+            frame.capture_time_ns,
+            frame.image,
+        )
         outcome = FrameOutcome(detector_ran=run_detector, gate=g, stage_ms=stage_ms)
         if not g.gated:
             self._grouper.expire(camera_id, pts_s)

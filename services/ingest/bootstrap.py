@@ -45,6 +45,8 @@ class IngestStage(Stage):
         self.bus = bus
         self.source = source
         self.result: IngestResult | None = None
+        # Frames published so far: known even when the source raises before the run returns its result.
+        self.published = 0
         self._on_frame = on_frame
         self._latency = latency
         super().__init__(
@@ -54,6 +56,11 @@ class IngestStage(Stage):
             ends_by_itself=True,
             description=f"{source.source} -> {settings.topics.frames}",
         )
+
+    def _count(self, index: int) -> None:
+        self.published += 1
+        if self._on_frame is not None:
+            self._on_frame(index)
 
     def _publish(self, stop: threading.Event) -> None:
         self.run(stop)
@@ -70,7 +77,7 @@ class IngestStage(Stage):
             max_side=cfg.max_side,
             realtime=cfg.realtime,
             stop=stop,
-            on_frame=self._on_frame,
+            on_frame=self._count,
             latency=self._latency,
         )
         log.info("published %d frames (%d corrupt skipped)", self.result.published, self.result.stats.corrupt_frames)

