@@ -19,56 +19,50 @@ store calls under one lock (`Retriever.store_lock`).
 from __future__ import annotations
 
 import hashlib
-import os
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 
 # Per point beyond the vector: start/end (2 x 8 B), camera code (4 B), the id as a Python str in an object
 # array (8 B pointer + ~85 B str) and its row in the id -> row dict (~100 B). Measured by bench-retrieve.
 OVERHEAD_BYTES = 220
-# Scoring reads every vector once (100k x 384-d float32 = 154 MB): memory-bound, so one core leaves bandwidth
-# unused. Above this many rows the product is split over up to MAX_SCORE_THREADS threads (numpy releases the
-# GIL): bench-retrieve measured 100k rows in 15.8 ms on one thread, 6.4 ms on two, on this 2-core machine.
-PARALLEL_MIN_ROWS = 50_000
-MAX_SCORE_THREADS = 4
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _score_pool() -> tuple[ThreadPoolExecutor, int] | None:
-    """The shared scoring threads and their count, started on first use (never at import); None on one core."""
-    global _pool
-    workers = min(MAX_SCORE_THREADS, len(os.sched_getaffinity(0)))
-    if workers < 2:
-        return None
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(workers, thread_name_prefix="score-index")
-        return _pool, workers
 
 
 def matvec(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """vectors @ query in float32, in row blocks over the scoring threads when there are enough rows."""
-    n = vectors.shape[0]
-    out = np.empty(n, np.float32)
-    pooled = _score_pool() if n >= PARALLEL_MIN_ROWS else None
-    if pooled is None:
-        np.matmul(vectors, query, out=out)
-        return out
-    pool, workers = pooled
-    bounds = np.linspace(0, n, workers + 1).astype(int)
+    """vectors @ query in float32, by numpy's own SIMD loop.
 
-    def block(k: int) -> None:
-        lo, hi = bounds[k], bounds[k + 1]
-        np.matmul(vectors[lo:hi], query, out=out[lo:hi])
-
-    list(pool.map(block, range(len(bounds) - 1)))
+    Scoring reads every vector once (100k x 384-d float32 = 154 MB): memory-bound. On this machine's
+    OpenBLAS build `vectors @ query` (sgemv) took 16-17 ms at 100k, einsum 6-8 ms, and splitting the rows
+    over two threads gained nothing for either (measured with bench-retrieve's memory; see docs/memory.md).
+    """
+    out = np.empty(vectors.shape[0], np.float32)
+    np.einsum("ij,j->i", vectors, query, out=out)
     return out
+
+
+class RowIds(Sequence[str]):
+    """Point ids of some rows, looked up only when read: permuting 100k Python strings took 5 ms per query,
+    and Retrieve reads the ids of the few dozen points it draws."""
+
+    def __init__(self, ids: np.ndarray, rows: np.ndarray) -> None:
+        self._ids = ids
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [str(x) for x in self._ids[self._rows[i]]]
+        return str(self._ids[self._rows[i]])
 
 
 class ScoreIndexFull(RuntimeError):
@@ -241,17 +235,17 @@ class ScoreIndex:
         camera_id: str | None = None,
         since_s: float | None = None,
         until_s: float | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Ids (object array) and exact cosines (float64) of every point in range, in canonical (id-hash) order."""
+    ) -> tuple[RowIds, np.ndarray]:
+        """Ids and exact cosines (float64) of every point in range, in canonical (id-hash) order."""
         q = np.asarray(query, np.float32).reshape(self.dim)
-        q = q / max(float(np.linalg.norm(q)), 1e-30)
+        q = q / np.float32(max(float(np.linalg.norm(q)), 1e-30))
         mask = self._mask(camera_id, since_s, until_s)
         if mask is None:
             # Score in row order (one pass over contiguous memory), then permute the scores, not the vectors.
             sims = matvec(self._vecs[: self._n], q)
-            return self._ids[self._order], sims[self._order].astype(np.float64)
+            return RowIds(self._ids, self._order), sims[self._order].astype(np.float64)
         rows = self._order[mask[self._order]]
-        return self._ids[rows], matvec(self._vecs[rows], q).astype(np.float64)
+        return RowIds(self._ids, rows), matvec(self._vecs[rows], q).astype(np.float64)
 
     def count(self, camera_id: str | None = None, since_s: float | None = None, until_s: float | None = None) -> int:
         """How many points are in range."""
