@@ -123,7 +123,7 @@ class QdrantEdgeStore(VectorStore):
         return dict(self._require()[1])
 
     def _scan(self, vector_name: str, batch: int) -> Iterator[tuple[list[str], np.ndarray, list[FramePayload]]]:
-        """Scroll every point with one vector and its payload (100k points with a 384-d vector: ~0.8 s)."""
+        """Scroll every point with one vector and its payload, a page at a time."""
         shard, _ = self._require()
         offset = None
         while True:
