@@ -38,14 +38,7 @@ def index_once(
 ) -> tuple[int, list[ClosedCluster], int, float]:
     """Index one source; return (frames, closed clusters, detector runs, seconds)."""
     t0 = time.perf_counter()
-    indexer = CameraIndexer(
-        "bench",
-        config.scenes.params(),
-        config.cluster_threshold,
-        content=config.content_split.params(),
-        detector=detector,
-        min_confidence=config.aux_min_confidence,
-    )
+    indexer = CameraIndexer.from_config("bench", config, detector)
     src = open_source(str(path), fps=fps)
     closed: list[ClosedCluster] = []
     frames = 0

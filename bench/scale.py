@@ -430,18 +430,22 @@ def _round(v: float) -> float | None:
     return None if v != v else round(v, 1)
 
 
+# The figures each record compares with the 1-camera run.
+RATIO_KEYS = (
+    "gated_fps",
+    "frames_per_s",
+    "p95_frame_to_alert_ms",
+    "p95_frame_to_gated_ms",
+    "p95_frame_to_index_ms",
+    "rss_growth_mb",
+)
+
+
 def with_ratios(record: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
     """The record plus its ratios to the 1-camera reference run."""
-    keys = (
-        "gated_fps",
-        "frames_per_s",
-        "p95_frame_to_alert_ms",
-        "p95_frame_to_gated_ms",
-        "p95_frame_to_index_ms",
-        "rss_growth_mb",
-    )
     record["vs_1_camera"] = {
-        k: ratio(record[k], reference[k]) if record[k] is not None and reference[k] is not None else None for k in keys
+        k: ratio(record[k], reference[k]) if record[k] is not None and reference[k] is not None else None
+        for k in RATIO_KEYS
     }
     return record
 

@@ -45,8 +45,6 @@ class IndexingHandler:
         self.bus = bus
         self.index_topic = index_topic
         self.config = config
-        self.scene_params = config.scenes.params()
-        self.content_split = config.content_split.params()
         # The manual-ack consumer's ack: a frame is acknowledged once its cluster's entry is published.
         # None acks nothing (tests, tools).
         self.ack = ack
@@ -85,13 +83,8 @@ class IndexingHandler:
                 return
             indexer = self._indexers.get(frame.camera_id)
             if indexer is None:
-                indexer = self._indexers[frame.camera_id] = CameraIndexer(
-                    frame.camera_id,
-                    self.scene_params,
-                    self.config.cluster_threshold,
-                    content=self.content_split,
-                    detector=self.stage.detector,
-                    min_confidence=self.config.aux_min_confidence,
+                indexer = self._indexers[frame.camera_id] = CameraIndexer.from_config(
+                    frame.camera_id, self.config, self.stage.detector
                 )
             t = time.perf_counter()
             pending = PendingFrame(

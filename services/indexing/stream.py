@@ -29,6 +29,7 @@ import numpy as np
 from services.common.frames import time_key
 from services.indexing import metrics
 from services.indexing.clustering import Cluster, ContentSplit, IncrementalClusterer, Signature
+from services.indexing.config import IndexingConfig
 from services.indexing.scenes import SceneParams, SceneSegmenter
 from services.models.context import count_labels, describe_counts
 from services.models.detectors.base import Detector
@@ -96,6 +97,18 @@ class CameraIndexer:
         self._reset()
         self.last_time_s: float | None = None
         self.last_push_monotonic = time.monotonic()
+
+    @classmethod
+    def from_config(cls, camera_id: str, config: IndexingConfig, detector: Detector | None) -> CameraIndexer:
+        """One camera's indexer with the service's settings (content split on when a detector is given)."""
+        return cls(
+            camera_id,
+            config.scenes.params(),
+            config.cluster_threshold,
+            content=config.content_split.params(),
+            detector=detector,
+            min_confidence=config.aux_min_confidence,
+        )
 
     def _reset(self) -> None:
         self._segmenter = SceneSegmenter(self._params)

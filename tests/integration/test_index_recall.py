@@ -48,14 +48,7 @@ def index_into_memory(source: Path, config: IndexingConfig, tmp_path: Path) -> I
     assert config.detector is not None
     detector = build_detector(config.detector)
     stage = build_cluster_embedder(config, detector=detector)
-    indexer = CameraIndexer(
-        "cam",
-        config.scenes.params(),
-        config.cluster_threshold,
-        content=config.content_split.params(),
-        detector=detector,
-        min_confidence=config.aux_min_confidence,
-    )
+    indexer = CameraIndexer.from_config("cam", config, detector)
     src = open_source(str(source), fps=resolve_fps(str(source), None))
     closed: list[ClosedCluster] = []
     seen: dict[float, set[str]] = {}

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from bench import scale
-from bench.scale import Measured, ReplayCamera, search_max, with_ratios
+from bench.scale import RATIO_KEYS, Measured, ReplayCamera, search_max, with_ratios
 from tests.fixtures.media import shared
 
 
@@ -51,14 +51,7 @@ def test_the_search_doubles_then_bisects_and_runs_only_what_it_lacks(monkeypatch
 
 
 def test_ratios_are_to_the_one_camera_run() -> None:
-    keys = (
-        "gated_fps",
-        "frames_per_s",
-        "p95_frame_to_alert_ms",
-        "p95_frame_to_gated_ms",
-        "p95_frame_to_index_ms",
-        "rss_growth_mb",
-    )
+    keys = RATIO_KEYS
     ref = dict.fromkeys(keys, 2.0) | {"p95_frame_to_alert_ms": None}
     rec = with_ratios(dict.fromkeys(keys, 5.0), ref)
     assert rec["vs_1_camera"] == {k: (None if k == "p95_frame_to_alert_ms" else 2.5) for k in keys}
