@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.common.bus import Bus, Message
+from services.common.bus.kafka import PublishError
 from services.common.config import CommonSettings
 from services.common.metrics import LatencyRecorder
 from services.common.runtime import Stage
@@ -346,10 +347,14 @@ class EmbeddedPipeline:
             stage.start(stop, serve=False)
         memory_points: int | None = None
         total_published = 0
+        bus_errors: list[PublishError] = []
         try:
             threads = [
                 threading.Thread(
-                    target=self._ingest_camera, args=(job, reports[cam], stop), name=f"ingest-{cam}", daemon=True
+                    target=self._ingest_camera,
+                    args=(job, reports[cam], stop, bus_errors),
+                    name=f"ingest-{cam}",
+                    daemon=True,
                 )
                 for cam, job in jobs
             ]
@@ -358,6 +363,9 @@ class EmbeddedPipeline:
             for thread in threads:
                 while thread.is_alive():
                     thread.join(timeout=0.5)
+            if bus_errors:
+                # The broker went away: no camera can go on, and `vigil run` says to rerun (committed offsets resume).
+                raise bus_errors[0]
             total_published = sum(r.frames for r in reports.values())
             deadline = time.monotonic() + drain_timeout_s
             with tracker.cond:
@@ -409,10 +417,17 @@ class EmbeddedPipeline:
         return summary
 
     @staticmethod
-    def _ingest_camera(job: ingest.IngestStage, report: CameraReport, stop: threading.Event) -> None:
-        """One camera's ingest thread: publish its frames; a failure ends this camera only, and is reported."""
+    def _ingest_camera(
+        job: ingest.IngestStage, report: CameraReport, stop: threading.Event, bus_errors: list[PublishError]
+    ) -> None:
+        """One camera's ingest thread: publish its frames; a source failure ends this camera only, and is
+        reported; a bus failure (the broker went away) is every camera's, so it stops the run."""
         try:
             result = job.run(stop)
+        except PublishError as exc:
+            report.failed, report.error = True, f"{type(exc).__name__}: {exc}"
+            bus_errors.append(exc)
+            stop.set()
         except Exception as exc:  # any source error: the other cameras must go on
             log.exception("camera %s failed mid-run", report.camera_id)
             report.failed, report.error = True, f"{type(exc).__name__}: {exc}"

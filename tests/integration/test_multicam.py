@@ -6,11 +6,13 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from services.cli import main
 from services.common.bus.inprocess import InProcessBus
+from services.common.bus.kafka import BrokerUnavailable
 from services.common.frames import RawFrame
 from services.embedded import CameraFeed, EdgeSettings, EmbeddedPipeline
 from services.ingest.source import ImageSequenceSource
@@ -99,3 +101,28 @@ def test_vigil_run_takes_several_videos_and_refuses_one_id_twice(
     # A source that cannot be opened is bad input too, named by its camera.
     assert main(["run", "--video", f"lobby={a}", "--video", f"yard={tmp_path / 'none.mp4'}", "--no-memory"]) == 2
     assert "vigil run: camera yard: video file not found" in capsys.readouterr().err
+
+
+class BrokerGoesAway(InProcessBus):
+    """A bus whose broker stops answering after `good` frames (as KafkaBus reports it: BrokerUnavailable)."""
+
+    def __init__(self, frames_topic: str, good: int) -> None:
+        super().__init__()
+        self._frames_topic, self._left = frames_topic, good
+
+    def publish(self, topic: str, value: bytes, **kwargs: Any) -> None:
+        if topic == self._frames_topic:
+            if self._left <= 0:
+                raise BrokerUnavailable("no broker at 127.0.0.1:9 within 1s")
+            self._left -= 1
+        super().publish(topic, value, **kwargs)
+
+
+def test_a_broker_that_goes_away_stops_the_run_instead_of_failing_one_camera(tmp_path: Path) -> None:
+    """A bus error is every camera's: run() raises it, so `vigil run` exits 3 (rerun to resume)."""
+    a, b = _frames(tmp_path, "test13"), _frames(tmp_path, "test12")
+    settings = EdgeSettings()
+    pipeline = EmbeddedPipeline(settings, BrokerGoesAway(settings.topics.frames, good=3), with_memory=False)
+    feeds = [CameraFeed("north", ImageSequenceSource(str(a))), CameraFeed("south", ImageSequenceSource(str(b)))]
+    with pytest.raises(BrokerUnavailable, match="no broker"):
+        pipeline.run(feeds, drain_timeout_s=30)
