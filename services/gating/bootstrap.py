@@ -8,8 +8,7 @@ import threading
 from collections.abc import Callable
 from functools import partial
 
-from services.common.bus import Bus, Consumer, Message, PoisonMessage, RetryableError
-from services.common.bus.base import ERROR_HEADER, ORIGIN_HEADER
+from services.common.bus import Bus, Consumer, Message, PoisonMessage
 from services.common.bus.factory import make_bus
 from services.common.metrics import LatencyRecorder
 from services.common.runtime import GrpcEndpoint, Loop, Stage, StageError
@@ -106,67 +105,29 @@ def build_adapter_manager(config: AdapterUpdatesConfig, structurer: EventStructu
         raise StageError(f"cannot restore the adapters in {config.dir}: {exc}") from exc
 
 
-def _gate_alone(
-    handler: FrameHandler, decoded: DecodedFrame, stop: threading.Event, max_attempts: int = 3
-) -> Exception | None:
-    """Gate one frame with the bus's policy: RetryableError until stopped, another error `max_attempts` times.
-
-    None once gated; the last error when the frame must be dead-lettered.
-    """
-    attempts, backoff = 0, 0.2
-    while True:
-        try:
-            handler.handle([decoded])
-            return None
-        except RetryableError as exc:
-            log.warning("retryable failure on frame %s/%d: %s", decoded.frame.camera_id, decoded.frame.seq, exc)
-            last: Exception = exc
-        except Exception as exc:  # one bad frame must not stall every camera
-            attempts += 1
-            last = exc
-            if attempts >= max_attempts:
-                return last
-        if stop.wait(backoff):
-            return last
-        backoff = min(backoff * 2, 5.0)
-
-
 def _gate_loop(
     queues: FairQueues[DecodedFrame],
     handler: FrameHandler,
     consumer: Consumer,
-    bus: Bus,
-    dead_letter_topic: str,
     settings: GatingSettings,
     done: Callable[[Message], None],
     stop: threading.Event,
 ) -> None:
-    """Gate fair batches until stopped; a batch that fails is gated frame by frame, a failing frame dead-lettered."""
+    """Gate fair batches until stopped; a batch that fails is gated frame by frame with the consumer's own
+    retry and dead-letter policy, so one bad frame never stalls the other cameras."""
     while not stop.is_set():
         batch = queues.take(settings.gating.max_batch, timeout_s=0.2)
         if not batch:
             continue
         metrics.BATCH_FRAMES.observe(len(batch))
-        failed: list[tuple[DecodedFrame, Exception]] = []
         try:
             handler.handle(batch)
         except Exception:
             log.exception("a batch of %d frames failed; gating them one by one", len(batch))
             for decoded in batch:
-                error = _gate_alone(handler, decoded, stop)
-                if stop.is_set():
-                    # Unacknowledged: the frames go to the next consumer of the group.
+                if not consumer.retry(decoded.msg, partial(handler.handle, [decoded]), stop):
+                    # Stopped while still failing: unacknowledged, the frames go to the group's next consumer.
                     return
-                if error is not None:
-                    failed.append((decoded, error))
-        for decoded, error in failed:
-            msg = decoded.msg
-            log.error("dead-lettering frame %s/%d: %s", decoded.frame.camera_id, decoded.frame.seq, error)
-            headers = {**msg.headers, ERROR_HEADER: f"{type(error).__name__}: {error}".encode()[:1000]}
-            headers[ORIGIN_HEADER] = f"{msg.topic}/{msg.partition}/{msg.offset}".encode()
-            bus.publish(dead_letter_topic, msg.value, key=msg.key, headers=headers)
-        if failed:
-            bus.flush()
         for decoded in batch:
             consumer.ack(decoded.msg)
             done(decoded.msg)
@@ -227,7 +188,7 @@ class GatingStage(Stage):
             consumer = bus.consumer(
                 [topics.frames], settings.gating.consumer_group, enqueue, dead_letter_topic=dead_letter, manual_ack=True
             )
-            loops.append(("gate", partial(_gate_loop, queues, handler, consumer, bus, dead_letter, settings, done)))
+            loops.append(("gate", partial(_gate_loop, queues, handler, consumer, settings, done)))
 
         consumers: list[Consumer] = [consumer]
         closers: list[Callable[[], object]] = []

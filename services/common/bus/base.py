@@ -197,15 +197,28 @@ class Consumer(ABC):
 
         Returns False only when a retryable failure is still failing and `stop` was set.
         """
-        attempts = 0
-        backoff = self._backoff0
         if self._acks is not None:
             # Outstanding before the handler runs: it may hand the work to a thread that acks at once.
             self._acks.handled(msg)
+
+        def work() -> None:
+            self._handler(msg)
+            self.handled += 1
+
+        return self.retry(msg, work, stop)
+
+    def retry(self, msg: Message, work: Callable[[], None], stop: threading.Event | None = None) -> bool:
+        """Do `msg`'s work with this consumer's policy; True once it is done or dead-lettered.
+
+        RetryableError is retried with back-off, PoisonMessage is dead-lettered at once, any other
+        error after `max_attempts`. False only when a retryable failure is still failing and `stop`
+        was set. A handler that hands work to its own thread (manual_ack) uses this there too.
+        """
+        attempts = 0
+        backoff = self._backoff0
         while True:
             try:
-                self._handler(msg)
-                self.handled += 1
+                work()
                 return True
             except RetryableError as exc:
                 log.warning(
