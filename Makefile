@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv run ask test lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-index-sparsity bench-retrieve bench-grammar train-gate eval-gate eval-structurer bench-alerts bench-scale clean
+.PHONY: venv system-packages run ask test lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-index-sparsity bench-retrieve bench-grammar train-gate eval-gate eval-structurer bench-alerts bench-scale clean
 
 venv: $(STAMP)
 
@@ -82,7 +82,18 @@ test-e2e: venv
 helm-check: venv
 	$(PY) scripts/helm_check.py
 
-test: venv proto-check values-schema-check lint typecheck helm-check
+# Debian packages some tests need: headless Chromium and its driver (the console's browser test) and promtool
+# (package prometheus, the alerting rules' check). Installed with apt-get only when running as root and missing;
+# elsewhere the tests that need them skip and name the packages.
+SYSTEM_PACKAGES := chromium chromium-driver prometheus
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then echo "system-packages: not root or no apt-get; tests needing $$missing will skip"; exit 0; fi; \
+	echo "system-packages: apt-get install $$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+
+test: venv system-packages proto-check values-schema-check lint typecheck helm-check
 	$(PY) -m pytest tests -q
 
 bench-gating: venv
