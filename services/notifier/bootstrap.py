@@ -41,6 +41,6 @@ def build(settings: NotifierSettings, bus: Bus | None, *, post: Transport = tran
         "notifier",
         # A loop rather than `consumers`: the handler's back-off must see the stage's stop event.
         loops=[("consumer", consume)],
-        closers=[consumer.close],
+        closers=[consumer.close, notifier.close],
         description=f"{topic} (group {cfg.consumer_group}) -> webhooks {', '.join(w.name for w in cfg.webhooks)}",
     )

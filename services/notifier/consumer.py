@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from services.common.bus import Message, PoisonMessage, RetryableError
@@ -70,10 +71,21 @@ class AlertNotifier:
         self._rng = rng or random.Random()
         # Set by the stage: a back-off in progress ends at once and the record is handled again later.
         self._stop = threading.Event()
+        # Webhooks are tried side by side: one receiver's outage and back-off must not delay the others.
+        self._pool = (
+            ThreadPoolExecutor(len(self._webhooks), thread_name_prefix="notifier-webhook")
+            if len(self._webhooks) > 1
+            else None
+        )
 
     def stop_on(self, stop: threading.Event) -> None:
         """Make back-off waits end when `stop` is set (the stage's shutdown event)."""
         self._stop = stop
+
+    def close(self) -> None:
+        """Release the webhook threads (after the consumer stopped calling)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def __call__(self, msg: Message) -> None:
         """Push the alert in `msg` to every webhook that lacks it; raise to dead-letter or retry it."""
@@ -89,13 +101,15 @@ class AlertNotifier:
             log.info("alert %s already delivered to every webhook; skipped", alert.event_id)
             return
         body = encode_body(alert_payload(alert))
-        failed = []
-        for hook in (w for w in self._webhooks if w.name in missing):
-            result = self._deliver(hook, alert.event_id, body)
-            if result.interrupted:
-                # Not dead-lettered and not committed: the next owner of the partition sends it.
-                raise RetryableError(f"stopping while alert {alert.event_id} waited to retry {hook.name}")
+        hooks = [w for w in self._webhooks if w.name in missing]
+        if self._pool is None or len(hooks) == 1:
+            results = [self._deliver(hook, alert.event_id, body) for hook in hooks]
+        else:
+            results = list(self._pool.map(lambda hook: self._deliver(hook, alert.event_id, body), hooks))
+        failed, interrupted = [], []
+        for hook, result in zip(hooks, results, strict=True):
             if result.delivered:
+                # Remembered even if another webhook is interrupted: the re-handled record skips this one.
                 self._delivered.mark(alert.event_id, hook.name)
                 metrics.DELIVERIES.labels(webhook=hook.name, outcome="delivered").inc()
                 if alert.sent_time_ns:
@@ -103,10 +117,15 @@ class AlertNotifier:
                         max(0.0, (time.time_ns() - alert.sent_time_ns) / 1e9)
                     )
                 log.info("alert %s delivered to %s (%s)", alert.event_id, hook.name, result.describe())
+            elif result.interrupted:
+                interrupted.append(hook.name)
             else:
                 metrics.DELIVERIES.labels(webhook=hook.name, outcome="failed").inc()
                 log.error("alert %s not delivered to %s: %s", alert.event_id, hook.name, result.describe())
                 failed.append(f"{hook.name}: {result.describe()}")
+        if interrupted:
+            # Neither dead-lettered nor committed: the next start (or the partition's next owner) sends it.
+            raise RetryableError(f"stopping while alert {alert.event_id} waited to retry {', '.join(interrupted)}")
         if failed:
             metrics.ALERTS.labels(outcome="dead_lettered").inc()
             raise UndeliverableAlert(f"alert {alert.event_id} undeliverable to " + "; ".join(failed))

@@ -304,3 +304,21 @@ def test_settings_problems_are_actionable() -> None:
 
 def test_poison_is_a_poison_message() -> None:
     assert issubclass(UndeliverableAlert, PoisonMessage)
+
+
+def test_webhooks_are_tried_side_by_side() -> None:
+    # ops answers only once pager has been called: sequential delivery (ops first) would fail it.
+    pager_called = threading.Event()
+
+    def transport(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) -> Response:
+        if "pager" in url:
+            pager_called.set()
+            return Response(200)
+        return Response(200 if pager_called.wait(10) else 504)
+
+    hooks = [Webhook("ops", "http://ops.invalid/hook"), Webhook("pager", "http://pager.invalid/hook")]
+    notifier = AlertNotifier(hooks, SECRET, RetryPolicy(max_attempts=1), transport)
+    try:
+        notifier(_msg(make_alert("e5").SerializeToString()))
+    finally:
+        notifier.close()
