@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv system-packages run ask test lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-index-sparsity bench-retrieve bench-grammar train-gate eval-gate eval-structurer bench-alerts bench-scale rules-check clean
+.PHONY: venv system-packages run ask test lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-index-sparsity bench-retrieve bench-grammar train-gate eval-gate eval-structurer bench-alerts bench-scale bench-notifier rules-check clean
 
 venv: $(STAMP)
 
@@ -169,6 +169,11 @@ eval-structurer: venv
 # clips played at 1 frame/s and on normal-traffic footage: JSON lines and a markdown table.
 bench-alerts: venv
 	$(PY) -m bench.alerts --data $(CCTV)
+
+# The notifier's stage to local signature-checking receivers: alerts/s for one webhook, two, and two with one
+# answering 503 to 10% of first attempts (seconds): JSON lines.
+bench-notifier: venv
+	$(PY) -m bench.notifier
 
 measure-event-sizes: venv
 	$(PY) -m bench.measure_event_sizes
