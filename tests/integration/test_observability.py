@@ -101,6 +101,15 @@ def test_every_metric_in_dashboard_and_rules_is_exported() -> None:
         assert needed in names, needed
 
 
+def test_every_metric_the_descriptions_mention_is_exported_too() -> None:
+    """Panel descriptions and alert annotations send people to metrics: those must exist as well."""
+    exported = exported_series()
+    mentioned = set(METRIC.findall(DASHBOARD.read_text())) | set(METRIC.findall(RULES.read_text()))
+    # A histogram is named without its suffix in prose.
+    histograms = {n.removesuffix("_bucket") for n in exported if n.endswith("_bucket")}
+    assert sorted(mentioned - exported - histograms) == []
+
+
 def test_the_checker_knows_the_suffixes() -> None:
     exported = exported_series()
     assert {"vigil_memory_retrieve_seconds_bucket", "vigil_memory_retrieve_seconds_count"} <= exported
