@@ -41,6 +41,8 @@ class Receiver:
         self.requests: list[dict[str, Any]] = []
         self.accepted: list[str] = []
         self.bad_signatures = 0
+        # While set, `wait-*` events get 503 with Retry-After: 300 (a receiver asking for five minutes).
+        self.hold = True
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -74,6 +76,11 @@ class Receiver:
                 return 401, {}
             if event_id.startswith("reject-"):
                 return 400, {}
+            if event_id.startswith("wait-"):
+                if self.hold:
+                    return 503, {"Retry-After": "300"}
+                self.accepted.append(event_id)
+                return 200, {}
             tries = sum(1 for r in self.requests if r["event_id"] == event_id)
             if tries == 1:
                 return 503, {"Retry-After": "1"}
@@ -199,3 +206,47 @@ def test_notifier_retries_signs_deduplicates_and_dead_letters(
     # The webhook URL carries a token and the secret signs requests: neither reaches the log.
     text = log.read_text()
     assert "do-not-log-me" not in text and SECRET not in text
+
+
+def test_sigterm_during_back_off_leaves_the_alert_for_the_next_start(
+    tansu: Any, unique_topic: Callable[[str], str], receiver: Receiver, tmp_path: Path
+) -> None:
+    """A receiver asking for five minutes does not hold a shutdown; the alert is neither lost nor dead-lettered."""
+    alerts = unique_topic("alerts")
+    bus = KafkaBus(BusConfig(kind="kafka", bootstrap=tansu.bootstrap, publish_timeout_s=15.0))
+    bus.create_topics([alerts, alerts + ".dlq"], num_partitions=1)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen" / "python")]),
+        "VIGIL_BUS__KIND": "kafka",
+        "VIGIL_BUS__BOOTSTRAP": tansu.bootstrap,
+        "VIGIL_TOPICS__ALERTS": alerts,
+        "VIGIL_NOTIFIER__CONSUMER_GROUP": unique_topic("notifier"),
+        "VIGIL_NOTIFIER__WEBHOOKS": json.dumps([{"name": "ops", "url": receiver.url}]),
+        "VIGIL_NOTIFIER__HMAC_SECRET": SECRET,
+    }
+    log = tmp_path / "notifier.log"
+    bus.publish(alerts, alert("wait-1"), key="k")
+    bus.flush()
+    dead: list[Message] = []
+    try:
+        notifier = Notifier(env, log)
+        try:
+            wait_for(lambda: len(receiver.requests) == 1, 60, f"the first attempt; log:\n{log.read_text()}")
+        finally:
+            assert notifier.stop() == 0
+        # The back-off ended with the stop: the consumer thread was joined, not abandoned.
+        assert "did not stop within" not in log.read_text()
+        receiver.hold = False
+        notifier = Notifier(env, log)
+        try:
+            wait_for(lambda: receiver.accepted == ["wait-1"], 60, f"delivery after restart; log:\n{log.read_text()}")
+        finally:
+            assert notifier.stop() == 0
+        reader = bus.consumer([alerts + ".dlq"], unique_topic("dlq-reader"), dead.append)
+        reader.poll(3.0)
+        reader.close()
+    finally:
+        bus.close()
+    assert [r["attempt"] for r in receiver.requests] == ["1", "1"]
+    assert dead == [] and "dead-lettering" not in log.read_text()
