@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv system-packages run ask test lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-index-sparsity bench-retrieve bench-grammar train-gate eval-gate eval-structurer bench-alerts bench-scale bench-notifier rules-check clean
+.PHONY: venv system-packages run ask test test-faults lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-index-sparsity bench-retrieve bench-grammar train-gate eval-gate eval-structurer bench-alerts bench-scale bench-notifier rules-check clean
 
 venv: $(STAMP)
 
@@ -75,6 +75,10 @@ test-integration: venv
 
 test-e2e: venv
 	$(PY) -m pytest tests/e2e -q
+
+# The fault suite alone, printing the fault table as JSON lines (make test runs it too, with everything else).
+test-faults: venv system-packages
+	$(PY) -m pytest tests/faults -q -s
 
 # Helm charts and k8s/ manifests, offline: helm lint --strict + helm template for every helm/*/ci/*.yaml,
 # Kubernetes 1.30/1.37 schema validation, hardening rules, yamllint, hadolint. helm 3.18.0 comes from a

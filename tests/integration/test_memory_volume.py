@@ -85,11 +85,11 @@ def entry(memory: Memory, camera: str, start: float, text: str, jpeg: bytes) -> 
 
 def take_all_space(path: Path) -> None:
     """Append to `path` until the volume says it is full."""
-    with open(path, "ab") as f:
+    # Unbuffered: a buffered file would raise ENOSPC again on close.
+    with open(path, "ab", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * MiB)
-                f.flush()
         except OSError:
             pass
 
