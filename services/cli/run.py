@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.cli.output import alert_record, format_alert, print_summary
+from services.cli.output import format_alert, print_summary
 from services.cli.settings import CliError, load, memory_overrides
+from services.common.alerts import alert_record
 from services.common.bus import Bus
 from vigil.alert.v1 import alert_pb2
 
