@@ -31,7 +31,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 run: venv
-	$(VENV)/bin/vigil run
+	$(VENV)/bin/vigil run --console
 
 # Ask the memory `make run` built: make ask Q="a person on the street"
 Q ?= a person on the street
