@@ -55,12 +55,13 @@ class ConsoleStage(Stage):
         handler = RecordHandler(app.state, topics)
         # A group of its own per start: the page is rebuilt from the topics (it keeps nothing on disk).
         group = f"{cfg.consumer_group}-{uuid.uuid4().hex[:8]}"
+        # One group per topic: members of one group with different subscriptions rebalance poorly (Tansu).
         consumers = [
-            bus.consumer([topics.alerts], group, handler, dead_letter_topic=topics.dead_letter(topics.alerts)),
-            bus.consumer([topics.evidence], group, handler, dead_letter_topic=topics.dead_letter(topics.evidence)),
+            bus.consumer([topic], f"{group}-{name}", handler, dead_letter_topic=topics.dead_letter(topic))
+            for name, topic in (("alerts", topics.alerts), ("evidence", topics.evidence))
         ]
         if cfg.watch_frames:
-            consumers.append(bus.consumer([topics.frames], group, handler))
+            consumers.append(bus.consumer([topics.frames], f"{group}-frames", handler))
         self._server = uvicorn.Server(
             uvicorn.Config(app.asgi, log_level="warning", lifespan="off", timeout_graceful_shutdown=2, access_log=False)
         )
