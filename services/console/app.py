@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 COOKIE = "vigil_console_token"
 # Paths open without the token: the kubelet's probes and the bundled assets (no data in them).
-OPEN_PATHS = ("/healthz", "/readyz", "/static/")
+OPEN_PATHS = ("/healthz", "/readyz", "/static/", "/favicon.ico")
 # A comment line this often keeps proxies from closing an idle stream.
 SSE_HEARTBEAT_S = 15.0
 
@@ -88,6 +88,7 @@ class ConsoleApp:
             Route("/api/alerts", self.api_alerts),
             Route("/api/health", self.api_health),
             Route("/healthz", self.healthz),
+            Route("/favicon.ico", lambda _r: Response(status_code=204)),
             Route("/readyz", self.readyz),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
