@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv system-packages run ask test lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-index-sparsity bench-retrieve bench-grammar train-gate eval-gate eval-structurer bench-alerts bench-scale clean
+.PHONY: venv system-packages run ask test lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-index-sparsity bench-retrieve bench-grammar train-gate eval-gate eval-structurer bench-alerts bench-scale bench-console clean
 
 venv: $(STAMP)
 
@@ -162,6 +162,11 @@ eval-structurer: venv
 # clips played at 1 frame/s and on normal-traffic footage: JSON lines and a markdown table.
 bench-alerts: venv
 	$(PY) -m bench.alerts --data $(CCTV)
+
+# The console's page load (0/50/200 alerts; HTTP and headless Chromium) and alert-to-screen latency over SSE
+# (HTTP client and Chromium), on the real stage over the in-process bus: JSON lines (about 30 s).
+bench-console: venv
+	$(PY) -m bench.console
 
 measure-event-sizes: venv
 	$(PY) -m bench.measure_event_sizes
