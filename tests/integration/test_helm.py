@@ -46,6 +46,7 @@ from scripts.helm_check import (
 )
 from services.adapters.config import AdaptersSettings
 from services.common.config import BusConfig, TopicsConfig
+from services.console.config import ConsoleSettings
 from services.gating.config import AdapterUpdatesConfig, GatingSettings
 from services.indexing.config import IndexingSettings
 from services.ingest.config import IngestConfig, IngestSettings
@@ -75,6 +76,7 @@ SETTINGS: dict[str, type[BaseModel]] = {
     "services.memory": MemorySettings,
     "services.reasoning": ReasoningSettings,
     "services.adapters": AdaptersSettings,
+    "services.console": ConsoleSettings,
 }
 SECRET_PLACEHOLDER = "rtsp://from-secret.invalid:554/stream"
 
@@ -1481,3 +1483,32 @@ def _wait_http_ok(
             pass
         time.sleep(0.2)
     pytest.fail(f"{url} never answered: {log.read_text()[-2000:]}")
+
+
+# -- the console ----------------------------------------------------------------------------
+
+
+def test_console_is_safe_by_default_and_reads_its_token_from_the_secret(
+    render_chart: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(HelmError, match=r"console\.auth\.existingSecret"):
+        render_chart("cloud", merged(CLOUD_MIN, {"console": {"enabled": True}}))
+    objects = render_chart("cloud", REPO / "helm" / "cloud" / "ci" / "console-values.yaml")
+    deployment = kind(objects, "Deployment")["cloud-console"]
+    c = only_container(deployment)
+    (token,) = [v for v in c["env"] if v["name"] == "VIGIL_CONSOLE__TOKEN"]
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "vigil-console", "key": "token"}
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    settings = load_settings("services.console", container_env(objects, c), monkeypatch)
+    assert isinstance(settings, ConsoleSettings)
+    cfg = settings.console
+    assert not cfg.allow_anonymous and cfg.host == "0.0.0.0" and cfg.port == 8080
+    assert cfg.reasoning_address == "cloud-reasoning.vigil-cloud.svc:50053"
+    assert cfg.memory_address == "edge-memory.vigil-edge.svc:50052"
+    ingress = kind(objects, "Ingress")["cloud-console"]
+    assert ingress["spec"]["tls"][0]["secretName"] == "console-vigil-tls"
+    anonymous = render_chart(
+        "cloud", merged(CLOUD_MIN, {"console": {"enabled": True, "auth": {"allowAnonymous": True}}})
+    )
+    env = container_env(anonymous, only_container(kind(anonymous, "Deployment")["cloud-console"]))
+    assert env["VIGIL_CONSOLE__ALLOW_ANONYMOUS"] == "true" and "VIGIL_CONSOLE__TOKEN" not in env
