@@ -95,7 +95,10 @@ class ConsoleStage(Stage):
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket (port 0 = a free one); StageError when the address is taken."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without it a
+    # keep-alive response written in two parts waits for the client's delayed ACK (~40 ms per request).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -848,10 +848,12 @@ def test_k8s_manifests_validate_and_select_the_charts_labels(render_chart: Rende
     for ns in namespaces.values():
         assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     triton = {"triton": {"enabled": True, "modelRepository": {"existingClaim": "models"}}}
+    console = {"console": {"enabled": True, "auth": {"existingSecret": "vigil-console"}}}
     rendered = {
         "vigil-edge": kind(render_chart("edge", merged(EDGE_MIN, triton)), "Deployment"),
         "vigil-cloud": kind(
-            render_chart("cloud", merged(merged(CLOUD_REASONING, CLOUD_REGISTRY), triton)), "Deployment"
+            render_chart("cloud", merged(merged(merged(CLOUD_REASONING, CLOUD_REGISTRY), triton), console)),
+            "Deployment",
         ),
     }
     for _, policy in manifests:
