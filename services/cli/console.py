@@ -50,6 +50,7 @@ def console_token(configured: Any) -> str | None:
 def cmd_console(args: argparse.Namespace) -> int:
     """`vigil console`: serve the page until SIGINT/SIGTERM. Exit 2 for bad settings or a port in use."""
     from services.common.bus.factory import make_bus
+    from services.common.metrics import start_metrics_server
     from services.console.bootstrap import build
     from services.console.config import ConsoleSettings
 
@@ -78,6 +79,7 @@ def cmd_console(args: argparse.Namespace) -> int:
         print(f"vigil console: {exc}", file=sys.stderr)
         bus.close()
         return 2
+    start_metrics_server(settings.metrics_port)
     print(f"vigil console: open {stage.url(token)}  (Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
         run_until_signalled(stage)

@@ -54,10 +54,10 @@ class GrpcAsker:
 
 @dataclass(frozen=True)
 class Health:
-    """One backend's last probe: reachable or not, and what a person should read."""
+    """One backend's last probe: reachable (True), not (False) or not known (None), and what a person should read."""
 
     name: str
-    ok: bool
+    ok: bool | None
     detail: str
     checked_ns: int
 
@@ -87,7 +87,7 @@ class HealthBoard:
         self._lock = threading.Lock()
         self._results: dict[str, Health] = {name: Health(name, False, "not checked yet", 0) for name in probes}
 
-    def set(self, name: str, ok: bool, detail: str) -> None:
+    def set(self, name: str, ok: bool | None, detail: str) -> None:
         """Record a result from outside the loop (the outcome of an Ask says whether memory answered)."""
         with self._lock:
             self._results[name] = Health(name, ok, detail, time.time_ns())

@@ -152,7 +152,7 @@ def build(
         health.set("reasoning", False, "not configured (VIGIL_CONSOLE__REASONING_ADDRESS)")
     if "memory" not in probes:
         # Without its address the console learns about the edge memory from the outcome of each Ask.
-        health.set("memory", True, "not probed directly: shown by the next question's outcome")
+        health.set("memory", None, "not probed directly: the next question's outcome will show it")
     state = ConsoleState(max_alerts=cfg.max_alerts, evidence_deadline_s=cfg.evidence_deadline_s)
     app = ConsoleApp(
         state,
