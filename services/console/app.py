@@ -32,6 +32,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as AsgiMessage
 
 from services.common.memory_api import MemoryUnavailable, Mode, RetrieveInvalid, RetrieveNotFound
 from services.console import metrics
@@ -49,6 +50,19 @@ COOKIE = "vigil_console_token"
 OPEN_PATHS = ("/healthz", "/readyz", "/static/", "/favicon.ico")
 # A comment line this often keeps proxies from closing an idle stream.
 SSE_HEARTBEAT_S = 15.0
+# Evidence bytes come from a topic: only these types are served as what they say they are.
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
+# On every response: no script or style but the bundled files, no framing, no token leaking in a Referer.
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
+        b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
 
 
 class ConsoleApp:
@@ -145,7 +159,8 @@ class ConsoleApp:
         unit = view.evidence.get(request.path_params["kind"]) if view is not None else None
         if unit is None:
             return PlainTextResponse("no such evidence", status_code=404)
-        return Response(unit.jpeg, media_type=unit.content_type, headers={"Cache-Control": "private, max-age=3600"})
+        media_type = unit.content_type if unit.content_type in IMAGE_TYPES else "application/octet-stream"
+        return Response(unit.jpeg, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
     async def ask(self, request: Request) -> Response:
         """The Ask form; on POST, the answer with its keyframes and notes, or the reason there is none."""
@@ -279,6 +294,8 @@ class TokenGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass an authorised request on; answer 401 (or a redirect setting the cookie) otherwise."""
+        if scope["type"] == "http":
+            send = _with_security_headers(send)
         if scope["type"] != "http" or self._token is None or scope["path"].startswith(OPEN_PATHS):
             await self._app(scope, receive, send)
             return
@@ -309,6 +326,17 @@ class TokenGate:
     def _valid(self, candidate: str | None) -> bool:
         assert self._token is not None
         return candidate is not None and hmac.compare_digest(candidate.encode(), self._token.encode())
+
+
+def _with_security_headers(send: Send) -> Send:
+    """`send` with SECURITY_HEADERS added to the response start."""
+
+    async def wrapped(message: AsgiMessage) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+        await send(message)
+
+    return wrapped
 
 
 # -- helpers (pure) ------------------------------------------------------------------------------

@@ -44,8 +44,10 @@ def _alert(event_id: str, camera: str = "cam-it") -> bytes:
     ).SerializeToString()
 
 
-def _evidence(event_id: str, kind: event_pb2.EvidenceKind = event_pb2.EVIDENCE_KIND_ROI) -> bytes:
-    unit = event_pb2.EvidenceUnit(kind=kind, payload=b"\xff\xd8roi", content_type="image/jpeg")
+def _evidence(
+    event_id: str, kind: event_pb2.EvidenceKind = event_pb2.EVIDENCE_KIND_ROI, content_type: str = "image/jpeg"
+) -> bytes:
+    unit = event_pb2.EvidenceUnit(kind=kind, payload=b"\xff\xd8roi", content_type=content_type)
     return alert_pb2.Evidence(
         event_id=event_id, camera_id="cam-it", unit=unit, sent_time_ns=time.time_ns()
     ).SerializeToString()
@@ -117,17 +119,23 @@ def test_alerts_evidence_and_a_malformed_record_through_kafka(console) -> None:
     bus.publish(topics.evidence, _evidence("ev-1"), key="ev-1")
     bus.publish(topics.alerts, _alert("ev-2"), key="ev-2")
     bus.publish(topics.evidence, _evidence("ev-2", event_pb2.EVIDENCE_KIND_BOX), key="ev-2")
+    # A record claiming to be HTML must not be served as a page of this origin.
+    bus.publish(topics.evidence, _evidence("ev-2", content_type="text/html"), key="ev-2")
     bus.flush()
     client = httpx.Client(base_url=stage.url(), headers={"Authorization": f"Bearer {TOKEN}"})
     deadline = time.monotonic() + 60
     rows: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
         rows = client.get("/api/alerts").json()
-        if len(rows) == 2 and all(r["evidence"] for r in rows) and _malformed() > before:
+        if (
+            len(rows) == 2
+            and {r["event_id"]: len(r["evidence"]) for r in rows} == {"ev-1": 1, "ev-2": 2}
+            and _malformed() > before
+        ):
             break
         time.sleep(0.3)
     assert sorted(r["event_id"] for r in rows) == ["ev-1", "ev-2"]
-    assert {r["event_id"]: r["evidence_state"] for r in rows} == {"ev-1": "pending", "ev-2": "pending"}
+    assert {r["event_id"]: r["evidence_state"] for r in rows} == {"ev-1": "pending", "ev-2": "complete"}
     assert next(r for r in rows if r["event_id"] == "ev-1")["evidence"]["roi"]["bytes"] == 5
     assert _malformed() == before + 1, "the malformed record is skipped and counted"
     # (the bus dead-letters it to <topic>.dlq, so it is not lost) and the page stays up:
@@ -136,7 +144,11 @@ def test_alerts_evidence_and_a_malformed_record_through_kafka(console) -> None:
     page = client.get("/")
     assert page.status_code == 200 and page.text.count('id="alert-ev-1"') == 1
     assert "/evidence/ev-1/roi" in page.text and "/evidence/ev-2/box" in page.text
-    assert client.get("/evidence/ev-1/roi").content == b"\xff\xd8roi"
+    evidence = client.get("/evidence/ev-1/roi")
+    assert evidence.content == b"\xff\xd8roi" and evidence.headers["content-type"] == "image/jpeg"
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/evidence/ev-2/roi").headers["content-type"] == "application/octet-stream"
     detail = client.get("/alerts/ev-1")
     assert detail.status_code == 200 and "frame_to_roi_ms" in detail.text and "boxed image is pending" in detail.text
     boxed = client.get("/alerts/ev-2")
