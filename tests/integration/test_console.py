@@ -199,3 +199,55 @@ def test_token_ask_errors_and_health_say_what_is_wrong(console) -> None:
     assert health["kafka"]["ok"], health
     assert not health["reasoning"]["ok"] and "unreachable" in health["reasoning"]["detail"]
     assert "UNREACHABLE" in client.get("/fragments/health").text
+
+
+@pytest.mark.slow
+def test_a_question_the_reasoning_service_rejects_shows_its_message(kafka_bus_config, unique_topic) -> None:
+    from services.reasoning.bootstrap import build as build_reasoning
+    from services.reasoning.config import ReasoningConfig, ReasoningSettings
+
+    # A real reasoning server on port 0 whose edge memory is not there.
+    memory_address = f"127.0.0.1:{free_port()}"
+    reasoning = build_reasoning(
+        ReasoningSettings(
+            grpc_address="127.0.0.1:0",
+            reasoning=ReasoningConfig(memory_address=memory_address, memory_timeout_s=2.0),
+        )
+    )
+    stop = threading.Event()
+    reasoning.start(stop)
+    assert reasoning.endpoint is not None
+    settings = ConsoleSettings(
+        bus=kafka_bus_config(),
+        topics=TopicsConfig(alerts=unique_topic("alerts"), evidence=unique_topic("evidence")),
+        console=ConsoleConfig(
+            port=0,
+            token=SecretStr(TOKEN),
+            reasoning_address=f"127.0.0.1:{reasoning.endpoint.port}",
+            ask_timeout_s=10.0,
+            health_interval_s=0.5,
+        ),
+    )
+    bus = KafkaBus(settings.bus)
+    console = build(settings, bus)
+    console.start(stop, serve=False)
+    try:
+        client = httpx.Client(base_url=console.url(), headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        too_long = client.post("/ask", data={"question": "x" * 2100})
+        assert too_long.status_code == 400, too_long.text
+        assert "the question is 2100 characters; the limit is 2000" in too_long.text
+        assert "Traceback" not in too_long.text
+        no_memory = client.post("/ask", data={"question": "a car crash"})
+        assert no_memory.status_code == 503 and f"edge memory at {memory_address}" in no_memory.text
+        health = {h["name"]: h for h in client.get("/api/health").json()}
+        assert health["memory"]["ok"] is False and "last question" in health["memory"]["detail"]
+        deadline = time.monotonic() + 20
+        while not health["reasoning"]["checked_ns"] and time.monotonic() < deadline:
+            time.sleep(0.3)
+            health = {h["name"]: h for h in client.get("/api/health").json()}
+        assert health["reasoning"]["ok"], health
+    finally:
+        stop.set()
+        console.close(join_timeout_s=10)
+        reasoning.close(grace_s=1)
+        bus.close()
