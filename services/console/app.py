@@ -77,6 +77,7 @@ class ConsoleApp:
         token: str | None,
         silent_after_s: float = 60.0,
         ask_timeout_s: float = 60.0,
+        sse_max_s: float = 300.0,
         mode: str = "cluster",
         ready: Callable[[], bool] = lambda: True,
     ) -> None:
@@ -86,6 +87,7 @@ class ConsoleApp:
         self.token = token
         self.silent_after_s = silent_after_s
         self.ask_timeout_s = ask_timeout_s
+        self.sse_max_s = sse_max_s
         self.mode = mode
         self._ready = ready
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
@@ -221,6 +223,7 @@ class ConsoleApp:
 
         self.state.subscribe(notify)
         metrics.SSE_CLIENTS.inc()
+        ends = loop.time() + self.sse_max_s
         try:
             # The browser retries after this many ms when the stream drops; Last-Event-ID then resumes it.
             yield "retry: 1000\n\n"
@@ -237,8 +240,11 @@ class ConsoleApp:
                     seq = change.seq
                 if changes:
                     continue
+                left = ends - loop.time()
+                if left <= 0:
+                    return  # the browser reconnects with Last-Event-ID and resumes after `seq`
                 try:
-                    await asyncio.wait_for(wake.wait(), SSE_HEARTBEAT_S)
+                    await asyncio.wait_for(wake.wait(), min(SSE_HEARTBEAT_S, left))
                 except TimeoutError:
                     if await request.is_disconnected():
                         return

@@ -161,6 +161,7 @@ def build(
         token=token,
         silent_after_s=cfg.silent_after_s,
         ask_timeout_s=cfg.ask_timeout_s,
+        sse_max_s=cfg.sse_max_s,
         mode=mode,
     )
     sock = bind(cfg.host, cfg.port)

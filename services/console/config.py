@@ -35,6 +35,9 @@ class ConsoleConfig(BaseModel):
     silent_after_s: float = Field(default=60.0, gt=0)
     # Also read the frames topic for "last frame time" (embedded mode; the cloud tier never sees frames).
     watch_frames: bool = False
+    # A live stream ends after this long and the browser reconnects (resuming from Last-Event-ID): proxies
+    # that cut long responses see a fresh one, and a page never depends on one connection forever.
+    sse_max_s: float = Field(default=300.0, gt=0)
     # Seconds between the health area's probes.
     health_interval_s: float = Field(default=10.0, gt=0)
 

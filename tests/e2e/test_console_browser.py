@@ -50,7 +50,12 @@ def test_alert_evidence_and_ask_in_chromium(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", *run, "--console", "--console-wait"],
         cwd=ROOT,
-        env={**os.environ, "VIGIL_UPLINK__CONSUMER_GROUP": f"e2e-console-{os.getpid()}"},
+        # Streams of 2 s: the page reconnects several times (resuming from Last-Event-ID) while it is open.
+        env={
+            **os.environ,
+            "VIGIL_UPLINK__CONSUMER_GROUP": f"e2e-console-{os.getpid()}",
+            "VIGIL_CONSOLE__SSE_MAX_S": "2",
+        },
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -70,6 +75,10 @@ def test_alert_evidence_and_ask_in_chromium(tmp_path: Path) -> None:
         shot = artifact("console-alerts.png")
         browser.save_screenshot(str(shot))
 
+        # Reconnects never draw a row twice.
+        wait.until(lambda _d: browser.execute_script("return window.vigilConnects") >= 3)
+        ids = browser.execute_script("return [...document.querySelectorAll('tr.alert')].map(r => r.id)")
+        assert ids and len(ids) == len(set(ids)), ids
         # The memory is complete once the video is done (indexing closes its last clusters at the end).
         _stderr_match(proc, r"the video is done", timeout_s=120)
         browser.find_element(By.CSS_SELECTOR, "#ask-short input[name=question]").send_keys("a car crash")

@@ -7,6 +7,8 @@
   var status = document.getElementById("live-status");
   // When each row was drawn (ms since the epoch), for `make bench-console`'s alert-to-screen latency.
   window.vigilDrawn = window.vigilDrawn || {};
+  // How many times the stream (re)connected: each reconnect resumes from Last-Event-ID.
+  window.vigilConnects = 0;
 
   function setStatus(text, cls) {
     if (status) { status.textContent = text; status.className = "live-status " + cls; }
@@ -25,7 +27,7 @@
 
   if (rows && window.EventSource) {
     var source = new EventSource("/events?since=" + encodeURIComponent(rows.dataset.seq || "0"));
-    source.addEventListener("open", function () { setStatus("live", "ok"); });
+    source.addEventListener("open", function () { window.vigilConnects += 1; setStatus("live", "ok"); });
     source.addEventListener("error", function () { setStatus("reconnecting…", "down"); });
     source.addEventListener("alert", function (e) { upsertRow(JSON.parse(e.data)); });
     source.addEventListener("gone", function (e) {
