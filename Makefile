@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv system-packages run ask test test-faults lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-index-sparsity bench-retrieve bench-grammar train-gate eval-gate eval-structurer bench-alerts bench-scale bench-notifier rules-check clean
+.PHONY: venv system-packages run ask test test-faults lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-index-sparsity bench-retrieve bench-grammar train-gate eval-gate eval-structurer bench-alerts bench-scale bench-notifier rules-check bench-console clean
 
 venv: $(STAMP)
 
@@ -31,7 +31,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 run: venv
-	$(VENV)/bin/vigil run
+	$(VENV)/bin/vigil run --console
 
 # Ask the memory `make run` built: make ask Q="a person on the street"
 Q ?= a person on the street
@@ -178,6 +178,11 @@ bench-alerts: venv
 # answering 503 to 10% of first attempts (seconds): JSON lines.
 bench-notifier: venv
 	$(PY) -m bench.notifier
+
+# The console's page load (0/50/200 alerts; HTTP and headless Chromium) and alert-to-screen latency over SSE
+# (HTTP client and Chromium), on the real stage over the in-process bus: JSON lines (about 30 s).
+bench-console: venv
+	$(PY) -m bench.console
 
 measure-event-sizes: venv
 	$(PY) -m bench.measure_event_sizes

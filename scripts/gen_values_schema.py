@@ -32,6 +32,7 @@ from pydantic.fields import FieldInfo
 
 from services.adapters.config import AdaptersConfig
 from services.common.config import BusConfig, TopicsConfig
+from services.console.config import ConsoleConfig
 from services.gating.config import AdapterUpdatesConfig, GatingConfig
 from services.indexing.config import ContentSplitConfig, IndexingConfig, SceneConfig
 from services.ingest.config import IngestConfig
@@ -718,6 +719,7 @@ def cloud() -> Schema:
         "alertsLog",
         "adapterRegistry",
         "triton",
+        "console",
     ]
     answerer = Tagged(
         AnswererConfig,
@@ -829,6 +831,7 @@ def cloud() -> Schema:
         description="The LoRA adapter registry (Publish, Fetch, List); when enabled it needs publicAddress.",
     )
     add_observability(schema)
+    schema["properties"]["console"] = console_block()
     # The cloud runs no indexing: the edge's index topic is none of its business.
     schema["definitions"] = {**SHARED_DEFINITIONS, "topics": topics(exclude=("index",))}
     return schema
@@ -882,6 +885,61 @@ def add_observability(schema: Schema) -> None:
             description="helm/cloud/rules/vigil.rules.yaml as a PrometheusRule (needs the Prometheus Operator CRDs).",
         ),
     }
+
+
+def console_block() -> Schema:
+    """The console's values: auth from an existing Secret (or explicitly anonymous), Service, optional Ingress."""
+    optional_host_port: Schema = {"type": "string", "pattern": f"^({HOST_PORT[1:-1]})?$"}
+    settings = Block(
+        ConsoleConfig,
+        "ConsoleConfig (services/console/config.py) -> VIGIL_CONSOLE__<FIELD>; host, port, token, allow_anonymous, "
+        "reasoning_address and memory_address come from the chart's fields.",
+        exclude=("host", "port", "token", "allow_anonymous", "reasoning_address", "memory_address", "watch_frames"),
+    )
+    auth = obj(
+        {
+            "existingSecret": {
+                **STRING,
+                "description": "An existing Secret with the bearer token; required unless allowAnonymous",
+            },
+            "key": NON_EMPTY,
+            "allowAnonymous": BOOLEAN,
+        },
+        ["existingSecret", "allowAnonymous"],
+    )
+    return component(
+        {
+            "auth": auth,
+            "reasoningAddress": {
+                **optional_host_port,
+                "description": "Ask's reasoning service, host:port; empty = this release's reasoning",
+            },
+            "memoryAddress": {**optional_host_port, "description": "The edge memory, for the health area only"},
+            "replicas": POSITIVE_INT,
+            "settings": settings,
+            "http": obj({"port": {"type": "integer", "minimum": 1024, "maximum": 65535}}, ["port"]),
+            "service": obj({"type": SERVICE_TYPE, "annotations": STRING_MAP}),
+            "ingress": obj(
+                {
+                    "enabled": BOOLEAN,
+                    "className": STRING,
+                    "annotations": STRING_MAP,
+                    "host": STRING,
+                    "tlsSecret": STRING,
+                }
+            ),
+            "probes": ref("probes"),
+        },
+        required=("auth", "http"),
+        description="The operator's web console; when enabled it needs auth.existingSecret (a bearer token) unless "
+        "auth.allowAnonymous is true.",
+        when_enabled={
+            "anyOf": [
+                {"properties": {"auth": {"properties": {"existingSecret": {"minLength": 1}}}}},
+                {"properties": {"auth": {"properties": {"allowAnonymous": {"const": True}}}}},
+            ]
+        },
+    )
 
 
 # -- rendering and the drift check --------------------------------------------------------------

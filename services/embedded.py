@@ -281,6 +281,7 @@ class EmbeddedPipeline:
         on_frame: Callable[[int], None] | None = None,
         drain_timeout_s: float = 120.0,
         max_inflight: int = 2,
+        settle_evidence: bool = False,
     ) -> RunSummary:
         """Ingest every source to its end, each on its own thread, wait until every frame is gated and
         every event alerted, summarise.
@@ -290,7 +291,8 @@ class EmbeddedPipeline:
         latencies measure processing rather than an ever-growing backlog (0 = no limit: a paced
         replay then shows the backlog when the pipeline cannot keep up). One camera waiting never
         holds another. A source that raises mid-run is reported in its camera's summary and the
-        others go on.
+        others go on. `settle_evidence` also waits until the uplink finished every event (its
+        evidence sent or expired), for a consumer of the evidence topic such as the console.
         """
         feeds = (
             [CameraFeed(self.settings.ingest.camera_id, sources)] if isinstance(sources, VideoSource) else list(sources)
@@ -397,6 +399,8 @@ class EmbeddedPipeline:
                         log.error("pipeline did not drain within %.0fs", drain_timeout_s)
                         break
                     tracker.cond.wait(min(remaining, 0.5))
+            if settle_evidence:
+                self._settle_uplink(drain_timeout_s)
             if self.indexing is not None and self.memory is not None:
                 self._drain_memory(memory_before, total_published, drain_timeout_s)
                 # Counted before the stages close: closing the memory stage closes its store.
@@ -466,6 +470,15 @@ class EmbeddedPipeline:
             report.frames = job.published
             report.corrupt_frames = job.source.stats.corrupt_frames
             job.source.close()
+
+    def _settle_uplink(self, timeout_s: float) -> None:
+        """Wait until the uplink holds no pending event: every visual unit was sent or dropped at its deadline."""
+        dispatcher = getattr(self.uplink, "dispatcher", None)
+        if dispatcher is None:  # pass-through mode sends everything at once
+            return
+        deadline = time.monotonic() + timeout_s
+        while len(dispatcher) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def _drain_memory(self, before: tuple[int, int], published: int, stall_timeout_s: float) -> None:
         """Wait for indexing to see every frame, close the open clusters, wait for the memory to store it all.

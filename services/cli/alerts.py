@@ -13,7 +13,8 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
-from services.cli.output import alert_record, format_alert
+from services.cli.output import format_alert
+from services.common.alerts import alert_record
 from services.common.bus import Message
 from services.common.bus.factory import make_bus
 from services.common.bus.kafka import KafkaBus

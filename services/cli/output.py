@@ -6,32 +6,10 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
-from google.protobuf.json_format import MessageToDict
-
 from services.common.memory_api import Mode
 from services.models.answerers.base import format_time
 from vigil.alert.v1 import alert_pb2
 from vigil.reasoning.v1 import reasoning_pb2
-
-
-def alert_record(alert: alert_pb2.Alert, delivered_ms: float | None = None) -> dict[str, Any]:
-    """An alert as one JSON object; `event` is the schema-valid structured event."""
-    rec: dict[str, Any] = {
-        "type": "alert",
-        "event_id": alert.event_id,
-        "camera_id": alert.camera_id,
-        "frame_seq": alert.frame_seq,
-        "pts_s": round(alert.pts_s, 3),
-        "level": alert.level,
-        "score": round(alert.score, 4),
-        "event": json.loads(alert.event_json),
-        "producer": MessageToDict(alert.producer, preserving_proto_field_name=True),
-        "roi_bytes": alert.roi_bytes,
-        "box_bytes": alert.box_bytes,
-    }
-    if delivered_ms is not None:
-        rec["frame_to_alert_ms"] = round(delivered_ms, 1)
-    return rec
 
 
 def format_alert(alert: alert_pb2.Alert) -> str:

@@ -7,16 +7,18 @@ import json
 import os
 import re
 import sys
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
-from services.cli.output import alert_record, format_alert, print_summary
+from services.cli.output import format_alert, print_summary
 from services.cli.settings import CliError, load, memory_overrides
+from services.common.alerts import alert_record
 from services.common.bus import Bus
 from vigil.alert.v1 import alert_pb2
 
 if TYPE_CHECKING:
-    from services.embedded import CameraFeed
+    from services.embedded import CameraFeed, EdgeSettings, EmbeddedPipeline
 
 
 def register(sub: Any) -> None:
@@ -61,6 +63,18 @@ def register(sub: Any) -> None:
     run.add_argument("--no-progress", action="store_true")
     run.add_argument("--no-memory", action="store_true", help="do not build the Venus memory (alerts only)")
     run.add_argument("--memory", type=Path, help="memory directory (default from VIGIL_MEMORY__*: var/memory)")
+    run.add_argument(
+        "--console",
+        action="store_true",
+        help="serve the web console for this run on 127.0.0.1 (the URL with its token is printed at start); "
+        "it stays up after the video until Ctrl-C when stdin is a terminal or with --console-wait",
+    )
+    run.add_argument("--console-port", type=int, metavar="PORT", help="the console's port (default: a free one)")
+    run.add_argument(
+        "--console-wait",
+        action="store_true",
+        help="keep the console up after the video until Ctrl-C/SIGTERM even when stdin is not a terminal",
+    )
     run.set_defaults(func=cmd_run)
 
 
@@ -209,6 +223,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         close_sources()
         bus.close()
         return 2
+    console = None
+    if args.console:
+        try:
+            console = _RunConsole(args, settings, pipeline, bus)
+        except (CliError, StageError) as exc:
+            print(f"vigil run: {exc}", file=sys.stderr)
+            close_sources()
+            bus.close()
+            return 2
+    try:
+        return _run_pipeline(args, settings, pipeline, feeds, bus, out, console)
+    finally:
+        if console is not None:
+            console.close()
+        bus.close()
+
+
+def _run_pipeline(
+    args: argparse.Namespace,
+    settings: EdgeSettings,
+    pipeline: EmbeddedPipeline,
+    feeds: list[CameraFeed],
+    bus: Bus,
+    out: TextIO,
+    console: _RunConsole | None,
+) -> int:
+    """Run every feed to its end, print the summary, keep the console up when asked; the exit status."""
+    from tqdm import tqdm
+
     bar = tqdm(
         total=_expected_frames(feeds, settings.ingest.fps),
         unit="frame",
@@ -218,7 +261,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         leave=False,
     )
     try:
-        summary = pipeline.run(feeds, on_frame=lambda _i: bar.update(1))
+        # With a console, the run also waits for each alert's evidence (sent or expired) so the page gets it.
+        summary = pipeline.run(feeds, on_frame=lambda _i: bar.update(1), settle_evidence=console is not None)
     except KeyboardInterrupt:
         return 130
     except RuntimeError as exc:
@@ -230,8 +274,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 3
     finally:
         bar.close()
-        close_sources()
-        bus.close()
+        for feed in feeds:
+            feed.source.close()
+        if console is not None:
+            console.pipeline_closed()
     record = {**summary.as_dict(), "profile": settings.gating.profile}
     print_summary(record, out, args.json)
     failed = [c for c in summary.cameras if c.failed]
@@ -240,8 +286,58 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.frames_published == 0:
         print(f"vigil run: no frame could be read from {summary.source}", file=sys.stderr)
         return 2
+    if console is not None and (args.console_wait or sys.stdin.isatty()):
+        console.wait()
     # The other cameras' results stand when one fails; a run where every camera failed is a failure.
     return 1 if len(failed) == len(summary.cameras) else 0
+
+
+class _RunConsole:
+    """`vigil run --console`: the console stage on the run's bus, asking the run's memory."""
+
+    def __init__(self, args: argparse.Namespace, settings: EdgeSettings, pipeline: EmbeddedPipeline, bus: Bus) -> None:
+        from services.cli.console import EmbeddedAsk, start_embedded_console
+
+        self.ask: EmbeddedAsk | None = None
+        if pipeline.memory is not None and pipeline.indexing is not None:
+            self.ask = EmbeddedAsk(pipeline.memory.memory.config, pipeline.indexing.handler.stage.embedder)
+            self.ask.memory.attach(pipeline.memory.memory.retriever)
+        self.stage, self.stop, token = start_embedded_console(bus, settings.topics, args.console_port, self.ask)
+        print(f"vigil run: console at {self.stage.url(token)}", file=sys.stderr, flush=True)
+
+    def pipeline_closed(self) -> None:
+        """The run closed its memory: questions now reopen it from disk."""
+        if self.ask is not None:
+            self.ask.memory.detach()
+
+    def wait(self) -> None:
+        """Keep serving the page until SIGINT or SIGTERM."""
+        import signal
+
+        print(
+            f"vigil run: the video is done; the console stays at {self.stage.url()} until Ctrl-C",
+            file=sys.stderr,
+            flush=True,
+        )
+        done = threading.Event()
+
+        def on_signal(_signum: int, _frame: object) -> None:
+            done.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not done.wait(0.5):
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def close(self) -> None:
+        """Stop the page and close what it opened."""
+        self.stop.set()
+        self.stage.close(join_timeout_s=5)
+        if self.ask is not None:
+            self.ask.memory.close()
 
 
 def _expected_frames(feeds: list[CameraFeed], fps_setting: float | None) -> int | None:

@@ -46,6 +46,7 @@ from scripts.helm_check import (
 )
 from services.adapters.config import AdaptersSettings
 from services.common.config import BusConfig, TopicsConfig
+from services.console.config import ConsoleSettings
 from services.gating.config import AdapterUpdatesConfig, GatingSettings
 from services.indexing.config import IndexingSettings
 from services.ingest.config import IngestConfig, IngestSettings
@@ -77,6 +78,7 @@ SETTINGS: dict[str, type[BaseModel]] = {
     "services.reasoning": ReasoningSettings,
     "services.adapters": AdaptersSettings,
     "services.notifier": NotifierSettings,
+    "services.console": ConsoleSettings,
 }
 SECRET_PLACEHOLDER = "rtsp://from-secret.invalid:554/stream"
 # Secret values whose variable needs another shape than a URL.
@@ -867,10 +869,12 @@ def test_k8s_manifests_validate_and_select_the_charts_labels(render_chart: Rende
     for ns in namespaces.values():
         assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     triton = {"triton": {"enabled": True, "modelRepository": {"existingClaim": "models"}}}
+    console = {"console": {"enabled": True, "auth": {"existingSecret": "vigil-console"}}}
     rendered = {
         "vigil-edge": kind(render_chart("edge", merged(EDGE_MIN, triton)), "Deployment"),
         "vigil-cloud": kind(
-            render_chart("cloud", merged(merged(CLOUD_REASONING, CLOUD_REGISTRY), triton)), "Deployment"
+            render_chart("cloud", merged(merged(merged(CLOUD_REASONING, CLOUD_REGISTRY), triton), console)),
+            "Deployment",
         ),
     }
     for _, policy in manifests:
@@ -1554,3 +1558,32 @@ def test_dashboard_and_rules_embed_the_checked_files(rendered_variants: dict[str
     broken = copy.deepcopy(rule)
     broken["spec"]["groups"][0]["rules"][0]["for"] = "ten minutes"
     assert any("for" in e for e in schema_errors(broken))
+
+
+# -- the console ----------------------------------------------------------------------------
+
+
+def test_console_is_safe_by_default_and_reads_its_token_from_the_secret(
+    render_chart: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(HelmError, match=r"console\.auth\.existingSecret"):
+        render_chart("cloud", merged(CLOUD_MIN, {"console": {"enabled": True}}))
+    objects = render_chart("cloud", REPO / "helm" / "cloud" / "ci" / "console-values.yaml")
+    deployment = kind(objects, "Deployment")["cloud-console"]
+    c = only_container(deployment)
+    (token,) = [v for v in c["env"] if v["name"] == "VIGIL_CONSOLE__TOKEN"]
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "vigil-console", "key": "token"}
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    settings = load_settings("services.console", container_env(objects, c), monkeypatch)
+    assert isinstance(settings, ConsoleSettings)
+    cfg = settings.console
+    assert not cfg.allow_anonymous and cfg.host == "0.0.0.0" and cfg.port == 8080
+    assert cfg.reasoning_address == "cloud-reasoning.vigil-cloud.svc:50053"
+    assert cfg.memory_address == "edge-memory.vigil-edge.svc:50052"
+    ingress = kind(objects, "Ingress")["cloud-console"]
+    assert ingress["spec"]["tls"][0]["secretName"] == "console-vigil-tls"
+    anonymous = render_chart(
+        "cloud", merged(CLOUD_MIN, {"console": {"enabled": True, "auth": {"allowAnonymous": True}}})
+    )
+    env = container_env(anonymous, only_container(kind(anonymous, "Deployment")["cloud-console"]))
+    assert env["VIGIL_CONSOLE__ALLOW_ANONYMOUS"] == "true" and "VIGIL_CONSOLE__TOKEN" not in env

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("adapters", "gating", "ingest", "indexing", "memory", "notifier", "reasoning", "uplink")
+SERVICES = ("adapters", "console", "gating", "ingest", "indexing", "memory", "notifier", "reasoning", "uplink")
 APPS = ("cli", "embedded")
 
 # Who may import whom, by top-level package under `services`.
