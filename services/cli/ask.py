@@ -12,8 +12,10 @@ from typing import Any
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from services.cli import grpc_flags
 from services.cli.output import print_answer
 from services.cli.settings import CliError, load, memory_overrides
+from services.common.grpc_runtime import open_channel
 from services.common.memory_api import MemoryUnavailable, Mode, RetrieveInvalid, RetrieveNotFound, raise_for_status
 from services.models.answerers.base import AnswerError, AnswerUnavailable
 from vigil.memory.v1 import memory_pb2
@@ -41,6 +43,7 @@ def register(sub: Any) -> None:
     ask.add_argument("--reasoning", metavar="HOST:PORT", help="ask a reasoning service over gRPC instead")
     ask.add_argument("--memory", type=Path, help="memory directory for the embedded mode (default var/memory)")
     ask.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for --reasoning")
+    grpc_flags.add_flags(ask)
     ask.set_defaults(func=cmd_ask)
 
 
@@ -112,9 +115,8 @@ def _ask_embedded(args: argparse.Namespace, request: reasoning_pb2.AskRequest) -
 
 
 def _ask_remote(args: argparse.Namespace, request: reasoning_pb2.AskRequest) -> reasoning_pb2.AskResponse:
-    with grpc.insecure_channel(
-        args.reasoning, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-    ) as channel:
+    security = grpc_flags.security_from_args(args)
+    with open_channel(args.reasoning, security, [("grpc.max_receive_message_length", 64 * 1024 * 1024)]) as channel:
         try:
             return reasoning_pb2_grpc.ReasoningServiceStub(channel).Ask(request, timeout=args.timeout)
         except grpc.RpcError as exc:

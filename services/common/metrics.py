@@ -12,10 +12,10 @@ from prometheus_client import start_http_server
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-def start_metrics_server(port: int) -> None:
-    """Expose /metrics on `port` (0 = disabled)."""
+def start_metrics_server(port: int, host: str = "0.0.0.0") -> None:
+    """Expose /metrics on `host`:`port` (port 0 = disabled)."""
     if port:
-        start_http_server(port)
+        start_http_server(port, addr=host)
 
 
 class LatencyRecorder:

@@ -76,6 +76,8 @@ class KafkaBus(Bus):
         linger_ms: int = 5,
     ) -> None:
         self._config = config
+        # TLS/SASL arguments for every client, read now: an unreadable CA or password file fails here, at start-up.
+        self._security = config.client_security()
         self._client_id = client_id
         self._compression = compression
         self._linger_ms = linger_ms
@@ -97,6 +99,11 @@ class KafkaBus(Bus):
     def config(self) -> BusConfig:
         """The settings this bus was built from."""
         return self._config
+
+    @property
+    def security(self) -> dict[str, Any]:
+        """kafka-python's TLS/SASL keyword arguments (empty for PLAINTEXT); holds the SASL password."""
+        return dict(self._security)
 
     @property
     def client_id(self) -> str:
@@ -206,6 +213,7 @@ class KafkaBus(Bus):
                 compression_type=self._compression,
                 max_request_size=cfg.max_message_bytes + _FRAMING_BYTES,
                 reconnect_backoff_max_ms=1000,
+                **self._security,
             )
         except KafkaTimeoutError as exc:
             raise BrokerUnavailable(f"no broker at {cfg.bootstrap} within {cfg.publish_timeout_s:.0f}s") from exc
@@ -219,7 +227,9 @@ class KafkaBus(Bus):
         with self._lock:
             if self._broker_version is not None:
                 return self._broker_version
-        client = KafkaNetClient(bootstrap_servers=self._config.bootstrap, client_id=f"{self._client_id}-probe")
+        client = KafkaNetClient(
+            bootstrap_servers=self._config.bootstrap, client_id=f"{self._client_id}-probe", **self._security
+        )
         try:
             version = tuple(client.get_broker_version(timeout_ms))
         finally:
@@ -288,6 +298,7 @@ class KafkaBus(Bus):
                     bootstrap_servers=self._config.bootstrap,
                     client_id=f"{self._client_id}-admin",
                     bootstrap_timeout_ms=int(self._config.publish_timeout_s * 1000),
+                    **self._security,
                 )
             return self._admin
 
@@ -453,6 +464,7 @@ class KafkaGroupConsumer(Consumer):
                 # A consumer that subscribes before its topic exists (the producing service starts
                 # later) is assigned nothing until its next metadata refresh: 5 s here, not 5 min.
                 metadata_max_age_ms=_METADATA_MAX_AGE_MS,
+                **self._kbus.security,
             )
             consumer.subscribe(self._topics)
         except KafkaError as exc:
