@@ -337,8 +337,23 @@ SHARED_DEFINITIONS: Schema = {
                 "description": "host:port[,host:port...]",
             },
             "settings": ref("busSettings"),
+            "tls": ref("kafkaTls"),
         },
         ["bootstrap"],
+    ),
+    "kafkaTls": obj(
+        {
+            "caSecret": obj({"name": STRING, "key": NON_EMPTY}, description="The CA of the brokers (ssl_cafile)"),
+            "certSecret": {
+                "type": "string",
+                "description": "A kubernetes.io/tls Secret: the client certificate "
+                "(ssl_certfile, ssl_keyfile); empty = none",
+            },
+            "saslPasswordSecret": obj(
+                {"name": STRING, "key": NON_EMPTY}, description="The SASL password (sasl_password_file)"
+            ),
+        },
+        description="Kafka credentials from Secrets; security_protocol and the SASL user are in settings.",
     ),
     "secretKeyRef": obj(
         {"name": NON_EMPTY, "key": NON_EMPTY}, ["name", "key"], description="An existing Secret and the key in it."
@@ -823,6 +838,7 @@ def cloud() -> Schema:
             {
                 "bootstrap": SHARED_DEFINITIONS["kafka"]["properties"]["bootstrap"],
                 "settings": ref("busSettings"),
+                "tls": ref("kafkaTls"),
                 "siteBootstrap": {
                     "type": "string",
                     "pattern": f"^({BOOTSTRAP})?$",

@@ -190,3 +190,39 @@ def test_a_client_without_credentials_is_refused_by_the_rendered_reasoning(
         stop.set()
         stage.close(grace_s=0.2)
     assert json.loads(settings.model_dump_json())["grpc_security"]["allow"] == {"*": ["operator"]}
+
+
+def test_kafka_credentials_and_mutual_tls_come_from_secrets(
+    render_chart: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = render_chart("edge", test_helm.REPO / "helm" / "edge" / "ci" / "tls-values.yaml")
+    for name in ("edge-ingest-lobby", "edge-gating", "edge-indexing", "edge-memory", "edge-uplink"):
+        _, c = _pod(objects, name)
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        assert mounts["/etc/vigil/kafka"] == "kafka", name
+        assert mounts["/etc/vigil/cloud-kafka"] == "cloud-kafka", name
+        settings = load_settings(c["args"][2], container_env(objects, c), monkeypatch)
+        bus = settings.bus  # type: ignore[attr-defined]
+        assert bus.security_protocol == "SSL" and str(bus.ssl_cafile) == "/etc/vigil/kafka/ca.crt"
+        assert (
+            str(bus.ssl_certfile) == "/etc/vigil/kafka/tls.crt" and str(bus.ssl_keyfile) == "/etc/vigil/kafka/tls.key"
+        )
+    volumes = {v["name"]: v for v in _pod(objects, "edge-uplink")[0]["volumes"]}
+    assert volumes["cloud-kafka"]["projected"]["sources"] == [
+        {"secret": {"name": "kafka-cloud-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"secret": {"name": "kafka-cloud-sasl", "items": [{"key": "password", "path": "sasl-password"}]}},
+    ]
+    _, uplink = _pod(objects, "edge-uplink")
+    settings = load_settings("services.uplink", container_env(objects, uplink), monkeypatch)
+    cloud = settings.uplink.cloud_bus  # type: ignore[attr-defined]
+    assert (cloud.security_protocol, cloud.sasl_mechanism, cloud.sasl_username) == (
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+        "site-a",
+    )
+    assert str(cloud.sasl_password_file) == "/etc/vigil/cloud-kafka/sasl-password" and cloud.sasl_password is None
+    assert settings.signing.key_id == "site-a-2026"  # type: ignore[attr-defined]
+    _, memory = _pod(objects, "edge-memory")
+    security = load_settings("services.memory", container_env(objects, memory), monkeypatch).grpc_security  # type: ignore[attr-defined]
+    assert security.require_client_cert and str(security.tls.ca) == "/etc/vigil/grpc-tls/ca.crt"
+    assert security.tokens_file is None

@@ -135,3 +135,50 @@ spec:
     group: cert-manager.io
 {{- end }}
 {{- end -}}
+
+{{/*
+vigil-lib.kafkaSecrets (dict "tls" .Values.kafka.tls "name" "kafka") returns YAML {settings, volumes, mounts}:
+the BusConfig file settings (ssl_cafile, ssl_certfile, ssl_keyfile, sasl_password_file) for the CA, the
+client certificate (a kubernetes.io/tls Secret, for brokers that authenticate clients by certificate) and
+the SASL password, each from a Secret, mounted at /etc/vigil/<name>. security_protocol, sasl_mechanism and
+sasl_username are plain settings (kafka.settings). Nothing set: nothing mounted.
+*/}}
+{{- define "vigil-lib.kafkaSecrets" -}}
+{{- $t := .tls | default dict -}}
+{{- $dir := printf "/etc/vigil/%s" .name -}}
+{{- $settings := dict -}}
+{{- $sources := list -}}
+{{- with $t.caSecret -}}{{- if .name -}}
+{{- $_ := set $settings "ssl_cafile" (printf "%s/ca.crt" $dir) -}}
+{{- $sources = append $sources (dict "secret" (dict "name" .name "items" (list (dict "key" .key "path" "ca.crt")))) -}}
+{{- end -}}{{- end -}}
+{{- with $t.certSecret -}}
+{{- $_ := set $settings "ssl_certfile" (printf "%s/tls.crt" $dir) -}}
+{{- $_ := set $settings "ssl_keyfile" (printf "%s/tls.key" $dir) -}}
+{{- $sources = append $sources (dict "secret" (dict "name" . "items" (list (dict "key" "tls.crt" "path" "tls.crt") (dict "key" "tls.key" "path" "tls.key")))) -}}
+{{- end -}}
+{{- with $t.saslPasswordSecret -}}{{- if .name -}}
+{{- $_ := set $settings "sasl_password_file" (printf "%s/sasl-password" $dir) -}}
+{{- $sources = append $sources (dict "secret" (dict "name" .name "items" (list (dict "key" .key "path" "sasl-password")))) -}}
+{{- end -}}{{- end -}}
+{{- $volumes := list -}}
+{{- $mounts := list -}}
+{{- if $sources -}}
+{{- $volumes = list (dict "name" .name "projected" (dict "sources" $sources "defaultMode" 288)) -}}
+{{- $mounts = list (dict "name" .name "mountPath" $dir "readOnly" true) -}}
+{{- end -}}
+{{- toYaml (dict "settings" $settings "volumes" $volumes "mounts" $mounts) -}}
+{{- end -}}
+
+{{/* Every Kafka secret mount of the release (kafka.tls, and the edge's cloud.kafka.tls), as YAML {volumes, mounts}. */}}
+{{- define "vigil-lib.kafkaVolumes" -}}
+{{- $volumes := list -}}
+{{- $mounts := list -}}
+{{- $cloud := (.Values.cloud | default dict).kafka | default dict -}}
+{{- range $pair := list (list "kafka" .Values.kafka.tls) (list "cloud-kafka" $cloud.tls) -}}
+{{- $k := fromYaml (include "vigil-lib.kafkaSecrets" (dict "tls" (index $pair 1) "name" (index $pair 0))) -}}
+{{- $volumes = concat $volumes $k.volumes -}}
+{{- $mounts = concat $mounts $k.mounts -}}
+{{- end -}}
+{{- toYaml (dict "volumes" $volumes "mounts" $mounts) -}}
+{{- end -}}
