@@ -8,11 +8,13 @@ import threading
 from collections.abc import Callable
 from functools import partial
 
+from services.common.auth import CredentialsError
 from services.common.bus import Bus, Consumer, Message, PoisonMessage
 from services.common.bus.factory import make_bus
 from services.common.grpc_runtime import ServerSecurity, client_security, server_security
 from services.common.metrics import LatencyRecorder
 from services.common.runtime import GrpcEndpoint, Loop, Stage, StageError
+from services.common.signing import signer_from_config
 from services.gating import metrics
 from services.gating.adapters import AdapterManager, GrpcBundleFetcher, ManifestHandler
 from services.gating.config import AdapterUpdatesConfig, GatingConfig, GatingSettings
@@ -257,5 +259,9 @@ def build(
     adapters = None
     if settings.gating.adapters is not None:
         adapters = build_adapter_manager(settings.gating.adapters, gater.structurer)
-    handler = FrameHandler(gater, bus, settings.topics.events, latency)
+    try:
+        signer = signer_from_config(settings.signing)
+    except CredentialsError as exc:
+        raise StageError(str(exc)) from exc
+    handler = FrameHandler(gater, bus, settings.topics.events, latency, signer)
     return GatingStage(settings, bus, gater, handler, on_handled, adapters, security)

@@ -226,3 +226,17 @@ def test_kafka_credentials_and_mutual_tls_come_from_secrets(
     security = load_settings("services.memory", container_env(objects, memory), monkeypatch).grpc_security  # type: ignore[attr-defined]
     assert security.require_client_cert and str(security.tls.ca) == "/etc/vigil/grpc-tls/ca.crt"
     assert security.tokens_file is None
+
+
+def test_gating_and_the_uplink_sign_with_the_sites_key_and_the_alert_log_verifies(
+    render_chart: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edge = render_chart("edge", EDGE_MIN)
+    for name in ("edge-gating", "edge-uplink"):
+        spec, c = _pod(edge, name)
+        settings = load_settings(c["args"][2], container_env(edge, c), monkeypatch)
+        assert settings.signing.key_id == "site-1" and str(settings.signing.keys_file) == "/etc/vigil/signing/keys"  # type: ignore[attr-defined]
+        assert {v["name"]: v for v in spec["volumes"]}["signing"]["secret"]["secretName"] == "vigil-signing-keys"
+    cloud = render_chart("cloud", merged(CLOUD_MIN, {"alertsLog": {"enabled": True}}))
+    _, log = _pod(cloud, "cloud-alerts-log")
+    assert container_env(cloud, log)["VIGIL_SIGNING__KEYS_FILE"] == "/etc/vigil/signing/keys"

@@ -26,6 +26,7 @@ from services.common.bus import Message
 from services.common.bus.kafka import BrokerUnavailable, KafkaBus, tls_preflight
 from services.common.config import BusConfig, SigningConfig, TopicsConfig
 from services.common.pki import new_signing_key
+from services.common.signing import Keyring, Signer
 from services.uplink.bootstrap import build as build_uplink
 from services.uplink.config import UplinkConfig, UplinkSettings
 from tests.fixtures.pki import Pki
@@ -139,10 +140,11 @@ def _dead_letters(bus: KafkaBus, topic: str, group: str, want: int, timeout_s: f
 
 
 @pytest.mark.slow
-def test_signed_alerts_are_shown_and_a_forged_one_is_dead_lettered(
+def test_signed_alerts_are_shown_and_forged_events_and_alerts_are_dead_lettered(
     tansu, tmp_path: Path, unique_topic: Callable[[str], str]
 ) -> None:
-    """The uplink signs what it sends; `vigil alerts` with the keys shows those and dead-letters the rest."""
+    """Gating signs events, the uplink forwards only signed ones and signs what it sends; `vigil alerts` with
+    the keys shows those and dead-letters the rest."""
     keys = tmp_path / "signing-keys"
     keys.write_text(f"edge-2026 {new_signing_key()}\n")
     topics = TopicsConfig(
@@ -158,8 +160,14 @@ def test_signed_alerts_are_shown_and_a_forged_one_is_dead_lettered(
     bus = KafkaBus(bus_cfg)
     now = time.time_ns()
     events = [make_event(i, 1, 0.9, now) for i in range(2)]
+    # Signed as gating signs them (services/gating/consumer.py), with the site's key.
+    gating = Signer(Keyring.load(keys), "edge-2026")
     for e in events:
-        bus.publish(topics.events, e.SerializeToString(), key=e.event_id)
+        value = e.SerializeToString()
+        bus.publish(topics.events, value, key=e.event_id, headers=gating.headers(topics.events, e.event_id, value))
+    # Whoever can write to the edge events topic: an event no gating signed.
+    fake = make_event(7, 2, 1.0, now)
+    bus.publish(topics.events, fake.SerializeToString(), key=fake.event_id)
     # Whoever can write to the cloud topic: an alert no uplink signed, and a signed one altered.
     forged = alert_pb2.Alert(event_id="00000000-0000-0000-0000-0000000000ff", camera_id="cam-u")
     bus.publish(topics.alerts, forged.SerializeToString(), key=forged.event_id)
@@ -211,4 +219,8 @@ def test_signed_alerts_are_shown_and_a_forged_one_is_dead_lettered(
     reasons = sorted(m.headers["vigil-error"].decode() for m in dlq)
     assert reasons[0].startswith("poison: signature of key 'edge-2026' does not match the record")
     assert reasons[1].startswith("poison: unsigned record")
+    # The unsigned event never became an alert: it waits in the events topic's dead letters.
+    (dead_event,) = _dead_letters(bus, topics.dead_letter(topics.events), unique_topic("edlq"), want=1)
+    assert dead_event.key == fake.event_id.encode()
+    assert dead_event.headers["vigil-error"].decode().startswith("poison: unsigned record")
     bus.close()
