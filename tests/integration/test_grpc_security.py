@@ -182,3 +182,39 @@ def test_bad_certificate_files_stop_the_service_with_a_message(serve: Serve, pki
             serve(GrpcServerSecurity(tls=tls))
     with pytest.raises(StageError, match=r"cannot read grpc_security.tokens_file"):
         serve(GrpcServerSecurity(tls=good, tokens_file=tmp_path / "no-tokens"))
+
+
+def test_what_vigil_tls_issues_serves_mutual_tls_and_tokens(serve: Serve, tmp_path: Path) -> None:
+    """The README's steps: a CA, a server and a client certificate, a token, a signing key, used as issued."""
+    from services.cli.main import main as vigil
+    from services.common.signing import Keyring
+
+    d = tmp_path / "issued"
+    assert vigil(["tls", "ca", "--out", str(d / "ca")]) == 0
+    assert vigil(["tls", "ca", "--out", str(d / "ca")]) == 2, "an existing CA is never replaced"
+    assert (
+        vigil(["tls", "cert", "registry", "--ca", str(d / "ca"), "--out", str(d / "server"), "--dns", "localhost"]) == 0
+    )
+    assert vigil(["tls", "cert", "operator", "--ca", str(d / "ca"), "--out", str(d / "operator"), "--client-only"]) == 0
+    tokens = d / "server" / "tokens"
+    assert vigil(["tls", "token", "edge-a", "--tokens-file", str(tokens), "--out", str(d / "edge-a.token")]) == 0
+    assert vigil(["tls", "signing-key", "site-1", "--keys-file", str(d / "keys")]) == 0
+    assert Keyring.load(d / "keys").ids == ["site-1"]
+    assert oct((d / "server" / "tls.key").stat().st_mode & 0o777) == "0o600"
+    server_tls = TlsConfig(cert=d / "server" / "tls.crt", key=d / "server" / "tls.key", ca=d / "server" / "ca.crt")
+    address = serve(
+        GrpcServerSecurity(
+            tls=server_tls,
+            require_client_cert=True,
+            tokens_file=tokens,
+            allow={"List": ["operator", "edge-a"], "*": ["operator"]},
+        )
+    )
+    address = address.replace("127.0.0.1", "localhost")
+    operator = GrpcClientSecurity(
+        tls=TlsConfig(cert=d / "operator" / "tls.crt", key=d / "operator" / "tls.key", ca=d / "operator" / "ca.crt")
+    )
+    assert list(list_call(address, operator).manifests) == []
+    # A token rides on top of mutual TLS: it names the caller, whatever the certificate's CN.
+    with_token = operator.model_copy(update={"token_file": d / "edge-a.token"})
+    assert list(list_call(address, with_token).manifests) == []
