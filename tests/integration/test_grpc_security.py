@@ -111,6 +111,7 @@ def test_tokens_and_the_allow_list_per_method(serve: Serve, pki: Pki, tmp_path: 
         )
     )
     assert list(list_call(address, pki.client(token=tokens["edge-a"])).manifests) == []
+    assert tokens["edge-a"] not in repr(ClientSecurity.load(pki.client(token=tokens["edge-a"]), "t"))
     no_token = pki.client()
     assert code_of(lambda: list_call(address, no_token)) == grpc.StatusCode.UNAUTHENTICATED
     wrong = pki.client(token="x" * 43)
