@@ -41,6 +41,7 @@ from services.models.answerers.config import AnswererConfig
 from services.models.detectors.base import DetectorConfig
 from services.models.embedders.base import EmbedderConfig
 from services.models.structurers.config import StructurerConfig
+from services.notifier.config import NotifierConfig
 from services.reasoning.config import ReasoningConfig
 from services.uplink.config import UplinkConfig
 
@@ -924,9 +925,60 @@ def cloud() -> Schema:
         required=("grpc", "persistence"),
         description="The LoRA adapter registry (Publish, Fetch, List); when enabled it needs publicAddress.",
     )
+    add_observability(schema)
     # The cloud runs no indexing: the edge's index topic is none of its business.
     schema["definitions"] = {**SHARED_DEFINITIONS, "topics": topics(exclude=("index",))}
     return schema
+
+
+def add_observability(schema: Schema) -> None:
+    """The cloud chart's notifier, Grafana dashboard ConfigMap and PrometheusRule blocks."""
+    secret_ref: Schema = obj(
+        {"name": STRING, "key": NON_EMPTY},
+        ["name", "key"],
+        description="An existing Secret and the key in it; name required when the notifier is enabled.",
+    )
+    schema["required"] += ["notifier", "grafanaDashboard", "prometheusRule"]
+    schema["properties"] |= {
+        "notifier": component(
+            {
+                "webhooksSecret": secret_ref,
+                "hmacSecret": secret_ref,
+                "replicas": POSITIVE_INT,
+                "settings": Block(
+                    NotifierConfig,
+                    "NotifierConfig (services/notifier/config.py) -> VIGIL_NOTIFIER__<FIELD>; webhooks and "
+                    "hmac_secret come from webhooksSecret and hmacSecret.",
+                    exclude=("webhooks", "hmac_secret"),
+                ),
+                "probes": ref("probes"),
+            },
+            required=("webhooksSecret", "hmacSecret"),
+            description="Push notifications: every alert POSTed, signed, to the webhooks of an existing Secret.",
+            when_enabled={
+                "properties": {
+                    "webhooksSecret": {"properties": {"name": {"minLength": 1}}},
+                    "hmacSecret": {"properties": {"name": {"minLength": 1}}},
+                }
+            },
+        ),
+        "grafanaDashboard": obj(
+            {
+                "enabled": BOOLEAN,
+                "label": {"type": "string", "minLength": 1, "pattern": r"^[A-Za-z0-9_./-]+$"},
+                "labelValue": STRING,
+                "namespace": STRING,
+                "annotations": STRING_MAP,
+            },
+            ["enabled", "label"],
+            description="helm/cloud/dashboards/vigil.json in a ConfigMap labelled for Grafana's dashboard sidecar.",
+        ),
+        "prometheusRule": obj(
+            {"enabled": BOOLEAN, "labels": STRING_MAP},
+            ["enabled"],
+            description="helm/cloud/rules/vigil.rules.yaml as a PrometheusRule (needs the Prometheus Operator CRDs).",
+        ),
+    }
 
 
 # -- rendering and the drift check --------------------------------------------------------------

@@ -225,9 +225,88 @@ def _validator(version: str, kind: str, api_version: str) -> Any:
     return jsonschema.Draft202012Validator(schema, registry=Resource.from_contents(schema) @ _registry(version))
 
 
+_STRING_MAP: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
+# Prometheus durations: 0, or units from years to milliseconds in order (10m, 1h30m).
+_DURATION: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$",
+}
+# The CRDs a chart may render (optional, behind values): their structural schema, strict, written from the
+# operator's CRD (monitoring.coreos.com/v1 PrometheusRule); kubernetes-validate bundles none.
+CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("monitoring.coreos.com/v1", "PrometheusRule"): {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": "PrometheusRule"},
+            "metadata": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"},
+                    "namespace": {"type": "string"},
+                    "labels": _STRING_MAP,
+                    "annotations": _STRING_MAP,
+                },
+            },
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "groups": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "rules"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": {"type": "string", "minLength": 1},
+                                "interval": _DURATION,
+                                "query_offset": _DURATION,
+                                "limit": {"type": "integer"},
+                                "partial_response_strategy": {"type": "string"},
+                                "labels": _STRING_MAP,
+                                "rules": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["expr"],
+                                        "additionalProperties": False,
+                                        "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
+                                        "properties": {
+                                            "alert": {"type": "string"},
+                                            "record": {"type": "string"},
+                                            "expr": {"type": ["string", "integer"]},
+                                            "for": _DURATION,
+                                            "keep_firing_for": _DURATION,
+                                            "labels": _STRING_MAP,
+                                            "annotations": _STRING_MAP,
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    }
+                },
+            },
+        },
+    }
+}
+
+
 def schema_errors(obj: dict[str, Any], versions: Sequence[str] = KUBE_VERSIONS) -> list[str]:
     """Strict OpenAPI validation of one object for each Kubernetes version; readable findings."""
     out = []
+    crd = CRD_SCHEMAS.get((obj.get("apiVersion", ""), obj.get("kind", "")))
+    if crd is not None:
+        import jsonschema
+
+        for err in jsonschema.Draft7Validator(crd).iter_errors(obj):
+            where = ".".join(str(p) for p in err.absolute_path) or "(root)"
+            out.append(f"{obj['kind']} schema: {where}: {err.message[:300]}")
+        return out
     for version in versions:
         try:
             validator = _validator(version, obj["kind"], obj["apiVersion"])

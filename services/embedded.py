@@ -23,7 +23,7 @@ from services.common.bus import Bus, Message
 from services.common.bus.kafka import PublishError
 from services.common.config import CommonSettings
 from services.common.metrics import LatencyRecorder
-from services.common.runtime import Stage
+from services.common.runtime import Stage, StageError
 from services.gating import bootstrap as gating
 from services.gating.config import GatingConfig, GatingSettings
 from services.gating.pipeline import FrameGater
@@ -34,6 +34,7 @@ from services.ingest.config import IngestConfig, IngestSettings
 from services.ingest.source import VideoSource, redact
 from services.memory import bootstrap as memory
 from services.memory.config import MemoryConfig, MemorySettings
+from services.memory.volume import MemoryInUse
 from services.models.detectors.base import Detector
 from services.uplink import bootstrap as uplink
 from services.uplink.config import UplinkConfig, UplinkSettings
@@ -145,6 +146,10 @@ class RunSummary:
     index_entries: int | None = None
     memory_points: int | None = None
     memory_path: str = ""
+    # Frames and clusters the memory refused for lack of disk space (memory.min_free_bytes).
+    memory_refused: int = 0
+    # Why a memory asked for could not be kept (the alerts went on without it).
+    memory_error: str = ""
     cameras: list[CameraReport] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -175,6 +180,8 @@ class RunSummary:
             "index_entries": self.index_entries,
             "memory_points": self.memory_points,
             "memory_path": self.memory_path,
+            "memory_refused": self.memory_refused,
+            "memory_error": self.memory_error,
             "cameras": [asdict(c) for c in self.cameras],
         }
 
@@ -234,14 +241,28 @@ class EmbeddedPipeline:
         self.uplink = uplink.build(settings.service(UplinkSettings), bus, cloud=bus)
         self.indexing: indexing.IndexingStage | None = None
         self.memory: memory.MemoryStage | None = None
+        # Why the run keeps no memory although asked to ("" when it does, or was told not to).
+        self.memory_error = ""
         if with_memory:
             detector = shared_detector(settings.indexing, settings.gating, self.gating.gater)
             # Indexing flushes once at the end of the source, not on quiet time.
             self.indexing = indexing.build(settings.service(IndexingSettings), bus, detector=detector, idle_flush=False)
             # One embedder for both; the retention sweeper is the service's (one run of a file needs none).
-            self.memory = memory.build(
-                settings.service(MemorySettings), bus, embedder=self.indexing.handler.stage.embedder, sweep=False
-            )
+            memory_settings = settings.service(MemorySettings)
+            # Readers of this memory (`vigil ask` while the run lasts) come in through its Retrieve, on loopback
+            # only; the address is written into the memory's lock file (services/memory/volume.py).
+            memory_settings.grpc_address = "127.0.0.1:0"
+            try:
+                self.memory = memory.build(
+                    memory_settings, bus, embedder=self.indexing.handler.stage.embedder, sweep=False
+                )
+            except StageError as exc:
+                if isinstance(exc.__cause__, MemoryInUse):
+                    raise  # another run holds this memory: the user picks another --memory, or waits
+                # A memory that cannot open (a full disk, a broken store) must not take the alerts with it.
+                log.error("%s: this run raises alerts but keeps no memory", exc)
+                self.memory_error = str(exc)
+                self.indexing = None
 
     def _gated(self, msg: Message) -> None:
         """A frame left gating (gated, dropped or dead-lettered): its wait and work since ingest published it."""
@@ -338,13 +359,14 @@ class EmbeddedPipeline:
         stages = [*self.stages, sink]
         index_entries0 = self.indexing.handler.entries_published if self.indexing else 0
         memory_before = (
-            (self.indexing.handler.frames + self.indexing.handler.corrupt, self.memory.memory.writer.frames_stored)
+            (self.indexing.handler.frames + self.indexing.handler.corrupt, self.memory.memory.writer.frames_done)
             if self.indexing is not None and self.memory is not None
             else (0, 0)
         )
         stop = threading.Event()
         for stage in stages:
-            stage.start(stop, serve=False)
+            # Only the memory serves: its Retrieve is the way in for readers while the run holds the memory.
+            stage.start(stop, serve=stage is self.memory)
         memory_points: int | None = None
         total_published = 0
         bus_errors: list[PublishError] = []
@@ -409,11 +431,14 @@ class EmbeddedPipeline:
             + (f" + context {gater.context_detector.name}" if gater.context_detector else ""),
             latency_ms=self.latency.summary(),
             cameras=list(reports.values()),
+            memory_error=self.memory_error,
         )
         if self.indexing is not None and self.memory is not None:
             summary.index_entries = self.indexing.handler.entries_published - index_entries0
             summary.memory_points = memory_points
             summary.memory_path = str(self.memory.memory.config.frames.path.parent)
+            writer = self.memory.memory.writer
+            summary.memory_refused = writer.frames_refused + writer.entries_refused
         return summary
 
     @staticmethod
@@ -454,9 +479,9 @@ class EmbeddedPipeline:
         def progress() -> tuple[int, int, int, int]:
             return (
                 indexing.frames + indexing.corrupt - before[0],
-                writer.frames_stored - before[1],
+                writer.frames_done - before[1],
                 indexing.entries_published,
-                writer.entries_stored,
+                writer.entries_done,
             )
 
         def wait(done: Callable[[tuple[int, int, int, int]], bool], what: str) -> None:

@@ -17,7 +17,9 @@ from services.cli.output import print_answer
 from services.cli.settings import CliError, load, memory_overrides
 from services.common.grpc_runtime import open_channel
 from services.common.memory_api import MemoryUnavailable, Mode, RetrieveInvalid, RetrieveNotFound, raise_for_status
+from services.memory.volume import Holder, MemoryInUse, read_holder
 from services.models.answerers.base import AnswerError, AnswerUnavailable
+from services.reasoning.config import ReasoningSettings
 from vigil.memory.v1 import memory_pb2
 from vigil.reasoning.v1 import reasoning_pb2, reasoning_pb2_grpc
 
@@ -96,22 +98,61 @@ def _ask_embedded(args: argparse.Namespace, request: reasoning_pb2.AskRequest) -
     from services.memory.local import LocalMemory
     from services.memory.store import StoreError
     from services.reasoning.bootstrap import build
-    from services.reasoning.config import ReasoningSettings
 
     cfg = load(MemorySettings, memory=memory_overrides(args.memory)).memory
     if not (Path(cfg.frames.path) / "clusters").exists():
         raise MemoryUnavailable(
             f"no memory at {cfg.frames.path.parent}: build one with `vigil run` first (or pass --memory DIR)"
         )
+    reasoning = load(ReasoningSettings)
+    # A memory another process is writing is never opened here (that broke the writer's files): its holder
+    # answers through its own Retrieve, whose address it wrote into the memory's lock file.
+    holder = read_holder(cfg.frames.path)
+    if holder is not None:
+        return _ask_holder(holder, MemoryInUse(cfg.frames.path, holder), reasoning, request, args)
     try:
         memory = Memory(cfg)
+    except MemoryInUse as exc:
+        return _ask_holder(exc.holder, exc, reasoning, request, args)
     except StoreError as exc:
         raise MemoryUnavailable(f"cannot open the memory: {exc}") from exc
     try:
-        stage = build(load(ReasoningSettings), memory=LocalMemory(memory.retriever))
+        stage = build(reasoning, memory=LocalMemory(memory.retriever))
         return stage.reasoner.ask(request)
     finally:
         memory.close()
+
+
+def _ask_holder(
+    holder: Holder | None,
+    in_use: MemoryInUse,
+    reasoning: ReasoningSettings,
+    request: reasoning_pb2.AskRequest,
+    args: argparse.Namespace,
+) -> reasoning_pb2.AskResponse:
+    """Ask the process that holds the memory, through the Retrieve it advertises; MemoryUnavailable if none.
+
+    A holder serving TLS is reached with --ca/--cert/--key/--token-file, else with the reasoning settings'
+    memory_security (VIGIL_REASONING__MEMORY_SECURITY).
+    """
+    from services.common.grpc_runtime import client_security
+    from services.common.runtime import StageError
+    from services.reasoning.bootstrap import build
+    from services.reasoning.reasoner import GrpcMemory
+
+    if holder is None or not holder.retrieve_address:
+        raise MemoryUnavailable(str(in_use))
+    security = grpc_flags.security_from_args(args)
+    if security.credentials is None:
+        try:
+            security = client_security(reasoning.reasoning.memory_security, "reasoning.memory_security")
+        except StageError as exc:
+            raise CliError(str(exc)) from exc
+    source = GrpcMemory(holder.retrieve_address, args.timeout, security)
+    try:
+        return build(reasoning, memory=source).reasoner.ask(request)
+    finally:
+        source.close()
 
 
 def _ask_remote(args: argparse.Namespace, request: reasoning_pb2.AskRequest) -> reasoning_pb2.AskResponse:

@@ -79,6 +79,13 @@ def print_summary(summary: dict[str, Any], out: TextIO, as_json: bool) -> None:
             f"memory            {summary['index_entries']} clusters indexed this run, {summary['memory_points']} "
             f'in {summary["memory_path"]}: ask with `vigil ask "..."`'
         )
+        if summary.get("memory_refused"):
+            lines.append(
+                f"                  {summary['memory_refused']} frames and clusters NOT stored: the memory's disk "
+                "was under memory.min_free_bytes (alerts were not affected)"
+            )
+    if summary.get("memory_error"):
+        lines.append(f"memory            NOT kept: {summary['memory_error']} (alerts were not affected)")
     cameras = summary.get("cameras") or []
     if len(cameras) > 1 or any(c["failed"] for c in cameras):
         lines.append("cameras           id                 frames  gated  detector  dropped  alerts")

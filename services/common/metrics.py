@@ -6,10 +6,18 @@ import threading
 from collections import defaultdict
 
 import numpy as np
-from prometheus_client import start_http_server
+from prometheus_client import Counter, start_http_server
 
 # Buckets from 1 ms to 30 s: the stages range from JPEG decode to a VLM call.
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+# The bus is shared code, so its metrics are named for it rather than for a service; the scrape's
+# job/pod labels say which service dead-lettered.
+DEAD_LETTERED = Counter(
+    "vigil_bus_dead_lettered_total",
+    "Records sent to a dead-letter topic (or dropped when none is set), by source topic and reason",
+    ["topic", "reason"],
+)
 
 
 def start_metrics_server(port: int, host: str = "0.0.0.0") -> None:

@@ -144,6 +144,7 @@ class FrameHandler:
         self.frames += 1
         counts.frames += 1
         metrics.FRAMES.inc()
+        metrics.CAMERA_FRAMES.labels(camera=camera_id).inc()
         if outcome.detector_ran:
             self.detector_runs += 1
             counts.detector_runs += 1

@@ -7,6 +7,8 @@ from services.common.metrics import LATENCY_BUCKETS_S
 FRAMES = Counter("vigil_gating_frames_total", "Frames received by the gate")
 DETECTOR_SKIPPED = Counter("vigil_gating_detector_skipped_total", "Frames the motion pre-gate kept from the detector")
 GATED = Counter("vigil_gating_frames_gated_total", "Frames with g_t = 1")
+# Per camera, for frames/s per camera and the "camera silent" alert; one series per camera id.
+CAMERA_FRAMES = Counter("vigil_gating_camera_frames_total", "Frames received by the gate, per camera", ["camera"])
 EVENTS = Counter("vigil_gating_events_total", "Structured events published", ["level"])
 INVALID_OUTPUT = Counter("vigil_gating_invalid_model_output_total", "Structurer outputs rejected by validation")
 CORRUPT_FRAMES = Counter("vigil_gating_corrupt_frames_total", "Frames whose payload could not be decoded")

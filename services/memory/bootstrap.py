@@ -14,20 +14,49 @@ from services.memory.config import MemoryConfig, MemorySettings
 from services.memory.frame_store import FrameStore
 from services.memory.grpc_server import create_server
 from services.memory.retriever import Retriever
-from services.memory.store import StoreError, VectorStore, build_store
+from services.memory.store import QdrantEdgeStoreConfig, StoreError, VectorStore, build_store
+from services.memory.volume import DiskFloor, MemoryInUse, MemoryLock
 from services.memory.writer import MemoryWriter
 from services.models.embedders.base import Embedder, build_embedder
 
 log = logging.getLogger(__name__)
 
 
+# The health service name that reports whether the memory is storing (NOT_SERVING while the disk floor
+# refuses writes); "" and the MemoryService itself stay SERVING, since Retrieve still answers.
+WRITES_HEALTH = "vigil.memory.writes"
+
+
 class Memory:
-    """Opened from config; `retriever` answers, `writer` handles the frames and index topics."""
+    """Opened from config; `retriever` answers, `writer` handles the frames and index topics.
+
+    MemoryInUse when another process holds the memory's lock (services/memory/volume.py): it is
+    taken before anything touches Qdrant Edge or the frame store, and held until `close`.
+    """
 
     def __init__(self, config: MemoryConfig, *, embedder: Embedder | None = None) -> None:
         self.config = config
+        self.lock = MemoryLock(config.frames.path).acquire()
+        try:
+            self._open(config, embedder)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open(self, config: MemoryConfig, embedder: Embedder | None) -> None:
         self.embedder = embedder or build_embedder(config.embedder)
         self.frames = FrameStore(config.frames.path, config.frames.retention_s, config.frames.max_bytes)
+        volumes = [config.frames.path]
+        if isinstance(config.store, QdrantEdgeStoreConfig):
+            volumes.append(config.store.path)
+        self._health: list[tuple[object, str]] = []
+        self.floor = DiskFloor(volumes, config.min_free_bytes, make_room=self._evict, on_change=self._on_floor_change)
+        if not self.floor.admit(0, "open"):
+            # A shard created or replayed on a full disk is where SIGBUS strikes: do not touch it at all.
+            raise StoreError(
+                f"the memory's volume has {self.floor.free() / 2**20:.0f} MiB free, under its floor of "
+                f"{config.min_free_bytes / 2**20:.0f} MiB (memory.min_free_bytes): free some space, or lower the floor"
+            )
         self.store: VectorStore = build_store(config.store)
         lock = threading.RLock()
         try:
@@ -65,7 +94,7 @@ class Memory:
         except Exception:
             self.store.close()
             raise
-        self.writer = MemoryWriter(self.store, self.frames, self.embedder.name, lock)
+        self.writer = MemoryWriter(self.store, self.frames, self.embedder.name, lock, floor=self.floor)
         self._lock = lock
         log.info(
             "memory open: %s points, embedder %s, frames at %s",
@@ -94,10 +123,36 @@ class Memory:
             except Exception:
                 log.exception("retention sweep failed")
 
+    def _evict(self, nbytes: int) -> int:
+        """The disk floor's first resort: the oldest raw frames."""
+        freed = self.frames.evict(nbytes)
+        metrics.EVICTED_BYTES.inc(freed)
+        metrics.RAW_BYTES.set(self.frames.raw_usage()[1])
+        return freed
+
+    def watch_health(self, servicer: object) -> None:
+        """Report the writes' state to a gRPC health servicer under WRITES_HEALTH, now and on every change."""
+        self._health.append((servicer, WRITES_HEALTH))
+        self._on_floor_change(self.floor.degraded)
+
+    def _on_floor_change(self, degraded: bool) -> None:
+        from grpc_health.v1 import health_pb2
+
+        status = health_pb2.HealthCheckResponse.NOT_SERVING if degraded else health_pb2.HealthCheckResponse.SERVING
+        for servicer, name in self._health:
+            servicer.set(name, status)  # type: ignore[attr-defined]
+
+    def advertise(self, retrieve_address: str) -> None:
+        """Write where this process serves Retrieve into the memory's lock file, for readers (`vigil ask`)."""
+        self.lock.advertise(retrieve_address)
+
     def close(self) -> None:
-        """Flush and release the store (its lock on disk, for Qdrant Edge)."""
-        with self._lock:
-            self.store.close()
+        """Flush and release the store (its lock on disk, for Qdrant Edge), then the memory's own lock."""
+        try:
+            with self._lock:
+                self.store.close()
+        finally:
+            self.lock.release()
 
 
 class MemoryStage(Stage):
@@ -131,7 +186,10 @@ class MemoryStage(Stage):
         ]
 
         def serve() -> GrpcEndpoint:
-            return GrpcEndpoint(*create_server(settings.grpc_address, memory, security))
+            endpoint = GrpcEndpoint(*create_server(settings.grpc_address, memory, security))
+            memory.watch_health(endpoint.health)
+            memory.advertise(_reachable(settings.grpc_address, endpoint.port))
+            return endpoint
 
         super().__init__(
             "memory",
@@ -141,6 +199,14 @@ class MemoryStage(Stage):
             closers=[memory.close] if close_memory else [],
             description=f"{memory.count()} index points, embedder {memory.embedder.name}",
         )
+
+
+def _reachable(address: str, port: int) -> str:
+    """host:port a process on this machine can dial for a server bound to `address` (a wildcard -> loopback)."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host in {"", "0.0.0.0", "::", "*"}:
+        host = "127.0.0.1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def build(
@@ -162,6 +228,6 @@ def build(
     if memory is None:
         try:
             memory = Memory(settings.memory, embedder=embedder)
-        except (StoreError, OSError) as exc:
+        except (StoreError, OSError, MemoryInUse) as exc:
             raise StageError(f"cannot open the memory: {exc}") from exc
     return MemoryStage(settings, bus, memory, sweep=sweep, close_memory=owned, security=security)

@@ -70,6 +70,10 @@ class MemoryConfig(BaseModel):
     max_question_chars: int = Field(default=2000, ge=16)
     # Retrieve calls in flight at once; more are refused with RESOURCE_EXHAUSTED, not queued.
     max_concurrent_retrieve: int = Field(default=8, ge=1, le=256)
+    # Free space kept on the memory's volumes: below it the oldest raw frames go first, then new frames and
+    # clusters are refused (counted) rather than written into a full disk, where Qdrant Edge's memory-mapped
+    # files end the process with SIGBUS. 0 turns the check off.
+    min_free_bytes: int = Field(default=512 * 1024**2, ge=0)
     frames_consumer_group: str = "vigil-memory-frames"
     index_consumer_group: str = "vigil-memory-index"
 

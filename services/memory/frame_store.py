@@ -206,3 +206,25 @@ class FrameStore:
             log.info("retention: deleted raw frames %s", path)
         self.expired_buckets += len(doomed)
         return len(doomed)
+
+    def evict(self, nbytes: int) -> int:
+        """Delete the oldest raw buckets, whole, until at least `nbytes` are freed (or none is left); bytes freed.
+
+        The disk-space floor's first resort (services/memory/volume.py): raw frames are the memory's ring
+        buffer, and their clusters' index frames and member lists stay.
+        """
+        with self._lock:
+            order = sorted(self._buckets.items(), key=lambda kv: kv[1].newest_write)
+            doomed: list[Path] = []
+            freed = 0
+            for path, b in order:
+                if freed >= nbytes:
+                    break
+                doomed.append(path)
+                freed += b.bytes
+                del self._buckets[path]
+        for path in doomed:
+            shutil.rmtree(path, ignore_errors=True)
+            log.warning("disk floor: deleted raw frames %s before their retention", path)
+        self.expired_buckets += len(doomed)
+        return freed

@@ -23,3 +23,15 @@ SCORE_INDEX_POINTS = Gauge("vigil_memory_score_index_points", "Index frames held
 SCORE_INDEX_BYTES = Gauge(
     "vigil_memory_score_index_bytes", "RAM the score index takes (memory.retrieval.score_index_max_bytes bounds it)"
 )
+DISK_FREE_BYTES = Gauge("vigil_memory_disk_free_bytes", "Free bytes on the fullest of the memory's volumes")
+REFUSED_WRITES = Counter(
+    "vigil_memory_refused_writes_total",
+    "Frames and clusters not stored because the memory's volume was under memory.min_free_bytes",
+    ["kind"],
+)
+STORAGE_DEGRADED = Gauge(
+    "vigil_memory_storage_degraded", "1 while writes are refused for lack of disk space (memory.min_free_bytes)"
+)
+EVICTED_BYTES = Counter(
+    "vigil_memory_evicted_bytes_total", "Raw-frame bytes deleted early to keep the memory's volume above its floor"
+)

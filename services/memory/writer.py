@@ -4,11 +4,14 @@ Both handlers return only after the data is on disk (fsynced JPEG/JSON, flushed 
 upsert), so the bus commits an offset only for work that survives a crash. A store that
 is down raises RetryableError (the same record is retried, nothing is skipped); a record
 that can never be stored (undecodable, wrong embedder, wrong vector sizes) is a
-PoisonMessage for the dead-letter topic.
+PoisonMessage for the dead-letter topic. While the memory's volume is under its free-space
+floor (services/memory/volume.py), or the disk says it is full, new frames and clusters are
+refused: counted and committed, so the memory has a gap and never a stall or a crash.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -21,10 +24,14 @@ from services.common.frames import frame_time_s
 from services.memory import metrics
 from services.memory.frame_store import ClusterRecord, FrameStore, MemberFrame
 from services.memory.store import FramePayload, IndexPoint, StoreError, StoreUnavailable, VectorStore
+from services.memory.volume import DiskFloor
 from vigil.media.v1 import frame_pb2
 from vigil.memory.v1 import memory_pb2
 
 log = logging.getLogger(__name__)
+
+# Errors that mean "no space", not "try again in a moment": retrying them would stall the consumer.
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
 def entry_to_point(entry: memory_pb2.IndexEntry) -> IndexPoint:
@@ -51,15 +58,50 @@ class MemoryWriter:
     """Handlers for the frames and index topics; thread-safe, sharing the store lock with the read path."""
 
     def __init__(
-        self, store: VectorStore, frames: FrameStore, embedder_name: str, store_lock: threading.RLock | None = None
+        self,
+        store: VectorStore,
+        frames: FrameStore,
+        embedder_name: str,
+        store_lock: threading.RLock | None = None,
+        *,
+        floor: DiskFloor | None = None,
     ) -> None:
         self.store = store
         self.frames = frames
         self.embedder_name = embedder_name
         self.store_lock = store_lock or threading.RLock()
+        self.floor = floor
         self.frames_stored = 0
         self.entries_stored = 0
+        # Refused for lack of disk space: handled (committed), not stored.
+        self.frames_refused = 0
+        self.entries_refused = 0
         self.cond = threading.Condition()
+
+    @property
+    def frames_done(self) -> int:
+        """Frames stored or refused: the frames topic records this writer has finished with."""
+        return self.frames_stored + self.frames_refused
+
+    @property
+    def entries_done(self) -> int:
+        """Index entries stored or refused."""
+        return self.entries_stored + self.entries_refused
+
+    def _refuse(self, kind: str, what: str, exc: OSError | None = None) -> None:
+        """Count a write refused for lack of space (the floor already counted its own refusals)."""
+        if exc is not None:
+            metrics.REFUSED_WRITES.labels(kind).inc()
+            log.error("memory: %s not stored, the disk is full: %s", what, exc)
+        with self.cond:
+            if kind == "frame":
+                self.frames_refused += 1
+            else:
+                self.entries_refused += 1
+            self.cond.notify_all()
+
+    def _admit(self, nbytes: int, kind: str) -> bool:
+        return self.floor is None or self.floor.admit(nbytes, kind)
 
     def on_frame(self, msg: Message) -> None:
         """A sampled frame -> the raw layer."""
@@ -70,9 +112,15 @@ class MemoryWriter:
         if not frame.camera_id or not frame.jpeg:
             raise PoisonMessage(f"frame {frame.seq} has no camera id or no JPEG")
         t = frame_time_s(frame.live, frame.pts_s, frame.capture_time_ns)
+        if not self._admit(len(frame.jpeg), "frame"):
+            self._refuse("frame", f"frame {frame.camera_id}@{t:.3f}s")
+            return
         try:
             self.frames.put_frame(frame.camera_id, t, frame.jpeg)
         except OSError as e:
+            if e.errno in _NO_SPACE:
+                self._refuse("frame", f"frame {frame.camera_id}@{t:.3f}s", e)
+                return
             # A full or unmounted disk may come back; the record stays uncommitted meanwhile.
             metrics.WRITE_ERRORS.labels("frame").inc()
             raise RetryableError(f"cannot store frame {frame.camera_id}@{t:.3f}s: {e}") from e
@@ -101,6 +149,11 @@ class MemoryWriter:
             entry.camera_id,
             [MemberFrame(m.time_s, m.capture_time_ns, m.seq) for m in entry.members],
         )
+        # The JPEG, the member list and the vector's share of the shard (segments and WAL hold it more than once).
+        nbytes = len(entry.index_jpeg) + 64 * len(entry.members) + 16 * sum(len(v.values) for v in entry.vectors)
+        if not self._admit(nbytes, "cluster"):
+            self._refuse("cluster", f"cluster {entry.point_id}")
+            return
         try:
             # The cluster layer first: a point is only searchable once its frames can be found.
             self.frames.put_cluster(record, entry.index_jpeg)
@@ -113,6 +166,9 @@ class MemoryWriter:
             metrics.WRITE_ERRORS.labels("index").inc()
             raise PoisonMessage(f"index entry {entry.point_id} rejected by the vector store: {e}") from e
         except OSError as e:
+            if e.errno in _NO_SPACE:
+                self._refuse("cluster", f"cluster {entry.point_id}", e)
+                return
             metrics.WRITE_ERRORS.labels("index").inc()
             raise RetryableError(f"cannot store cluster {entry.point_id}: {e}") from e
         metrics.INDEX_POINTS.inc()

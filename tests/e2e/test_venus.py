@@ -92,6 +92,45 @@ def test_ask_bad_input_exits_with_a_message(memory_dir: Path) -> None:
     assert proc.returncode == 3 and "vigil run" in proc.stderr
 
 
+def test_ask_while_vigil_run_writes_the_same_memory(memory_dir: Path) -> None:
+    """The writer holds the memory; the ask goes through the run's own Retrieve and never touches its files.
+
+    (It used to open Qdrant Edge beside the writer: the ask was refused, but the writer's tracker journal
+    broke, clusters went to the dead-letter topic and the run failed.)
+    """
+    from services.memory.volume import read_holder
+
+    clusters_before = len(list((memory_dir / "frames" / "clusters").rglob("*.json")))
+    video = shared("videos", "scene_cuts", "goldeneye-vfr-drop3.mp4")
+    # --realtime: the run lasts the clip's length, so the ask lands while it writes.
+    args = ["run", "--video", str(video), "--fps", "2", "--memory", str(memory_dir), "--json", "--no-progress"]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", *args, "--realtime"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while (holder := read_holder(memory_dir / "frames")) is None or not holder.retrieve_address:
+            assert run.poll() is None and time.monotonic() < deadline, "vigil run never advertised its Retrieve"
+            time.sleep(0.2)
+        during = ask_json("people", "--memory", str(memory_dir))
+        assert run.poll() is None, "the run ended before the ask: nothing concurrent was tested"
+        out, err = run.communicate(timeout=600)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 0, err[-3000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    # Every cluster of the second pass stored (same clip, same point ids: the count is unchanged).
+    assert summary["index_entries"] >= 3 and summary["memory_refused"] == 0
+    assert summary["memory_points"] >= clusters_before
+    assert during["keyframes"] and read_holder(memory_dir / "frames") is None
+
+
 def _wait_serving(address: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 

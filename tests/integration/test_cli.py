@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -42,6 +43,26 @@ def test_run_json_on_accident_clip() -> None:
         validate_event(a["event"], gamma=0.5)
     for stage in ("decode", "detect", "ingest_encode"):
         assert summary["latency_ms"][stage]["p95_ms"] >= summary["latency_ms"][stage]["p50_ms"] > 0
+
+
+@pytest.mark.slow
+def test_run_whose_memory_disk_is_full_still_alerts(tmp_path: Path) -> None:
+    """A memory that cannot open (here: its volume under the free-space floor) costs the memory, not the alerts."""
+    video = shared("videos", "static_camera", "accident_cctv_test1.mp4")
+    res = subprocess.run(
+        [sys.executable, "-m", "services.cli", "run", "--video", str(video), "--memory", str(tmp_path / "m"), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        # A floor no disk can meet: the same state as a full disk, without filling one.
+        env={**os.environ, "VIGIL_MEMORY__MIN_FREE_BYTES": str(2**60)},
+    )
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["alerts"] == summary["events"] > 0
+    assert summary["memory_points"] is None and "min_free_bytes" in summary["memory_error"]
+    assert not (tmp_path / "m" / "qdrant").exists()
 
 
 def test_nonexistent_video_fails_clearly() -> None:

@@ -61,6 +61,7 @@ from services.models.detectors.base import (
 )
 from services.models.embedders.base import TritonEmbedderConfig
 from services.models.structurers.config import QwenVLConfig, TritonVLMConfig
+from services.notifier.config import NotifierSettings
 from services.reasoning.config import ReasoningSettings
 from services.uplink.config import UplinkSettings
 from tests.fixtures.k8s_secrets import ChartSecrets
@@ -77,10 +78,16 @@ SETTINGS: dict[str, type[BaseModel]] = {
     "services.memory": MemorySettings,
     "services.reasoning": ReasoningSettings,
     "services.adapters": AdaptersSettings,
+    "services.notifier": NotifierSettings,
 }
 SECRET_PLACEHOLDER = "rtsp://from-secret.invalid:554/stream"
 # With TLS on (the charts' default) the kubelet probes this plaintext port, which serves grpc.health.v1 only.
 HEALTH_PORT = 8086
+# Secret values whose variable needs another shape than a URL.
+SECRET_PLACEHOLDERS = {
+    "VIGIL_NOTIFIER__WEBHOOKS": '[{"name": "ops", "url": "https://hooks.example.invalid/vigil"}]',
+    "VIGIL_NOTIFIER__HMAC_SECRET": "placeholder-hmac-secret-0123456789",
+}
 
 EDGE_MIN: dict[str, Any] = {
     "kafka": {"bootstrap": "kafka.vigil-edge.svc:9092"},
@@ -167,7 +174,7 @@ def container_env(objects: list[dict[str, Any]], container: dict[str, Any]) -> d
         if "value" in var:
             env[var["name"]] = var["value"]
         elif "secretKeyRef" in var.get("valueFrom", {}):
-            env[var["name"]] = SECRET_PLACEHOLDER
+            env[var["name"]] = SECRET_PLACEHOLDERS.get(var["name"], SECRET_PLACEHOLDER)
         else:
             raise AssertionError(f"unexpected env source {var}")
     return env
@@ -391,6 +398,8 @@ def test_rendered_env_is_a_valid_config_of_each_service(
         assert "services.gating" in seen and "services.uplink" in seen
     if "reasoning" in variant or variant == "cloud-full-values":
         assert "services.reasoning" in seen
+    if variant == "cloud-observability-values":
+        assert "services.notifier" in seen
 
 
 def test_full_variant_settings_reach_the_services(
@@ -646,6 +655,18 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
         "reasoning enabled without a memory address",
         {"reasoning": {"enabled": True}},
         r"reasoning\.memoryAddress: String length must be greater than or equal to 1",
+    ),
+    (
+        "cloud",
+        "notifier enabled without its webhooks Secret",
+        {"notifier": {"enabled": True, "hmacSecret": {"name": "hmac"}}},
+        r"notifier\.webhooksSecret\.name: String length must be greater than or equal to 1",
+    ),
+    (
+        "cloud",
+        "notifier webhooks as a value",
+        {"notifier": {"settings": {"webhooks": [{"name": "ops", "url": "https://hooks.example.com/x"}]}}},
+        r"notifier\.settings: Additional property webhooks is not allowed",
     ),
     (
         "cloud",
@@ -1508,3 +1529,55 @@ def _wait_http_ok(
             pass
         time.sleep(0.2)
     pytest.fail(f"{url} never answered: {log.read_text()[-2000:]}")
+
+
+# -- observability: the notifier, the Grafana dashboard, the alerting rules ------------------------
+
+
+def test_observability_objects_are_off_by_default(rendered_variants: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered_variants["cloud-minimal-values"]
+    assert "cloud-notifier" not in kind(objects, "Deployment")
+    assert "cloud-grafana-dashboard" not in kind(objects, "ConfigMap")
+    assert not kind(objects, "PrometheusRule"), "the CRD may be missing: the rule is opt-in"
+
+
+def test_notifier_reads_webhooks_and_secret_only_from_secrets(
+    rendered_variants: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = rendered_variants["cloud-observability-values"]
+    deployment = kind(objects, "Deployment")["cloud-notifier"]
+    assert deployment["spec"]["replicas"] == 2
+    notifier = only_container(deployment)
+    assert service_module(notifier) == "services.notifier"
+    refs = {v["name"]: v["valueFrom"]["secretKeyRef"] for v in notifier["env"]}
+    assert refs == {
+        "VIGIL_NOTIFIER__WEBHOOKS": {"name": "vigil-notifier", "key": "webhooks"},
+        "VIGIL_NOTIFIER__HMAC_SECRET": {"name": "vigil-notifier-hmac", "key": "secret"},
+    }
+    for name, cm in kind(objects, "ConfigMap").items():
+        assert not set(cm.get("data", {})) & set(refs), f"{name} holds a notifier secret"
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert notifier[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}, probe
+    settings = load_settings("services.notifier", container_env(objects, notifier), monkeypatch)
+    assert isinstance(settings, NotifierSettings)
+    assert settings.notifier.max_attempts == 8 and settings.notifier.max_backoff_s == 120
+    assert settings.notifier.problems() == []
+    assert settings.topics.alerts == "vigil.alerts.v1"
+
+
+def test_dashboard_and_rules_embed_the_checked_files(rendered_variants: dict[str, list[dict[str, Any]]]) -> None:
+    """The ConfigMap and the PrometheusRule carry exactly the files test_observability.py checks."""
+    objects = rendered_variants["cloud-observability-values"]
+    dashboard = kind(objects, "ConfigMap")["cloud-grafana-dashboard"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["namespace"] == "monitoring"
+    assert dashboard["metadata"]["annotations"] == {"grafana_folder": "Vigil"}
+    shipped = json.loads((REPO / "helm" / "cloud" / "dashboards" / "vigil.json").read_text())
+    assert json.loads(dashboard["data"]["vigil.json"]) == shipped
+    rule = kind(objects, "PrometheusRule")["cloud-rules"]
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert rule["spec"] == yaml.safe_load((REPO / "helm" / "cloud" / "rules" / "vigil.rules.yaml").read_text())
+    assert not schema_errors(rule)
+    broken = copy.deepcopy(rule)
+    broken["spec"]["groups"][0]["rules"][0]["for"] = "ten minutes"
+    assert any("for" in e for e in schema_errors(broken))

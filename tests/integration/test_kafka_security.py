@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 from kafka.errors import KafkaConnectionError
+from pydantic import SecretStr
 
 from services.common.bus import Message
 from services.common.bus.kafka import BrokerUnavailable, KafkaBus, tls_preflight
@@ -224,3 +225,53 @@ def test_signed_alerts_are_shown_and_forged_events_and_alerts_are_dead_lettered(
     assert dead_event.key == fake.event_id.encode()
     assert dead_event.headers["vigil-error"].decode().startswith("poison: unsigned record")
     bus.close()
+
+
+@pytest.mark.slow
+def test_the_notifier_pushes_only_alerts_an_uplink_signed(
+    tansu, tmp_path: Path, unique_topic: Callable[[str], str]
+) -> None:
+    """The notifier, built by its bootstrap with the signing keys: the signed alert reaches the webhook, the
+    unsigned one is dead-lettered without a single request."""
+    from services.notifier.bootstrap import build as build_notifier
+    from services.notifier.config import NotifierConfig, NotifierSettings, WebhookConfig
+    from tests.integration.test_notifier import SECRET, Receiver, alert
+
+    keys = tmp_path / "signing-keys"
+    keys.write_text(f"site-1 {new_signing_key()}\n")
+    topics = TopicsConfig(alerts=unique_topic("alerts"))
+    bus_cfg = BusConfig(kind="kafka", bootstrap=tansu.bootstrap, publish_timeout_s=15)
+    bus = KafkaBus(bus_cfg)
+    uplink = Signer(Keyring.load(keys), "site-1")
+    signed, forged = alert("signed-1"), alert("forged-1")
+    bus.publish(topics.alerts, signed, key="signed-1", headers=uplink.headers(topics.alerts, "signed-1", signed))
+    bus.publish(topics.alerts, forged, key="forged-1")
+    bus.flush()
+    receiver = Receiver()
+    settings = NotifierSettings(
+        bus=bus_cfg,
+        topics=topics,
+        signing=SigningConfig(keys_file=keys),
+        notifier=NotifierConfig(
+            consumer_group=unique_topic("notifier"),
+            webhooks=[WebhookConfig(name="ops", url=SecretStr(receiver.url))],
+            hmac_secret=SecretStr(SECRET),
+            initial_backoff_s=0.1,
+        ),
+    )
+    stage = build_notifier(settings, bus)
+    stop = threading.Event()
+    stage.start(stop)
+    try:
+        (dead,) = _dead_letters(bus, topics.dead_letter(topics.alerts), unique_topic("dlq"), want=1)
+        deadline = time.monotonic() + 60
+        while "signed-1" not in receiver.accepted and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        stage.close()
+        receiver.close()
+        bus.close()
+    assert receiver.accepted == ["signed-1"]
+    assert {r["event_id"] for r in receiver.requests} == {"signed-1"}
+    assert dead.key == b"forged-1" and dead.headers["vigil-error"].startswith(b"poison: unsigned record")

@@ -28,3 +28,6 @@ def test_gating_metrics_are_scraped() -> None:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert "vigil_gating_frames_total" in body
     assert 'vigil_gating_stage_seconds_bucket{le="0.001",stage="detect"}' in body
+    # Per camera: the dashboard's frames/s per camera and the "camera silent" rule.
+    # (Other tests in the session may have counted frames of "cam" before: the series, not its value.)
+    assert 'vigil_gating_camera_frames_total{camera="cam"} ' in body

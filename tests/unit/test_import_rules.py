@@ -1,6 +1,7 @@
 """The package rules of docs/architecture.md, checked on every module's imports (top-level and deferred).
 
-- a service (adapters, gating, ingest, indexing, memory, reasoning, uplink) imports only itself, `common` and `models`;
+- a service (adapters, gating, ingest, indexing, memory, notifier, reasoning, uplink) imports only itself,
+  `common` and `models`;
 - `models` imports only itself and `common`; `common` imports only itself;
 - the composition layers (`cli`, `embedded`) may import any of them; nothing in `services` imports them back.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("adapters", "gating", "ingest", "indexing", "memory", "reasoning", "uplink")
+SERVICES = ("adapters", "gating", "ingest", "indexing", "memory", "notifier", "reasoning", "uplink")
 APPS = ("cli", "embedded")
 
 # Who may import whom, by top-level package under `services`.

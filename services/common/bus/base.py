@@ -29,6 +29,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from services.common.metrics import DEAD_LETTERED
+
 log = logging.getLogger(__name__)
 
 ERROR_HEADER = "vigil-error"
@@ -230,7 +232,7 @@ class Consumer(ABC):
                     backoff,
                 )
             except PoisonMessage as exc:
-                self._dead_letter(msg, f"poison: {exc}")
+                self._dead_letter(msg, f"poison: {exc}", kind="poison")
                 self._finish_without_ack(msg)
                 return True
             except Exception as exc:  # a handler bug must not stall the stream forever
@@ -244,7 +246,7 @@ class Consumer(ABC):
                     self._max_attempts,
                 )
                 if attempts >= self._max_attempts:
-                    self._dead_letter(msg, f"{type(exc).__name__}: {exc}")
+                    self._dead_letter(msg, f"{type(exc).__name__}: {exc}", kind="failed")
                     self._finish_without_ack(msg)
                     return True
             if stop is not None and stop.is_set():
@@ -262,10 +264,11 @@ class Consumer(ABC):
             return msg.offset + 1
         return self._acks.committable().get((msg.topic, msg.partition), msg.offset + 1)
 
-    def _dead_letter(self, msg: Message, reason: str) -> None:
+    def _dead_letter(self, msg: Message, reason: str, kind: str) -> None:
         origin = f"{msg.topic}/{msg.partition}/{msg.offset}"
         if self._dead_letter_topic is None:
             log.error("dropping undeliverable message %s (no dead-letter topic): %s", origin, reason)
+            DEAD_LETTERED.labels(topic=msg.topic, reason=f"{kind}-dropped").inc()
             return
         log.error("dead-lettering %s to %s: %s", origin, self._dead_letter_topic, reason)
         headers = dict(msg.headers)
@@ -274,3 +277,5 @@ class Consumer(ABC):
         self._bus.publish(self._dead_letter_topic, msg.value, key=msg.key, headers=headers)
         self._bus.flush()
         self.dead_lettered += 1
+        # After the flush: the count says what reached the dead-letter topic.
+        DEAD_LETTERED.labels(topic=msg.topic, reason=kind).inc()

@@ -1,0 +1,1 @@
+"""Push notifications: POST every cloud alert, signed, to the configured webhooks."""
