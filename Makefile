@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv system-packages run ask test test-faults lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-index-sparsity bench-retrieve bench-grammar train-gate eval-gate eval-structurer bench-alerts bench-scale bench-notifier rules-check bench-console clean
+.PHONY: venv system-packages run ask test test-faults lint typecheck proto proto-check values-schema values-schema-check lock test-unit test-integration test-e2e bench-gating bench-uplink measure-event-sizes helm-check bench-triton bench-index bench-index-sparsity bench-retrieve bench-grammar train-gate eval-gate eval-structurer bench-alerts bench-scale bench-notifier rules-check bench-console bench-grpc-security clean
 
 venv: $(STAMP)
 
@@ -135,6 +135,11 @@ bench-scale: venv
 # Retrieve p50/p95 at 1k-100k memories (Qdrant Edge vs qdrant-client local mode), AKR vs top-K coverage: JSON lines.
 bench-retrieve: venv
 	$(PY) -m bench.retrieve
+
+# What TLS, a bearer token and mutual TLS cost per gRPC call vs plaintext, warm channel and new channel: JSON lines
+# and a table (a few seconds).
+bench-grpc-security: venv
+	$(PY) -m bench.grpc_security
 
 # Constrained decoding: xgrammar vs the hand-written decoder it replaced (read from git history), compile time and
 # per-token mask time on a tokenizer of Qwen2.5's size (learnt once into .cache/): JSON lines.

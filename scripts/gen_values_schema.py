@@ -327,7 +327,8 @@ SHARED_DEFINITIONS: Schema = {
         BusConfig,
         "BusConfig fields (services/common/config.py) -> VIGIL_BUS__<FIELD>; kind and bootstrap come from "
         "kafka.bootstrap.",
-        exclude=("kind", "bootstrap"),
+        # Secrets are never values: a SASL password comes from a file (sasl_password_file, a mounted Secret).
+        exclude=("kind", "bootstrap", "sasl_password"),
     ),
     "kafka": obj(
         {
@@ -338,13 +339,104 @@ SHARED_DEFINITIONS: Schema = {
                 "description": "host:port[,host:port...]",
             },
             "settings": ref("busSettings"),
+            "tls": ref("kafkaTls"),
         },
         ["bootstrap"],
+    ),
+    "kafkaTls": obj(
+        {
+            "caSecret": obj({"name": STRING, "key": NON_EMPTY}, description="The CA of the brokers (ssl_cafile)"),
+            "certSecret": {
+                "type": "string",
+                "description": "A kubernetes.io/tls Secret: the client certificate "
+                "(ssl_certfile, ssl_keyfile); empty = none",
+            },
+            "saslPasswordSecret": obj(
+                {"name": STRING, "key": NON_EMPTY}, description="The SASL password (sasl_password_file)"
+            ),
+        },
+        description="Kafka credentials from Secrets; security_protocol and the SASL user are in settings.",
     ),
     "secretKeyRef": obj(
         {"name": NON_EMPTY, "key": NON_EMPTY}, ["name", "key"], description="An existing Secret and the key in it."
     ),
-    "grpcPort": obj({"port": {"type": "integer", "minimum": 1024, "maximum": 65535}}, ["port"]),
+    "grpcPort": obj(
+        {
+            "port": {"type": "integer", "minimum": 1024, "maximum": 65535},
+            "allow": {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": NON_EMPTY, "minItems": 1},
+                "description": "Method (e.g. Retrieve, or '*' for the others) -> identities it admits (a token's "
+                "identity, a client certificate's CN; 'anonymous' = anyone, '*' = any authenticated caller). "
+                "VIGIL_GRPC_SECURITY__ALLOW.",
+            },
+        },
+        ["port"],
+    ),
+    "grpcClient": obj(
+        {
+            "enabled": BOOLEAN,
+            "caSecret": obj({"name": STRING, "key": NON_EMPTY}, description="The CA of the server's certificate"),
+            "certSecret": {
+                "type": "string",
+                "description": "A kubernetes.io/tls Secret: this client's certificate "
+                "for mutual TLS (its CN is the identity); empty = none",
+            },
+            "tokenSecret": obj({"name": STRING, "key": NON_EMPTY}, description="This client's bearer token"),
+            "serverName": {
+                "type": "string",
+                "description": "The name in the server's certificate, when the address is not it",
+            },
+        },
+        description="TLS and credentials of a gRPC client (GrpcClientSecurity); disabled = plaintext.",
+    ),
+    "grpcSecurity": obj(
+        {
+            "enabled": BOOLEAN,
+            "tlsSecret": {
+                "type": "string",
+                "description": "A kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt) "
+                "for this release's gRPC servers; required when enabled",
+            },
+            "requireClientCert": BOOLEAN,
+            "tokensSecret": obj(
+                {"name": STRING, "key": NON_EMPTY},
+                description="A Secret whose key holds lines 'IDENTITY TOKEN' (vigil tls token); empty name = "
+                "client certificates only (requireClientCert)",
+            ),
+            "healthPort": {
+                "type": "integer",
+                "minimum": 1024,
+                "maximum": 65535,
+                "description": "Plaintext grpc.health.v1 only, for the kubelet's gRPC probe",
+            },
+            "certManager": obj(
+                {
+                    "enabled": BOOLEAN,
+                    "issuerRef": obj({"name": STRING, "kind": {"enum": ["Issuer", "ClusterIssuer"]}}),
+                    "dnsNames": {"type": "array", "items": NON_EMPTY},
+                    "duration": STRING,
+                    "renewBefore": STRING,
+                },
+                description="A cert-manager Certificate that writes tlsSecret (needs cert-manager in the cluster).",
+            ),
+        },
+        ["enabled"],
+        description="TLS and caller authentication on every gRPC server of the release (VIGIL_GRPC_SECURITY__*).",
+        **{"if": ENABLED_IF, "then": {"required": ["tlsSecret"], "properties": {"tlsSecret": {"minLength": 1}}}},
+    ),
+    "signing": obj(
+        {
+            "enabled": BOOLEAN,
+            "keysSecret": obj(
+                {"name": STRING, "key": NON_EMPTY},
+                description="A Secret whose key holds lines 'KEY_ID SECRET' (vigil tls signing-key)",
+            ),
+            "keyId": {"type": "string", "description": "The key the edge uplink signs with (edge only)"},
+        },
+        ["enabled"],
+        description="HMAC signatures on alerts: the edge uplink signs, cloud consumers verify (VIGIL_SIGNING__*).",
+    ),
 }
 
 # What the charts ask of every Triton client's settings beyond TritonClientSettings.
@@ -376,6 +468,8 @@ def shared_top(title: str) -> Schema:
             "containerSecurityContext": ref("containerSecurityContext"),
             "topics": ref("topics"),
             "log": obj({"level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]}, "json": BOOLEAN}),
+            "grpcSecurity": ref("grpcSecurity"),
+            "signing": ref("signing"),
         },
     }
 
@@ -511,7 +605,7 @@ def edge() -> Schema:
         AdapterUpdatesConfig,
         "AdapterUpdatesConfig (services/gating/config.py) -> VIGIL_GATING__ADAPTERS__<FIELD>; dir, cloud_bus and "
         "registry come from the chart (the adapters volume, cloud.kafka, gating.adapters.registry).",
-        exclude=("dir", "cloud_bus", "registry"),
+        exclude=("dir", "cloud_bus", "registry", "registry_security"),
         fields={"consumer_group": {"description": "empty = vigil-gating-adapters-<pod name>, one group per pod"}},
     )
     uplink = Block(
@@ -595,6 +689,7 @@ def edge() -> Schema:
                 "description": "The adapter registry's gRPC address as this site reaches it, host:port; empty = "
                 "the address each manifest announces",
             },
+            "registryClient": ref("grpcClient"),
             "persistence": obj(
                 {
                     "enabled": BOOLEAN,
@@ -732,7 +827,7 @@ def cloud() -> Schema:
         ReasoningConfig,
         "ReasoningConfig (services/reasoning/config.py) -> VIGIL_REASONING__<FIELD>; memory_address comes from "
         "memoryAddress.",
-        exclude=("memory_address",),
+        exclude=("memory_address", "memory_security"),
         fields={"vlm": answerer},
     )
     registry = Block(
@@ -746,6 +841,7 @@ def cloud() -> Schema:
             {
                 "bootstrap": SHARED_DEFINITIONS["kafka"]["properties"]["bootstrap"],
                 "settings": ref("busSettings"),
+                "tls": ref("kafkaTls"),
                 "siteBootstrap": {
                     "type": "string",
                     "pattern": f"^({BOOTSTRAP})?$",
@@ -767,6 +863,7 @@ def cloud() -> Schema:
                     "when enabled",
                 },
                 "replicas": POSITIVE_INT,
+                "memoryClient": ref("grpcClient"),
                 "settings": reasoning,
                 "vlm": obj(
                     {

@@ -6,6 +6,7 @@ from services.adapters.config import AdaptersSettings
 from services.adapters.grpc_server import AdapterRegistryServicer, create_server
 from services.adapters.registry import AdapterRegistry
 from services.common.bus import Bus
+from services.common.grpc_runtime import server_security
 from services.common.runtime import GrpcEndpoint, Stage, StageError
 from vigil.adapter.v1 import adapter_pb2
 
@@ -15,6 +16,7 @@ def build(settings: AdaptersSettings, bus: Bus | None) -> Stage:
     if bus is None:
         raise ValueError("the adapter registry needs a bus to announce on")
     cfg = settings.adapters
+    security = server_security(settings.grpc_security)
     try:
         registry = AdapterRegistry(cfg.dir, cfg.public_address, cfg.max_bundle_bytes)
     except OSError as exc:
@@ -31,6 +33,6 @@ def build(settings: AdaptersSettings, bus: Bus | None) -> Stage:
     servicer = AdapterRegistryServicer(registry, announce, cfg.max_bundle_bytes, cfg.chunk_bytes)
 
     def serve() -> GrpcEndpoint:
-        return GrpcEndpoint(*create_server(settings.grpc_address, servicer, cfg.chunk_bytes))
+        return GrpcEndpoint(*create_server(settings.grpc_address, servicer, cfg.chunk_bytes, security))
 
     return Stage("adapters", serve=serve, description=f"store {cfg.dir}, announcing on {topic}")

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from services.adapters.registry import AdapterRegistry, UnknownBundle, VersionConflict
-from services.common.grpc_runtime import abort
+from services.common.grpc_runtime import ServerSecurity, abort
 from services.common.grpc_runtime import create_server as _create_server
 from services.models.adapter_bundle import BadBundle
 from vigil.adapter.v1 import adapter_pb2, adapter_pb2_grpc
@@ -94,11 +94,14 @@ class AdapterRegistryServicer(adapter_pb2_grpc.AdapterRegistryServicer):
         return adapter_pb2.ListResponse(manifests=self._registry.list())
 
 
-def create_server(address: str, servicer: AdapterRegistryServicer, chunk_bytes: int) -> tuple[grpc.Server, int, object]:
+def create_server(
+    address: str, servicer: AdapterRegistryServicer, chunk_bytes: int, security: ServerSecurity | None = None
+) -> tuple[grpc.Server, int, object]:
     """The registry's gRPC server (not started), with health and reflection."""
     return _create_server(
         address,
         lambda s: adapter_pb2_grpc.add_AdapterRegistryServicer_to_server(servicer, s),
         [SERVICE_NAME],
         max_message_bytes=max(16 * 1024 * 1024, 2 * chunk_bytes),
+        security=security,
     )

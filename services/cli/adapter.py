@@ -12,6 +12,9 @@ from typing import Any
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from services.cli import grpc_flags
+from services.cli.settings import CliError
+from services.common.grpc_runtime import open_channel
 from services.models.adapter_bundle import BadBundle, pack
 from vigil.adapter.v1 import adapter_pb2, adapter_pb2_grpc
 
@@ -34,6 +37,7 @@ def register(sub: Any) -> None:
     for p in (publish, listing, *(cmds.choices[n] for n in ("status", "rollback"))):
         p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the service")
         p.add_argument("--json", action="store_true", help="print the reply as JSON")
+        grpc_flags.add_flags(p)
     adapter.set_defaults(func=cmd_adapter)
 
 
@@ -59,7 +63,7 @@ def cmd_adapter(args: argparse.Namespace) -> int:
     """Run one `vigil adapter` subcommand; exit 2 on a bad request, 3 when the service is unreachable."""
     address = getattr(args, "registry", None) or args.gating
     try:
-        with grpc.insecure_channel(address) as channel:
+        with open_channel(address, grpc_flags.security_from_args(args)) as channel:
             if args.adapter_command == "publish":
                 data = pack(args.adapter_dir)
                 registry = adapter_pb2_grpc.AdapterRegistryStub(channel)
@@ -86,7 +90,7 @@ def cmd_adapter(args: argparse.Namespace) -> int:
                     timeout=args.timeout,
                 )
                 _print(reply, args.json, _status_text(reply))
-    except BadBundle as exc:
+    except (BadBundle, CliError) as exc:
         print(f"vigil adapter: {exc}", file=sys.stderr)
         return 2
     except grpc.RpcError as exc:

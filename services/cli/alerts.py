@@ -9,16 +9,19 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from kafka.errors import KafkaError
 
 from services.cli.output import format_alert
 from services.common.alerts import alert_record
+from services.common.auth import CredentialsError
 from services.common.bus import Message
 from services.common.bus.factory import make_bus
 from services.common.bus.kafka import KafkaBus
-from services.common.config import BusConfig, CommonSettings
+from services.common.config import CommonSettings
+from services.common.signing import BadSignature, verifier_from_config
 from vigil.alert.v1 import alert_pb2
 
 
@@ -34,14 +37,33 @@ def register(sub: Any) -> None:
     alerts.add_argument(
         "--connect-timeout", type=float, default=10.0, help="seconds to wait for the broker to answer at start"
     )
+    alerts.add_argument(
+        "--signing-keys",
+        type=Path,
+        metavar="FILE",
+        help="verify the uplink's signatures with these keys ('KEY_ID SECRET' lines; or VIGIL_SIGNING__KEYS_FILE): "
+        "unsigned or forged records are counted and dead-lettered to TOPIC.dlq, never printed",
+    )
     alerts.set_defaults(func=cmd_alerts)
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
     """`vigil alerts`: print the alert topic (de-duplicated by event id), optionally following it."""
     # Topic names come from settings (VIGIL_TOPICS__ALERTS), like every service's.
-    topic = args.topic or CommonSettings().topics.alerts
-    bus = make_bus(BusConfig(kind="kafka", bootstrap=args.kafka), client_id="vigil-alerts")
+    settings = CommonSettings()
+    topic = args.topic or settings.topics.alerts
+    signing = settings.signing
+    if args.signing_keys is not None:
+        signing = signing.model_copy(update={"keys_file": args.signing_keys, "required": True})
+    try:
+        verifier = verifier_from_config(signing)
+        # TLS and SASL come from VIGIL_BUS__* (security_protocol, ssl_cafile, sasl_username, ...).
+        bus = make_bus(
+            settings.bus.model_copy(update={"kind": "kafka", "bootstrap": args.kafka}), client_id="vigil-alerts"
+        )
+    except (CredentialsError, ValueError) as exc:
+        print(f"vigil alerts: {exc}", file=sys.stderr)
+        return 2
     kafka_log = logging.getLogger("kafka")
     level = kafka_log.level
     try:
@@ -62,8 +84,16 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     seen: set[str] = set()
     last_message = [time.monotonic()]
 
+    rejected = [0]
+
     def handle(msg: Message) -> None:
         last_message[0] = time.monotonic()
+        if verifier is not None:
+            try:
+                verifier.verify(msg)
+            except BadSignature:
+                rejected[0] += 1
+                raise
         alert = alert_pb2.Alert.FromString(msg.value)
         if alert.event_id in seen:
             return
@@ -72,7 +102,9 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     group = args.group or f"vigil-alerts-cli-{uuid.uuid4().hex[:8]}"
-    consumer = bus.consumer([topic], group, handle)
+    # With verification on, what fails it goes to the dead-letter topic for someone to look at.
+    dead_letter = settings.topics.dead_letter(topic) if verifier is not None else None
+    consumer = bus.consumer([topic], group, handle, dead_letter_topic=dead_letter)
     stop = threading.Event()
     try:
         while not stop.is_set():
@@ -84,4 +116,9 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     finally:
         consumer.close()
         bus.close()
+    if rejected[0]:
+        print(
+            f"vigil alerts: {rejected[0]} record(s) without a valid signature not shown; see {dead_letter}",
+            file=sys.stderr,
+        )
     return 0

@@ -12,8 +12,10 @@ from typing import Any
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from services.cli import grpc_flags
 from services.cli.output import print_answer
 from services.cli.settings import CliError, load, memory_overrides
+from services.common.grpc_runtime import open_channel
 from services.common.memory_api import MemoryUnavailable, Mode, RetrieveInvalid, RetrieveNotFound, raise_for_status
 from services.memory.volume import Holder, MemoryInUse, read_holder
 from services.models.answerers.base import AnswerError, AnswerUnavailable
@@ -43,6 +45,7 @@ def register(sub: Any) -> None:
     ask.add_argument("--reasoning", metavar="HOST:PORT", help="ask a reasoning service over gRPC instead")
     ask.add_argument("--memory", type=Path, help="memory directory for the embedded mode (default var/memory)")
     ask.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for --reasoning")
+    grpc_flags.add_flags(ask)
     ask.set_defaults(func=cmd_ask)
 
 
@@ -106,11 +109,11 @@ def _ask_embedded(args: argparse.Namespace, request: reasoning_pb2.AskRequest) -
     # answers through its own Retrieve, whose address it wrote into the memory's lock file.
     holder = read_holder(cfg.frames.path)
     if holder is not None:
-        return _ask_holder(holder, MemoryInUse(cfg.frames.path, holder), reasoning, request, args.timeout)
+        return _ask_holder(holder, MemoryInUse(cfg.frames.path, holder), reasoning, request, args)
     try:
         memory = Memory(cfg)
     except MemoryInUse as exc:
-        return _ask_holder(exc.holder, exc, reasoning, request, args.timeout)
+        return _ask_holder(exc.holder, exc, reasoning, request, args)
     except StoreError as exc:
         raise MemoryUnavailable(f"cannot open the memory: {exc}") from exc
     try:
@@ -125,15 +128,27 @@ def _ask_holder(
     in_use: MemoryInUse,
     reasoning: ReasoningSettings,
     request: reasoning_pb2.AskRequest,
-    timeout_s: float,
+    args: argparse.Namespace,
 ) -> reasoning_pb2.AskResponse:
-    """Ask the process that holds the memory, through the Retrieve it advertises; MemoryUnavailable if none."""
+    """Ask the process that holds the memory, through the Retrieve it advertises; MemoryUnavailable if none.
+
+    A holder serving TLS is reached with --ca/--cert/--key/--token-file, else with the reasoning settings'
+    memory_security (VIGIL_REASONING__MEMORY_SECURITY).
+    """
+    from services.common.grpc_runtime import client_security
+    from services.common.runtime import StageError
     from services.reasoning.bootstrap import build
     from services.reasoning.reasoner import GrpcMemory
 
     if holder is None or not holder.retrieve_address:
         raise MemoryUnavailable(str(in_use))
-    source = GrpcMemory(holder.retrieve_address, timeout_s)
+    security = grpc_flags.security_from_args(args)
+    if security.credentials is None:
+        try:
+            security = client_security(reasoning.reasoning.memory_security, "reasoning.memory_security")
+        except StageError as exc:
+            raise CliError(str(exc)) from exc
+    source = GrpcMemory(holder.retrieve_address, args.timeout, security)
     try:
         return build(reasoning, memory=source).reasoner.ask(request)
     finally:
@@ -141,9 +156,8 @@ def _ask_holder(
 
 
 def _ask_remote(args: argparse.Namespace, request: reasoning_pb2.AskRequest) -> reasoning_pb2.AskResponse:
-    with grpc.insecure_channel(
-        args.reasoning, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-    ) as channel:
+    security = grpc_flags.security_from_args(args)
+    with open_channel(args.reasoning, security, [("grpc.max_receive_message_length", 64 * 1024 * 1024)]) as channel:
         try:
             return reasoning_pb2_grpc.ReasoningServiceStub(channel).Ask(request, timeout=args.timeout)
         except grpc.RpcError as exc:

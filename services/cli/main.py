@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from services.cli import adapter, alerts, ask, console, index, run, train
+from services.cli import adapter, alerts, ask, console, index, run, tls, train
 from services.common.logging import configure_logging
 
 
@@ -13,7 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="vigil", description="Vigil: edge-cloud video understanding")
     ap.add_argument("--log-level", default="WARNING")
     sub = ap.add_subparsers(dest="command", required=True)
-    for command in (run, ask, alerts, console, index, train, adapter):
+    for command in (run, ask, alerts, console, index, train, adapter, tls):
         command.register(sub)
     bench = sub.add_parser("bench", help="benchmarks; `vigil bench uplink --help` lists the options", add_help=False)
     bench.add_argument("what", choices=["uplink"])

@@ -20,10 +20,10 @@ DEAD_LETTERED = Counter(
 )
 
 
-def start_metrics_server(port: int) -> None:
-    """Expose /metrics on `port` (0 = disabled)."""
+def start_metrics_server(port: int, host: str = "0.0.0.0") -> None:
+    """Expose /metrics on `host`:`port` (port 0 = disabled)."""
     if port:
-        start_http_server(port)
+        start_http_server(port, addr=host)
 
 
 class LatencyRecorder:

@@ -153,7 +153,7 @@ def run_service(
         if bus is not None:
             bus.close()
         return 2
-    start_metrics_server(settings.metrics_port)
+    start_metrics_server(settings.metrics_port, settings.metrics_bind_host())
     try:
         run_until_signalled(stage)
     finally:

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError
 
@@ -39,6 +40,9 @@ from services.gating import metrics
 from services.models.adapter_bundle import BadBundle, check_adapter, check_version, unpack, verify
 from services.models.structurers.base import AdaptableStructurer
 from vigil.adapter.v1 import adapter_pb2
+
+if TYPE_CHECKING:
+    from services.common.grpc_runtime import ClientSecurity
 
 log = logging.getLogger(__name__)
 
@@ -241,18 +245,25 @@ class ManifestHandler:
 class GrpcBundleFetcher:
     """Fetches a bundle from the cloud's AdapterRegistry in chunks, resuming from the last byte on a broken link."""
 
-    def __init__(self, registry: str = "", *, attempts: int = 5, timeout_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        registry: str = "",
+        *,
+        attempts: int = 5,
+        timeout_s: float = 600.0,
+        security: ClientSecurity | None = None,
+    ) -> None:
         # An edge may reach the registry at another address than the one it announces (NAT, proxy).
         self._registry = registry
         self._attempts = attempts
         self._timeout_s = timeout_s
+        self._security = security
 
     def _chunks(self, address: str, sha256: str, offset: int) -> Iterator[adapter_pb2.BundleChunk]:
-        import grpc
-
+        from services.common.grpc_runtime import open_channel
         from vigil.adapter.v1 import adapter_pb2_grpc
 
-        with grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)]) as ch:
+        with open_channel(address, self._security, [("grpc.max_receive_message_length", 8 * 1024 * 1024)]) as ch:
             stub = adapter_pb2_grpc.AdapterRegistryStub(ch)
             yield from stub.Fetch(adapter_pb2.FetchRequest(sha256=sha256, offset=offset), timeout=self._timeout_s)
 

@@ -8,10 +8,13 @@ import threading
 from collections.abc import Callable
 from functools import partial
 
+from services.common.auth import CredentialsError
 from services.common.bus import Bus, Consumer, Message, PoisonMessage
 from services.common.bus.factory import make_bus
+from services.common.grpc_runtime import ServerSecurity, client_security, server_security
 from services.common.metrics import LatencyRecorder
 from services.common.runtime import GrpcEndpoint, Loop, Stage, StageError
+from services.common.signing import signer_from_config
 from services.gating import metrics
 from services.gating.adapters import AdapterManager, GrpcBundleFetcher, ManifestHandler
 from services.gating.config import AdapterUpdatesConfig, GatingConfig, GatingSettings
@@ -98,7 +101,12 @@ def build_adapter_manager(config: AdapterUpdatesConfig, structurer: EventStructu
             f"gating.adapters is set, but the {structurer.producer.kind} structurer takes no LoRA adapter: "
             "use the qwen2.5-vl structurer or unset gating.adapters"
         )
-    fetch = GrpcBundleFetcher(config.registry, attempts=config.fetch_attempts, timeout_s=config.fetch_timeout_s)
+    fetch = GrpcBundleFetcher(
+        config.registry,
+        attempts=config.fetch_attempts,
+        timeout_s=config.fetch_timeout_s,
+        security=client_security(config.registry_security, "gating.adapters.registry_security"),
+    )
     try:
         return AdapterManager(structurer, config.dir, fetch)
     except (OSError, ValueError) as exc:
@@ -144,6 +152,7 @@ class GatingStage(Stage):
         handler: FrameHandler,
         on_handled: Callable[[Message], None] | None = None,
         adapters: AdapterManager | None = None,
+        security: ServerSecurity | None = None,
     ) -> None:
         self.gater = gater
         self.handler = handler
@@ -218,6 +227,7 @@ class GatingStage(Stage):
                     adapters,
                     max_image_pixels=cfg.max_image_pixels,
                     max_concurrent_detect=cfg.max_concurrent_detect,
+                    security=security,
                 )
             )
 
@@ -240,6 +250,7 @@ def build(
     """
     if bus is None:
         raise ValueError("gating needs a bus")
+    security = server_security(settings.grpc_security)
     if gater is None:
         try:
             gater = build_gater(settings.gating)
@@ -248,5 +259,9 @@ def build(
     adapters = None
     if settings.gating.adapters is not None:
         adapters = build_adapter_manager(settings.gating.adapters, gater.structurer)
-    handler = FrameHandler(gater, bus, settings.topics.events, latency)
-    return GatingStage(settings, bus, gater, handler, on_handled, adapters)
+    try:
+        signer = signer_from_config(settings.signing)
+    except CredentialsError as exc:
+        raise StageError(str(exc)) from exc
+    handler = FrameHandler(gater, bus, settings.topics.events, latency, signer)
+    return GatingStage(settings, bus, gater, handler, on_handled, adapters, security)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.common.config import BusConfig, CommonSettings
+from services.common.config import BusConfig, CommonSettings, GrpcClientSecurity
 from services.common.images import MAX_IMAGE_PIXELS
 from services.models.detectors.base import DetectorConfig, OnnxDetectorConfig
 from services.models.detectors.profiles import Profile, apply_profile
@@ -44,6 +44,8 @@ class AdapterUpdatesConfig(BaseModel):
     cloud_bus: BusConfig | None = None
     # The registry's gRPC address as this edge reaches it; "" = the address the manifest announces.
     registry: str = ""
+    # TLS and a token for Fetch from the registry; None: plaintext.
+    registry_security: GrpcClientSecurity | None = None
     # Every replica needs every adapter, so each has its own group: "" = vigil-gating-adapters-<hostname>.
     consumer_group: str = ""
     # Resumed fetches of one bundle before the manifest is retried from scratch.

@@ -14,6 +14,7 @@ from google.protobuf.message import DecodeError
 from services.common.bus import Bus, Message, PoisonMessage
 from services.common.images import MAX_IMAGE_PIXELS, check_pixels
 from services.common.metrics import LatencyRecorder
+from services.common.signing import Signer
 from services.gating import metrics
 from services.gating.convert import event_to_proto
 from services.gating.pipeline import FrameGater, FrameInput, FrameOutcome
@@ -63,8 +64,12 @@ class FrameHandler:
         bus: Bus,
         events_topic: str,
         latency: LatencyRecorder | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self._gater = gater
+        # The uplink forwards only events some gating signed: an event written to the topic by anyone
+        # else never becomes a cloud alert.
+        self._signer = signer
         self._bus = bus
         self._events_topic = events_topic
         self._latency = latency
@@ -119,12 +124,11 @@ class FrameHandler:
         assert outcome.event is not None
         event = event_to_proto(outcome.event)
         self.event_ids.append(event.event_id)
-        self._bus.publish(
-            self._events_topic,
-            event.SerializeToString(),
-            key=event.camera_id,
-            headers={"vigil-event-id": event.event_id},
-        )
+        value = event.SerializeToString()
+        headers = {"vigil-event-id": event.event_id}
+        if self._signer is not None:
+            headers |= self._signer.headers(self._events_topic, event.camera_id, value)
+        self._bus.publish(self._events_topic, value, key=event.camera_id, headers=headers)
         self.events += 1
         self.camera(event.camera_id).events += 1
         metrics.EVENTS.labels(level=str(event.level)).inc()

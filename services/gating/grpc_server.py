@@ -7,7 +7,7 @@ import time
 
 import grpc
 
-from services.common.grpc_runtime import CallLimit, abort, method_path
+from services.common.grpc_runtime import CallLimit, ServerSecurity, abort, method_path
 from services.common.grpc_runtime import create_server as _create_server
 from services.common.images import MAX_IMAGE_PIXELS
 from services.gating.adapters import AdapterManager, NothingToRollBack
@@ -102,6 +102,7 @@ def create_server(
     *,
     max_image_pixels: int = MAX_IMAGE_PIXELS,
     max_concurrent_detect: int = 4,
+    security: ServerSecurity | None = None,
 ) -> tuple[grpc.Server, int, object]:
     """Gating gRPC server (not started) with health and reflection; port 0 picks a free one.
 
@@ -124,4 +125,5 @@ def create_server(
         call_limits={
             method_path(SERVICE_NAME, "Detect"): CallLimit(max_concurrent_detect, "gating.max_concurrent_detect")
         },
+        security=security,
     )

@@ -7,6 +7,7 @@ import threading
 import time
 
 from services.common.bus import Bus
+from services.common.grpc_runtime import ServerSecurity, server_security
 from services.common.runtime import GrpcEndpoint, Stage, StageError
 from services.memory import metrics
 from services.memory.config import MemoryConfig, MemorySettings
@@ -157,7 +158,16 @@ class Memory:
 class MemoryStage(Stage):
     """Frames and index topics -> disk and vector store; Retrieve and Describe over gRPC; retention."""
 
-    def __init__(self, settings: MemorySettings, bus: Bus, memory: Memory, *, sweep: bool, close_memory: bool) -> None:
+    def __init__(
+        self,
+        settings: MemorySettings,
+        bus: Bus,
+        memory: Memory,
+        *,
+        sweep: bool,
+        close_memory: bool,
+        security: ServerSecurity | None = None,
+    ) -> None:
         self.memory = memory
         topics, cfg = settings.topics, settings.memory
         consumers = [
@@ -176,7 +186,7 @@ class MemoryStage(Stage):
         ]
 
         def serve() -> GrpcEndpoint:
-            endpoint = GrpcEndpoint(*create_server(settings.grpc_address, memory))
+            endpoint = GrpcEndpoint(*create_server(settings.grpc_address, memory, security))
             memory.watch_health(endpoint.health)
             memory.advertise(_reachable(settings.grpc_address, endpoint.port))
             return endpoint
@@ -213,10 +223,11 @@ def build(
     """
     if bus is None:
         raise ValueError("the memory needs a bus")
+    security = server_security(settings.grpc_security)
     owned = memory is None
     if memory is None:
         try:
             memory = Memory(settings.memory, embedder=embedder)
         except (StoreError, OSError, MemoryInUse) as exc:
             raise StageError(f"cannot open the memory: {exc}") from exc
-    return MemoryStage(settings, bus, memory, sweep=sweep, close_memory=owned)
+    return MemoryStage(settings, bus, memory, sweep=sweep, close_memory=owned, security=security)

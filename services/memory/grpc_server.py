@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from services.common.grpc_runtime import CallLimit, abort, method_path
+from services.common.grpc_runtime import CallLimit, ServerSecurity, abort, method_path
 from services.common.grpc_runtime import create_server as _create_server
 from services.common.memory_api import Mode, RetrieveInvalid, RetrieveNotFound
 from services.memory import metrics
@@ -147,7 +147,9 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             abort(context, grpc.StatusCode.INTERNAL, f"the vector store failed: {e}")
 
 
-def create_server(address: str, memory: Memory) -> tuple[grpc.Server, int, object]:
+def create_server(
+    address: str, memory: Memory, security: ServerSecurity | None = None
+) -> tuple[grpc.Server, int, object]:
     """Memory gRPC server (not started) with health and reflection; port 0 picks a free one."""
     servicer = MemoryServicer(memory)
     return _create_server(
@@ -161,4 +163,5 @@ def create_server(address: str, memory: Memory) -> tuple[grpc.Server, int, objec
                 memory.config.max_concurrent_retrieve, "memory.max_concurrent_retrieve"
             )
         },
+        security=security,
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from services.common.bus import Bus
+from services.common.auth import CredentialsError
+from services.common.bus import Bus, Handler
 from services.common.runtime import Stage, StageError
+from services.common.signing import verifier_from_config
 from services.notifier import transport
 from services.notifier.config import NotifierSettings
 from services.notifier.consumer import AlertNotifier, Transport, Webhook
@@ -30,8 +32,14 @@ def build(settings: NotifierSettings, bus: Bus | None, *, post: Transport = tran
         dedup_size=cfg.dedup_size,
     )
     topic = settings.topics.alerts
+    try:
+        # With signing keys, an alert no edge uplink signed is counted and dead-lettered, never pushed.
+        verifier = verifier_from_config(settings.signing)
+    except CredentialsError as exc:
+        raise StageError(str(exc)) from exc
+    handler: Handler = notifier if verifier is None else verifier.wrap(notifier)
     # The handler retries each webhook itself; a handler bug gets the bus's usual 3 tries.
-    consumer = bus.consumer([topic], cfg.consumer_group, notifier, dead_letter_topic=settings.topics.dead_letter(topic))
+    consumer = bus.consumer([topic], cfg.consumer_group, handler, dead_letter_topic=settings.topics.dead_letter(topic))
 
     def consume(stop: threading.Event) -> None:
         notifier.stop_on(stop)

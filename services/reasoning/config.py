@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.common.config import CommonSettings
+from services.common.config import CommonSettings, GrpcClientSecurity
 from services.models.answerers.config import AnswererConfig, EvidenceAnswererConfig
 
 
@@ -15,6 +15,8 @@ class ReasoningConfig(BaseModel):
 
     # The edge memory service's gRPC endpoint, as reachable from the cloud.
     memory_address: str = "127.0.0.1:50052"
+    # TLS (a client certificate for mTLS) and a token for Retrieve across the WAN; None: plaintext.
+    memory_security: GrpcClientSecurity | None = None
     # Deadline of one Retrieve (keyframes included) across the WAN.
     memory_timeout_s: float = Field(default=15.0, gt=0.0)
     vlm: AnswererConfig = EvidenceAnswererConfig()

@@ -6,7 +6,7 @@ import logging
 
 import grpc
 
-from services.common.grpc_runtime import CallLimit, abort, method_path
+from services.common.grpc_runtime import CallLimit, ServerSecurity, abort, method_path
 from services.common.grpc_runtime import create_server as _create_server
 from services.common.memory_api import MemoryUnavailable, RetrieveInvalid, RetrieveNotFound
 from services.models.answerers.base import AnswerError, AnswerUnavailable
@@ -41,7 +41,9 @@ class ReasoningServicer(reasoning_pb2_grpc.ReasoningServiceServicer):
             abort(context, grpc.StatusCode.INTERNAL, f"the answerer failed: {e}")
 
 
-def create_server(address: str, reasoner: Reasoner, max_concurrent_ask: int = 4) -> tuple[grpc.Server, int, object]:
+def create_server(
+    address: str, reasoner: Reasoner, max_concurrent_ask: int = 4, security: ServerSecurity | None = None
+) -> tuple[grpc.Server, int, object]:
     """Reasoning gRPC server (not started) with health and reflection; port 0 picks a free one."""
     servicer = ReasoningServicer(reasoner)
     return _create_server(
@@ -50,4 +52,5 @@ def create_server(address: str, reasoner: Reasoner, max_concurrent_ask: int = 4)
         [SERVICE_NAME],
         max_message_bytes=64 * 1024 * 1024,
         call_limits={method_path(SERVICE_NAME, "Ask"): CallLimit(max_concurrent_ask, "reasoning.max_concurrent_ask")},
+        security=security,
     )

@@ -14,6 +14,7 @@ import cv2
 import grpc
 import numpy as np
 
+from services.common.grpc_runtime import ClientSecurity, open_channel
 from services.common.memory_api import (
     MemorySource,
     MemoryUnavailable,
@@ -32,10 +33,10 @@ log = logging.getLogger(__name__)
 class GrpcMemory(MemorySource):
     """The edge memory service over gRPC, with a deadline per call."""
 
-    def __init__(self, address: str, timeout_s: float) -> None:
+    def __init__(self, address: str, timeout_s: float, security: ClientSecurity | None = None) -> None:
         self.address = address
         self._timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+        self._channel = open_channel(address, security, [("grpc.max_receive_message_length", 64 * 1024 * 1024)])
         self._stub = memory_pb2_grpc.MemoryServiceStub(self._channel)
 
     def retrieve(

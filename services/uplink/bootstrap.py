@@ -6,10 +6,12 @@ import inspect
 import logging
 from typing import Any
 
-from services.common.bus import Bus, Message
+from services.common.auth import CredentialsError
+from services.common.bus import Bus, Handler, Message
 from services.common.bus.factory import make_bus
 from services.common.config import TopicsConfig
-from services.common.runtime import Stage
+from services.common.runtime import Stage, StageError
+from services.common.signing import Signer, Verifier, signer_from_config, verifier_from_config
 from services.uplink import metrics
 from services.uplink.cloud import CloudSender
 from services.uplink.config import UplinkConfig, UplinkSettings
@@ -46,11 +48,19 @@ def build_scheduler(name: str, params: SchedulerParams) -> Scheduler:
 class ScheduledUplink(Stage):
     """The edge consumer (queue = the events topic) and the interval loop, wired together."""
 
-    def __init__(self, edge: Bus, cloud: Bus, topics: TopicsConfig, config: UplinkConfig) -> None:
+    def __init__(
+        self,
+        edge: Bus,
+        cloud: Bus,
+        topics: TopicsConfig,
+        config: UplinkConfig,
+        signer: Signer | None = None,
+        verifier: Verifier | None = None,
+    ) -> None:
         params = SchedulerParams(interval_s=config.interval_s, d_vis_s=config.d_vis_s, beta=config.beta)
         state = config.state_dir / f"delivered-{config.consumer_group}.log" if config.state_dir else None
         self.delivered = DeliveryLog(state)
-        self._sender = CloudSender(cloud, topics.alerts, topics.evidence)
+        self._sender = CloudSender(cloud, topics.alerts, topics.evidence, signer)
         scheduler = build_scheduler(config.method, params)
         if scheduler.alert_kinds != frozenset({UnitKind.JSON}):
             # Fixed Box / Fixed ROI send an image as the alert: a simulation baseline, not a service mode.
@@ -69,7 +79,7 @@ class ScheduledUplink(Stage):
         self.consumer = edge.consumer(
             [topics.events],
             config.consumer_group,
-            EventQueuer(self.dispatcher, self.delivered, self._ack),
+            _verified(EventQueuer(self.dispatcher, self.delivered, self._ack), verifier),
             dead_letter_topic=topics.dead_letter(topics.events),
             manual_ack=True,
         )
@@ -89,6 +99,10 @@ class ScheduledUplink(Stage):
     def _ack(self, token: Any) -> None:
         msg: Message = token
         self.consumer.ack(msg)
+
+
+def _verified(handler: Handler, verifier: Verifier | None) -> Handler:
+    return handler if verifier is None else verifier.wrap(handler)
 
 
 def cloud_bus(settings: UplinkSettings, edge: Bus) -> Bus:
@@ -117,21 +131,28 @@ def build(settings: UplinkSettings, bus: Bus | None, *, cloud: Bus | None = None
     if bus is None:
         raise ValueError("the uplink needs a bus")
     topics, cfg = settings.topics, settings.uplink
+    try:
+        signer = signer_from_config(settings.signing)
+        # With signing on, an event gating did not sign is dead-lettered here, never sent as an alert.
+        verifier = verifier_from_config(settings.signing)
+    except CredentialsError as exc:
+        raise StageError(str(exc)) from exc
     out = cloud if cloud is not None else cloud_bus(settings, bus)
     closers = [out.close] if cloud is None and out is not bus else []
     if cfg.mode == "pass-through":
         consumer = bus.consumer(
             [topics.events],
             cfg.consumer_group,
-            EventForwarder(out, topics.alerts, topics.evidence),
+            _verified(EventForwarder(out, topics.alerts, topics.evidence, signer=signer), verifier),
             dead_letter_topic=topics.dead_letter(topics.events),
         )
         return Stage(
             "uplink",
             consumers=[consumer],
             closers=closers,
-            description=f"{topics.events} -> {topics.alerts} (pass-through, unscheduled)",
+            description=f"{topics.events} -> {topics.alerts} (pass-through, unscheduled)"
+            + (f", signed with key {signer.key_id}" if signer else ""),
         )
-    stage = ScheduledUplink(bus, out, topics, cfg)
+    stage = ScheduledUplink(bus, out, topics, cfg, signer, verifier)
     stage.closers += closers
     return stage

@@ -8,6 +8,7 @@ from google.protobuf.message import DecodeError
 
 from services.common.bus import Bus, Message, PoisonMessage
 from services.common.metrics import LatencyRecorder
+from services.common.signing import Signer
 from services.uplink import metrics
 from services.uplink.delivery_log import DeliveryLog
 from services.uplink.dispatcher import UplinkDispatcher
@@ -69,8 +70,10 @@ class EventForwarder:
         evidence_topic: str,
         send_evidence: bool = True,
         latency: LatencyRecorder | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self._cloud = cloud
+        self._signer = signer
         self._alerts = alerts_topic
         self._evidence = evidence_topic
         self._send_evidence = send_evidence
@@ -82,7 +85,7 @@ class EventForwarder:
         event = decode_event(msg)
         alert = alert_from_event(event)
         headers = {"vigil-event-id": event.event_id}
-        self._cloud.publish(self._alerts, alert.SerializeToString(), key=event.event_id, headers=headers)
+        self._publish(self._alerts, alert.SerializeToString(), event.event_id, headers)
         metrics.ALERTS_SENT.inc()
         metrics.BYTES_SENT.labels(kind="json").inc(event.json.size_bytes)
         delay_s = (alert.sent_time_ns - event.created_time_ns) / 1e9
@@ -91,10 +94,15 @@ class EventForwarder:
             self._latency.record("event_to_alert", delay_s * 1e3)
         if self._send_evidence:
             for ev in evidence_from_event(event, alert.sent_time_ns):
-                self._cloud.publish(self._evidence, ev.SerializeToString(), key=event.event_id, headers=headers)
+                self._publish(self._evidence, ev.SerializeToString(), event.event_id, headers)
                 kind = "roi" if ev.unit.kind == event_pb2.EVIDENCE_KIND_ROI else "box"
                 metrics.EVIDENCE_SENT.labels(kind=kind).inc()
                 metrics.BYTES_SENT.labels(kind=kind).inc(ev.unit.size_bytes)
         # The edge offset must not be committed before the cloud holds the alert.
         self._cloud.flush()
         self.alerts += 1
+
+    def _publish(self, topic: str, value: bytes, key: str, headers: dict[str, str]) -> None:
+        if self._signer is not None:
+            headers = {**headers, **self._signer.headers(topic, key, value)}
+        self._cloud.publish(topic, value, key=key, headers=headers)

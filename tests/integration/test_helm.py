@@ -45,7 +45,8 @@ from scripts.helm_check import (
     variants,
 )
 from services.adapters.config import AdaptersSettings
-from services.common.config import BusConfig, TopicsConfig
+from services.common.config import BusConfig, GrpcClientSecurity, TlsConfig, TopicsConfig
+from services.common.grpc_runtime import ClientSecurity, open_channel
 from services.console.config import ConsoleSettings
 from services.gating.config import AdapterUpdatesConfig, GatingSettings
 from services.indexing.config import IndexingSettings
@@ -64,6 +65,7 @@ from services.models.structurers.config import QwenVLConfig, TritonVLMConfig
 from services.notifier.config import NotifierSettings
 from services.reasoning.config import ReasoningSettings
 from services.uplink.config import UplinkSettings
+from tests.fixtures.k8s_secrets import ChartSecrets
 from tests.fixtures.tcp_proxy import free_port
 from tests.unit.test_adapter_bundle import make_adapter
 from vigil.adapter.v1 import adapter_pb2, adapter_pb2_grpc
@@ -81,6 +83,8 @@ SETTINGS: dict[str, type[BaseModel]] = {
     "services.console": ConsoleSettings,
 }
 SECRET_PLACEHOLDER = "rtsp://from-secret.invalid:554/stream"
+# With TLS on (the charts' default) the kubelet probes this plaintext port, which serves grpc.health.v1 only.
+HEALTH_PORT = 8086
 # Secret values whose variable needs another shape than a URL.
 SECRET_PLACEHOLDERS = {
     "VIGIL_NOTIFIER__WEBHOOKS": '[{"name": "ops", "url": "https://hooks.example.invalid/vigil"}]',
@@ -241,12 +245,12 @@ def test_schema_validation_catches_a_wrong_field(rendered_variants: dict[str, li
 # -- what matters in the rendered objects ---------------------------------------------------
 
 
-def test_gating_has_grpc_health_probes_on_its_grpc_port(render_chart: Render) -> None:
+def test_gating_has_grpc_health_probes_on_its_health_port(render_chart: Render) -> None:
     for port in (50051, 50052):
         objects = render_chart("edge", merged(EDGE_MIN, {"gating": {"grpc": {"port": port}}}))
         gating = only_container(kind(objects, "Deployment")["edge-gating"])
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-            assert gating[probe]["grpc"] == {"port": port}, probe
+            assert gating[probe]["grpc"] == {"port": HEALTH_PORT}, probe
         assert {"name": "grpc", "containerPort": port, "protocol": "TCP"} in gating["ports"]
         assert container_env(objects, gating)["VIGIL_GRPC_ADDRESS"] == f"0.0.0.0:{port}"
         (svc_port,) = kind(objects, "Service")["edge-gating"]["spec"]["ports"]
@@ -928,7 +932,7 @@ def test_memory_is_one_grpc_probed_writer_on_its_claim(render_chart: Render, mon
         spec, memory = _pod(objects, "edge-memory")
         assert service_module(memory) == "services.memory"
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-            assert memory[probe]["grpc"] == {"port": port}, probe
+            assert memory[probe]["grpc"] == {"port": HEALTH_PORT}, probe
         assert {"name": "grpc", "containerPort": port, "protocol": "TCP"} in memory["ports"]
         (svc_port,) = kind(objects, "Service")["edge-memory"]["spec"]["ports"]
         assert svc_port["port"] == port and svc_port["targetPort"] == "grpc"
@@ -1083,7 +1087,7 @@ def test_reasoning_asks_the_memory_address_from_values(
         assert settings.reasoning.memory_address == address
         assert settings.grpc_address == f"0.0.0.0:{port}"
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-            assert reasoning[probe]["grpc"] == {"port": port}, probe
+            assert reasoning[probe]["grpc"] == {"port": HEALTH_PORT}, probe
         (svc_port,) = kind(objects, "Service")["cloud-reasoning"]["spec"]["ports"]
         assert svc_port["port"] == port and svc_port["targetPort"] == "grpc"
 
@@ -1109,7 +1113,13 @@ def test_reasoning_vlm_reads_its_checkpoint_from_a_read_only_claim_on_a_gpu(
     cpu = rendered_variants["cloud-reasoning-evidence-values"]
     _, evidence = _pod(cpu, "cloud-reasoning")
     assert "nvidia.com/gpu" not in evidence["resources"]["limits"]
-    assert [m["mountPath"] for m in evidence["volumeMounts"]] == ["/tmp"]
+    # No model claim: only /tmp and the Secrets of its TLS, tokens and the memory client's credentials.
+    assert [m["mountPath"] for m in evidence["volumeMounts"]] == [
+        "/tmp",
+        "/etc/vigil/grpc-tls",
+        "/etc/vigil/grpc-tokens",
+        "/etc/vigil/memory-client",
+    ]
 
 
 # -- LoRA adapters: the cloud registry, every edge gating -----------------------------------
@@ -1126,7 +1136,7 @@ def test_adapter_registry_is_one_grpc_probed_writer_on_its_claim(
         spec, registry = _pod(objects, "cloud-adapter-registry")
         assert service_module(registry) == "services.adapters"
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-            assert registry[probe]["grpc"] == {"port": port}, probe
+            assert registry[probe]["grpc"] == {"port": HEALTH_PORT}, probe
         assert {"name": "grpc", "containerPort": port, "protocol": "TCP"} in registry["ports"]
         (svc_port,) = kind(objects, "Service")["cloud-adapter-registry"]["spec"]["ports"]
         assert svc_port["port"] == port and svc_port["targetPort"] == "grpc"
@@ -1214,6 +1224,11 @@ def test_gating_adapters_read_the_cloud_kafka_and_keep_their_store_on_a_claim(
         consumer_group="",
         fetch_attempts=7,
         fetch_timeout_s=1200.0,
+        # TLS to the registry with this site's token, from the chart's default registryClient.
+        registry_security=GrpcClientSecurity(
+            tls=TlsConfig(ca=Path("/etc/vigil/registry-client/ca.crt")),
+            token_file=Path("/etc/vigil/registry-client/token"),
+        ),
     )
     # The same cloud Kafka as the uplink's, and the edge bus stays the edge Kafka.
     uplink = load_settings("services.uplink", container_env(objects, _pod(objects, "edge-uplink")[1]), monkeypatch)
@@ -1287,9 +1302,11 @@ def test_rendered_gating_and_uplink_start_and_pass_their_probes(
     """The chart's env, args, volumes and probes, run as the kubelet would, against a real broker."""
     suffix = uuid.uuid4().hex[:8]
     grpc_port, metrics = free_port(), {"gating": free_port(), "uplink": free_port()}
+    health_port, secrets = free_port(), ChartSecrets(tmp_path / "secrets")
     values = merged(
         EDGE_MIN,
         {
+            "grpcSecurity": {"healthPort": health_port},
             "kafka": {"bootstrap": tansu.bootstrap, "settings": {"session_timeout_ms": 6000}},
             "cloud": {"kafka": {"bootstrap": tansu.bootstrap}},
             "topics": {t: f"helm.{t}.{suffix}" for t in ("frames", "events", "alerts", "evidence")},
@@ -1307,7 +1324,7 @@ def test_rendered_gating_and_uplink_start_and_pass_their_probes(
     probes: dict[str, dict[str, Any]] = {}
     try:
         for name in ("gating", "uplink"):
-            c = only_container(kind(objects, "Deployment")[f"edge-{name}"])
+            spec, c = _pod(objects, f"edge-{name}")
             env = {**_dockerfile_env(tmp_path / name / "tmp"), **container_env(objects, c)}
             env["PATH"] = os.environ["PATH"]
             # Each process gets its own metrics port here (one pod each in the cluster).
@@ -1319,13 +1336,14 @@ def test_rendered_gating_and_uplink_start_and_pass_their_probes(
                     continue
                 local = tmp_path / name / mount["name"]
                 local.mkdir(parents=True, exist_ok=True)
+                secrets.fill(spec, mount, local)
                 env = {k: _remount(v, mount["mountPath"], local) for k, v in env.items()}
             args = [sys.executable if a == "python" else a for a in c["args"]]
             logs[name] = tmp_path / f"{name}.log"
             with logs[name].open("wb") as log:
                 procs[name] = subprocess.Popen(args, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
             probes[name] = c
-        _wait_grpc_serving(grpc_port, procs["gating"], logs["gating"], probes["gating"]["readinessProbe"])
+        _wait_grpc_serving(health_port, procs["gating"], logs["gating"], probes["gating"]["readinessProbe"])
         probe = probes["uplink"]["readinessProbe"]["httpGet"]
         assert probe["port"] == "metrics"
         _wait_http_ok(f"http://127.0.0.1:{metrics['uplink']}{probe['path']}", procs["uplink"], logs["uplink"])
@@ -1351,9 +1369,11 @@ def test_rendered_memory_and_indexing_start_and_pass_their_probes(
     """memory (gRPC probe, its claim at /data) and indexing (HTTP probe), run from the rendered env."""
     suffix = uuid.uuid4().hex[:8]
     grpc_port, metrics = free_port(), {"memory": free_port(), "indexing": free_port()}
+    health_port, secrets = free_port(), ChartSecrets(tmp_path / "secrets")
     values = merged(
         EDGE_MIN,
         {
+            "grpcSecurity": {"healthPort": health_port},
             "kafka": {"bootstrap": tansu.bootstrap, "settings": {"session_timeout_ms": 6000}},
             "cloud": {"kafka": {"bootstrap": tansu.bootstrap}},
             "topics": {t: f"helm.{t}.{suffix}" for t in ("frames", "events", "index", "alerts", "evidence")},
@@ -1366,7 +1386,7 @@ def test_rendered_memory_and_indexing_start_and_pass_their_probes(
     containers_: dict[str, dict[str, Any]] = {}
     try:
         for name in ("memory", "indexing"):
-            c = only_container(kind(objects, "Deployment")[f"edge-{name}"])
+            spec, c = _pod(objects, f"edge-{name}")
             env = {**_dockerfile_env(tmp_path / name / "tmp"), **container_env(objects, c)}
             env["PATH"] = os.environ["PATH"]
             env["VIGIL_METRICS_PORT"] = str(metrics[name])
@@ -1375,6 +1395,7 @@ def test_rendered_memory_and_indexing_start_and_pass_their_probes(
                     continue
                 local = tmp_path / name / mount["name"]
                 local.mkdir(parents=True, exist_ok=True)
+                secrets.fill(spec, mount, local)
                 env = {
                     k: _remount_json(_remount(v, mount["mountPath"], local), mount["mountPath"], local)
                     for k, v in env.items()
@@ -1385,7 +1406,7 @@ def test_rendered_memory_and_indexing_start_and_pass_their_probes(
                 procs[name] = subprocess.Popen(args, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
             containers_[name] = c
         _wait_grpc_serving(
-            grpc_port, procs["memory"], logs["memory"], containers_["memory"]["readinessProbe"], "memory", 120
+            health_port, procs["memory"], logs["memory"], containers_["memory"]["readinessProbe"], "memory", 120
         )
         probe = containers_["indexing"]["readinessProbe"]["httpGet"]
         assert probe["port"] == "metrics"
@@ -1413,35 +1434,41 @@ def test_rendered_adapter_registry_starts_passes_its_probe_and_publishes(
     """The registry from the rendered env, args and claim: gRPC probe, then a Publish announced on the bus."""
     suffix = uuid.uuid4().hex[:8]
     grpc_port = free_port()
+    health_port, secrets = free_port(), ChartSecrets(tmp_path / "secrets")
     values = merged(
         CLOUD_REGISTRY,
         {
             "kafka": {"bootstrap": tansu.bootstrap, "settings": {"session_timeout_ms": 6000}},
             "topics": {"adapters": f"helm.adapters.{suffix}"},
             "adapterRegistry": {"grpc": {"port": grpc_port}},
+            "grpcSecurity": {"healthPort": health_port},
         },
     )
     objects = render_chart("cloud", values)
-    _, c = _pod(objects, "cloud-adapter-registry")
+    spec, c = _pod(objects, "cloud-adapter-registry")
     env = {**_dockerfile_env(tmp_path / "tmp"), **container_env(objects, c)}
     env["PATH"] = os.environ["PATH"]
     env["VIGIL_METRICS_PORT"] = str(free_port())
-    (store_mount,) = [m for m in c["volumeMounts"] if m["mountPath"] != "/tmp"]
-    store = tmp_path / store_mount["name"]
-    store.mkdir()
-    env = {k: _remount(v, store_mount["mountPath"], store) for k, v in env.items()}
+    for mount in c["volumeMounts"]:
+        if mount["mountPath"] != "/tmp":
+            local = tmp_path / mount["name"]
+            local.mkdir()
+            secrets.fill(spec, mount, local)
+            env = {k: _remount(v, mount["mountPath"], local) for k, v in env.items()}
+    store = tmp_path / "store"
     args = [sys.executable if a == "python" else a for a in c["args"]]
     log = tmp_path / "registry.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_grpc_serving(grpc_port, proc, log, c["readinessProbe"], "adapter registry")
+        _wait_grpc_serving(health_port, proc, log, c["readinessProbe"], "adapter registry")
         data = pack(make_adapter(tmp_path / "adapter"))
         chunks = [
             adapter_pb2.PublishChunk(header=adapter_pb2.PublishHeader(version="2026-12-04.1")),
             adapter_pb2.PublishChunk(data=data),
         ]
-        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        operator = ClientSecurity.load(secrets.client("operator"), "test")
+        with open_channel(f"localhost:{grpc_port}", operator) as channel:
             # The reply comes once the manifest is announced on the adapters topic of the rendered bus.
             manifest = adapter_pb2_grpc.AdapterRegistryStub(channel).Publish(iter(chunks), timeout=30)
         assert manifest.registry == REGISTRY_ADDRESS, "edges are told the public address"

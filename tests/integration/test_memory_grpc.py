@@ -8,6 +8,7 @@ handler, exactly as the index topic delivers them.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -331,3 +332,57 @@ def test_ask_with_the_vlm_backend_down_is_unavailable(memory_address: str) -> No
     finally:
         server.stop(0)
         source.close()
+
+
+def test_ask_across_mutual_tls_and_tokens(memory: Memory, tmp_path: Path) -> None:
+    """The WAN leg as the charts set it up: reasoning (its own TLS, an operator's token) asks a memory that
+    admits Retrieve only for the client certificate whose CN is "reasoning"."""
+    from services.common.config import GrpcServerSecurity
+    from services.common.grpc_runtime import ClientSecurity, ServerSecurity, open_channel
+    from services.reasoning.bootstrap import build as build_reasoning
+    from services.reasoning.config import ReasoningConfig, ReasoningSettings
+    from tests.fixtures.pki import Pki
+
+    pki = Pki.create(tmp_path / "pki")
+    memory_security = GrpcServerSecurity(
+        tls=pki.cert("memory"), require_client_cert=True, allow={"Retrieve": ["reasoning"], "*": ["operator"]}
+    )
+    server, port, _ = memory_server("127.0.0.1:0", memory, ServerSecurity.load(memory_security))
+    server.start()
+    tokens_file, tokens = pki.tokens("operator")
+    settings = ReasoningSettings(
+        grpc_address="127.0.0.1:0",
+        grpc_security=GrpcServerSecurity(
+            tls=pki.cert("reasoning-server"), tokens_file=tokens_file, allow={"Ask": ["operator"]}
+        ),
+        reasoning=ReasoningConfig(memory_address=f"localhost:{port}", memory_security=pki.client("reasoning")),
+    )
+    stage = build_reasoning(settings)
+    stop = threading.Event()
+    stage.start(stop)
+    assert stage.endpoint is not None
+    try:
+        operator = ClientSecurity.load(pki.client(token=tokens["operator"]), "test")
+        with open_channel(f"localhost:{stage.endpoint.port}", operator) as ch:
+            resp = reasoning_pb2_grpc.ReasoningServiceStub(ch).Ask(
+                reasoning_pb2.AskRequest(
+                    question="did anyone fall?", mode=memory_pb2.RETRIEVAL_MODE_TOP_K, max_frames=2
+                ),
+                timeout=30,
+            )
+        assert "fallen on the ground" in resp.answer and resp.keyframes
+        # Another certificate from the same CA may not Retrieve raw frames; none at all gets no handshake.
+        for client, code in (
+            (pki.client("operator"), grpc.StatusCode.PERMISSION_DENIED),
+            (pki.client(), grpc.StatusCode.UNAVAILABLE),
+        ):
+            with open_channel(f"localhost:{port}", ClientSecurity.load(client, "test")) as ch:
+                with pytest.raises(grpc.RpcError) as err:
+                    memory_pb2_grpc.MemoryServiceStub(ch).Retrieve(
+                        memory_pb2.RetrieveRequest(question="a car"), timeout=10
+                    )
+                assert err.value.code() == code
+    finally:
+        stop.set()
+        stage.close(grace_s=0.2)
+        server.stop(0)

@@ -10,6 +10,8 @@ YAML for fromYaml; the shared ConfigMap holds exactly this.
   "VIGIL_LOG_JSON" (toString .Values.log.json)
   "VIGIL_METRICS_PORT" (include "vigil-lib.scalar" .Values.metrics.port) -}}
 {{- $data = merge $data (fromYaml (include "vigil-lib.settingsData" (dict "prefix" "VIGIL_BUS__" "settings" .Values.kafka.settings))) -}}
+{{- $kafka := fromYaml (include "vigil-lib.kafkaSecrets" (dict "tls" .Values.kafka.tls "name" "kafka")) -}}
+{{- $data = merge $data (fromYaml (include "vigil-lib.settingsData" (dict "prefix" "VIGIL_BUS__" "settings" $kafka.settings))) -}}
 {{- $data = merge $data (fromYaml (include "vigil-lib.settingsData" (dict "prefix" "VIGIL_TOPICS__" "settings" .Values.topics))) -}}
 {{- toYaml $data -}}
 {{- end -}}
@@ -20,7 +22,8 @@ uplink sends alerts and evidence there and gating's adapter updates read the ada
 */}}
 {{- define "edge.cloudBus" -}}
 {{- $bootstrap := required "cloud.kafka.bootstrap is required: the cloud release's Kafka as reachable from this site, host:port (the cloud release's NOTES print it)" .Values.cloud.kafka.bootstrap -}}
-{{- toJson (merge (dict "kind" "kafka" "bootstrap" $bootstrap) (deepCopy (.Values.cloud.kafka.settings | default dict))) -}}
+{{- $kafka := fromYaml (include "vigil-lib.kafkaSecrets" (dict "tls" .Values.cloud.kafka.tls "name" "cloud-kafka")) -}}
+{{- toJson (merge (dict "kind" "kafka" "bootstrap" $bootstrap) $kafka.settings (deepCopy (.Values.cloud.kafka.settings | default dict))) -}}
 {{- end -}}
 
 {{- define "edge.commonConfigMapName" -}}

@@ -34,6 +34,8 @@ the volumes it is given.
 {{- end -}}
 {{- $annotations = merge $annotations ($v.podAnnotations | default dict) -}}
 {{- $securityContext := mergeOverwrite (deepCopy $root.Values.containerSecurityContext) ($v.securityContext | default dict) -}}
+{{- /* Kafka's CA, client certificate and SASL password (kafka.tls): every Vigil process may talk to Kafka. */ -}}
+{{- $kafka := fromYaml (include "vigil-lib.kafkaVolumes" $root) -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -105,7 +107,7 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
-            {{- with .volumeMounts }}
+            {{- with concat (.volumeMounts | default list) ($kafka.mounts | default list) }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
       volumes:
@@ -113,7 +115,7 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: {{ $v.tmpSizeLimit | default "256Mi" }}
-        {{- with .volumes }}
+        {{- with concat (.volumes | default list) ($kafka.volumes | default list) }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
       {{- with $v.nodeSelector }}

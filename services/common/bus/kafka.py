@@ -11,13 +11,15 @@ outage in between re-delivers the record instead of losing it.
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
-from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.net import KafkaNetClient
 
 from services.common.bus.base import (
@@ -52,6 +54,48 @@ _COMMIT_TIMEOUT_MS = 5_000
 _RECONNECT_PAUSE_S = 1.0
 
 
+# kafka-python 3.0.12 puts no deadline on a TLS handshake: against a broker that does not speak TLS (it
+# reads the ClientHello as the start of a huge request and waits for the rest) a client hangs for ever.
+# A handshake of our own, with a deadline, turns that into an error that says what is wrong.
+_TLS_PREFLIGHT_S = 10.0
+
+
+def tls_preflight(config: BusConfig, timeout_s: float) -> None:
+    """With SSL or SASL_SSL, complete one TLS handshake with a bootstrap server within `timeout_s`.
+
+    Raises KafkaConnectionError naming the broker and the likely cause; a no-op for plaintext protocols.
+    """
+    if config.security_protocol not in ("SSL", "SASL_SSL"):
+        return
+    ctx = ssl.create_default_context(cafile=str(config.ssl_cafile) if config.ssl_cafile else None)
+    ctx.check_hostname = config.ssl_check_hostname
+    if config.ssl_certfile is not None and config.ssl_keyfile is not None:
+        ctx.load_cert_chain(str(config.ssl_certfile), str(config.ssl_keyfile))
+    failures = []
+    for server in config.bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        host = host.strip("[]")
+        try:
+            with (
+                socket.create_connection((host, int(port)), timeout=timeout_s) as sock,
+                ctx.wrap_socket(sock, server_hostname=host) as tls,
+            ):
+                tls.do_handshake()
+            return
+        except ssl.SSLCertVerificationError as exc:
+            failures.append(
+                f"{server}: the broker's certificate is not trusted ({exc.verify_message}; check ssl_cafile)"
+            )
+        except TimeoutError:
+            failures.append(
+                f"{server}: no TLS handshake within {timeout_s:.0f}s (does this listener speak "
+                f"{config.security_protocol}, or is it plaintext?)"
+            )
+        except (OSError, ValueError) as exc:
+            failures.append(f"{server}: TLS handshake failed: {exc}")
+    raise KafkaConnectionError("; ".join(failures))
+
+
 class PublishError(RuntimeError):
     """A published record was not acknowledged and will not be (rejected, too large, ...)."""
 
@@ -76,6 +120,8 @@ class KafkaBus(Bus):
         linger_ms: int = 5,
     ) -> None:
         self._config = config
+        # TLS/SASL arguments for every client, read now: an unreadable CA or password file fails here, at start-up.
+        self._security = config.client_security()
         self._client_id = client_id
         self._compression = compression
         self._linger_ms = linger_ms
@@ -97,6 +143,11 @@ class KafkaBus(Bus):
     def config(self) -> BusConfig:
         """The settings this bus was built from."""
         return self._config
+
+    @property
+    def security(self) -> dict[str, Any]:
+        """kafka-python's TLS/SASL keyword arguments (empty for PLAINTEXT); holds the SASL password."""
+        return dict(self._security)
 
     @property
     def client_id(self) -> str:
@@ -191,6 +242,10 @@ class KafkaBus(Bus):
         # Bounded by delivery_timeout_ms, which kafka-python requires to cover one request + linger.
         request_timeout_ms = max(1000, min(30_000, timeout_ms - self._linger_ms))
         try:
+            tls_preflight(cfg, min(cfg.publish_timeout_s, _TLS_PREFLIGHT_S))
+        except KafkaConnectionError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        try:
             return KafkaProducer(
                 bootstrap_servers=cfg.bootstrap,
                 client_id=f"{self._client_id}-producer",
@@ -206,6 +261,7 @@ class KafkaBus(Bus):
                 compression_type=self._compression,
                 max_request_size=cfg.max_message_bytes + _FRAMING_BYTES,
                 reconnect_backoff_max_ms=1000,
+                **self._security,
             )
         except KafkaTimeoutError as exc:
             raise BrokerUnavailable(f"no broker at {cfg.bootstrap} within {cfg.publish_timeout_s:.0f}s") from exc
@@ -219,7 +275,10 @@ class KafkaBus(Bus):
         with self._lock:
             if self._broker_version is not None:
                 return self._broker_version
-        client = KafkaNetClient(bootstrap_servers=self._config.bootstrap, client_id=f"{self._client_id}-probe")
+        tls_preflight(self._config, max(1.0, min(timeout_ms / 1000, _TLS_PREFLIGHT_S)))
+        client = KafkaNetClient(
+            bootstrap_servers=self._config.bootstrap, client_id=f"{self._client_id}-probe", **self._security
+        )
         try:
             version = tuple(client.get_broker_version(timeout_ms))
         finally:
@@ -288,6 +347,7 @@ class KafkaBus(Bus):
                     bootstrap_servers=self._config.bootstrap,
                     client_id=f"{self._client_id}-admin",
                     bootstrap_timeout_ms=int(self._config.publish_timeout_s * 1000),
+                    **self._security,
                 )
             return self._admin
 
@@ -453,6 +513,7 @@ class KafkaGroupConsumer(Consumer):
                 # A consumer that subscribes before its topic exists (the producing service starts
                 # later) is assigned nothing until its next metadata refresh: 5 s here, not 5 min.
                 metadata_max_age_ms=_METADATA_MAX_AGE_MS,
+                **self._kbus.security,
             )
             consumer.subscribe(self._topics)
         except KafkaError as exc:
