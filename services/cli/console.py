@@ -16,6 +16,7 @@ from vigil.memory.v1 import memory_pb2
 from vigil.reasoning.v1 import reasoning_pb2
 
 if TYPE_CHECKING:
+    from services.common.config import SigningConfig
     from services.console.bootstrap import ConsoleStage
     from services.memory.bootstrap import Memory
     from services.memory.config import MemoryConfig
@@ -166,13 +167,19 @@ class EmbeddedAsk:
 
 
 def start_embedded_console(
-    bus: Any, topics: Any, port: int | None, memory: EmbeddedAsk | None
+    bus: Any, topics: Any, port: int | None, memory: EmbeddedAsk | None, signing: SigningConfig | None = None
 ) -> tuple[ConsoleStage, threading.Event, str | None]:
-    """The console on `vigil run`'s bus, started: (stage, its stop event, the token to print). StageError if not."""
+    """The console on `vigil run`'s bus, started: (stage, its stop event, the token to print). StageError if not.
+
+    `signing` is the run's own: the console verifies alerts exactly when the run's uplink signs them (off
+    unless VIGIL_SIGNING__KEYS_FILE is set, so a run needs no keys).
+    """
     from services.console.bootstrap import build
     from services.console.config import ConsoleSettings
 
     overrides: dict[str, Any] = {"console": {"watch_frames": True}, "topics": topics.model_dump()}
+    if signing is not None:
+        overrides["signing"] = signing.model_dump()
     if port is not None:
         overrides["console"]["port"] = port
     else:

@@ -302,7 +302,9 @@ class _RunConsole:
         if pipeline.memory is not None and pipeline.indexing is not None:
             self.ask = EmbeddedAsk(pipeline.memory.memory.config, pipeline.indexing.handler.stage.embedder)
             self.ask.memory.attach(pipeline.memory.memory.retriever)
-        self.stage, self.stop, token = start_embedded_console(bus, settings.topics, args.console_port, self.ask)
+        self.stage, self.stop, token = start_embedded_console(
+            bus, settings.topics, args.console_port, self.ask, settings.signing
+        )
         print(f"vigil run: console at {self.stage.url(token)}", file=sys.stderr, flush=True)
 
     def pipeline_closed(self) -> None:

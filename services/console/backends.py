@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.grpc_runtime import ClientSecurity, open_channel
 from services.common.memory_api import MemoryUnavailable, raise_for_status
 from vigil.reasoning.v1 import reasoning_pb2, reasoning_pb2_grpc
 
@@ -32,11 +33,15 @@ class NoAsker:
 
 
 class GrpcAsker:
-    """ReasoningService.Ask over gRPC; its status codes come back as the typed errors (raise_for_status)."""
+    """ReasoningService.Ask over gRPC; its status codes come back as the typed errors (raise_for_status).
 
-    def __init__(self, address: str) -> None:
+    `security` (plaintext when None) carries TLS and the console's token: a reasoning service installed by the
+    cloud chart admits Ask only for identities its allow-list names.
+    """
+
+    def __init__(self, address: str, security: ClientSecurity | None = None) -> None:
         self.address = address
-        self._channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+        self._channel = open_channel(address, security, [("grpc.max_receive_message_length", 64 * 1024 * 1024)])
         self._stub = reasoning_pb2_grpc.ReasoningServiceStub(self._channel)
 
     def __call__(self, request: reasoning_pb2.AskRequest, timeout_s: float) -> reasoning_pb2.AskResponse:
@@ -65,15 +70,20 @@ class Health:
 Probe = Callable[[], str]
 
 
-def grpc_health_probe(address: str, timeout_s: float = 2.0) -> Probe:
-    """A probe of a gRPC server's grpc.health.v1 (overall status); raises when it does not answer SERVING."""
+def grpc_health_probe(address: str, security: ClientSecurity | None = None, timeout_s: float = 2.0) -> Probe:
+    """A probe of a gRPC server's grpc.health.v1 (overall status); raises when it does not answer SERVING.
+
+    Over TLS when `security` says so: a TLS server does not answer a plaintext probe, so a probe without the
+    Ask channel's credentials would report a healthy service as unreachable.
+    """
+    where = f"{address} (TLS)" if security is not None and security.credentials is not None else address
 
     def probe() -> str:
-        with grpc.insecure_channel(address) as channel:
+        with open_channel(address, security) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
         if reply.status != health_pb2.HealthCheckResponse.SERVING:
             raise RuntimeError(f"{address} answers {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}")
-        return f"serving at {address}"
+        return f"serving at {where}"
 
     return probe
 

@@ -11,8 +11,11 @@ from collections.abc import Callable
 
 import uvicorn
 
-from services.common.bus import Bus
+from services.common.auth import CredentialsError
+from services.common.bus import Bus, Handler
+from services.common.grpc_runtime import client_security
 from services.common.runtime import Stage, StageError
+from services.common.signing import Verifier, verifier_from_config
 from services.console.app import ConsoleApp
 from services.console.backends import (
     Asker,
@@ -44,6 +47,7 @@ class ConsoleStage(Stage):
         sock: socket.socket,
         *,
         closers: list[Callable[[], object]],
+        verifier: Verifier | None = None,
     ) -> None:
         cfg = settings.console
         topics = settings.topics
@@ -53,11 +57,15 @@ class ConsoleStage(Stage):
         self.port: int = sock.getsockname()[1]
         self.host = cfg.host
         handler = RecordHandler(app.state, topics)
+        # Alerts and evidence cross from the edge: with signing keys, a record no uplink signed (or one altered on
+        # the way) is counted and dead-lettered by the verifier, never decoded into the page. Frames never leave
+        # the edge (embedded runs only) and are not signed.
+        verified: Handler = handler if verifier is None else verifier.wrap(handler)
         # A group of its own per start: the page is rebuilt from the topics (it keeps nothing on disk).
         group = f"{cfg.consumer_group}-{uuid.uuid4().hex[:8]}"
         # One group per topic: members of one group with different subscriptions rebalance poorly (Tansu).
         consumers = [
-            bus.consumer([topic], f"{group}-{name}", handler, dead_letter_topic=topics.dead_letter(topic))
+            bus.consumer([topic], f"{group}-{name}", verified, dead_letter_topic=topics.dead_letter(topic))
             for name, topic in (("alerts", topics.alerts), ("evidence", topics.evidence))
         ]
         if cfg.watch_frames:
@@ -71,7 +79,8 @@ class ConsoleStage(Stage):
             consumers=consumers,
             loops=[("http", self._serve_http), ("health", app.health.run), ("sweep", self._sweep)],
             closers=[sock.close, *closers],
-            description=f"{topics.alerts} + {topics.evidence} -> http://{cfg.host}:{self.port}/",
+            description=f"{topics.alerts} + {topics.evidence} -> http://{cfg.host}:{self.port}/"
+            + (" (signed records only)" if verifier is not None else ""),
         )
 
     def url(self, token: str | None = None) -> str:
@@ -131,10 +140,17 @@ def build(
         )
     if token is not None and len(token) < 16:
         raise StageError("the console token must be at least 16 characters")
+    try:
+        # Read every credential file now: a wrong path stops the start with its setting named.
+        verifier = verifier_from_config(settings.signing)
+    except CredentialsError as exc:
+        raise StageError(str(exc)) from exc
+    reasoning_security = client_security(cfg.reasoning_security, "console.reasoning_security")
+    memory_security = client_security(cfg.memory_security, "console.memory_security")
     closers: list[Callable[[], object]] = []
     if asker is None:
         if cfg.reasoning_address:
-            grpc_asker = GrpcAsker(cfg.reasoning_address)
+            grpc_asker = GrpcAsker(cfg.reasoning_address, reasoning_security)
             closers.append(grpc_asker.close)
             asker = grpc_asker
         else:
@@ -144,9 +160,9 @@ def build(
         if settings.bus.kind == "kafka":
             probes["kafka"] = kafka_probe(settings.bus.bootstrap)
         if cfg.reasoning_address:
-            probes["reasoning"] = grpc_health_probe(cfg.reasoning_address)
+            probes["reasoning"] = grpc_health_probe(cfg.reasoning_address, reasoning_security)
         if cfg.memory_address:
-            probes["memory"] = grpc_health_probe(cfg.memory_address)
+            probes["memory"] = grpc_health_probe(cfg.memory_address, memory_security)
     health = HealthBoard(probes, cfg.health_interval_s)
     if "reasoning" not in probes:
         health.set("reasoning", False, "not configured (VIGIL_CONSOLE__REASONING_ADDRESS)")
@@ -165,4 +181,4 @@ def build(
         mode=mode,
     )
     sock = bind(cfg.host, cfg.port)
-    return ConsoleStage(settings, bus, app, sock, closers=closers)
+    return ConsoleStage(settings, bus, app, sock, closers=closers, verifier=verifier)

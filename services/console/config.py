@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from services.common.config import CommonSettings
+from services.common.config import CommonSettings, GrpcClientSecurity
 
 
 class ConsoleConfig(BaseModel):
@@ -21,9 +21,15 @@ class ConsoleConfig(BaseModel):
     allow_anonymous: bool = False
     # The reasoning service's gRPC address for Ask ("" = Ask is not available); embedded mode asks in-process.
     reasoning_address: str = ""
+    # TLS (a client certificate for mTLS) and the console's own bearer token for Ask and the reasoning health
+    # probe; None: plaintext (embedded runs, a reasoning service without grpc_security).
+    reasoning_security: GrpcClientSecurity | None = None
     ask_timeout_s: float = Field(default=60.0, gt=0)
     # The edge memory's gRPC address, only for the health area ("" = judged from the last Ask's outcome).
     memory_address: str = ""
+    # TLS to the edge memory for its health probe (health checks need no token; a client certificate where the
+    # memory requires mutual TLS); None: plaintext.
+    memory_security: GrpcClientSecurity | None = None
     # A fresh group per start (suffix added) re-reads the topics from the start: the page is rebuilt from them.
     consumer_group: str = "vigil-console"
     # Most recent alerts kept (with their evidence images) and shown.
@@ -43,6 +49,10 @@ class ConsoleConfig(BaseModel):
 
 
 class ConsoleSettings(CommonSettings):
-    """Everything the console process reads at start-up."""
+    """Everything the console process reads at start-up.
+
+    `signing` (CommonSettings) with a keys file: an alert or evidence record no edge uplink signed is counted
+    and dead-lettered, never shown.
+    """
 
     console: ConsoleConfig = ConsoleConfig()
