@@ -990,8 +990,18 @@ def console_block() -> Schema:
     settings = Block(
         ConsoleConfig,
         "ConsoleConfig (services/console/config.py) -> VIGIL_CONSOLE__<FIELD>; host, port, token, allow_anonymous, "
-        "reasoning_address and memory_address come from the chart's fields.",
-        exclude=("host", "port", "token", "allow_anonymous", "reasoning_address", "memory_address", "watch_frames"),
+        "reasoning_address, reasoning_security, memory_address and memory_security come from the chart's fields.",
+        exclude=(
+            "host",
+            "port",
+            "token",
+            "allow_anonymous",
+            "reasoning_address",
+            "reasoning_security",
+            "memory_address",
+            "memory_security",
+            "watch_frames",
+        ),
     )
     auth = obj(
         {
@@ -1011,7 +1021,10 @@ def console_block() -> Schema:
                 **optional_host_port,
                 "description": "Ask's reasoning service, host:port; empty = this release's reasoning",
             },
+            # TLS and the console's token for Ask (identity "console"); TLS for the edge memory's health probe.
+            "reasoningClient": ref("grpcClient"),
             "memoryAddress": {**optional_host_port, "description": "The edge memory, for the health area only"},
+            "memoryClient": ref("grpcClient"),
             "replicas": POSITIVE_INT,
             "settings": settings,
             "http": obj({"port": {"type": "integer", "minimum": 1024, "maximum": 65535}}, ["port"]),

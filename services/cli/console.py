@@ -9,6 +9,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+from services.cli.grpc_flags import add_flags
 from services.cli.settings import CliError, load
 from services.common.memory_api import MemorySource, MemoryUnavailable
 from services.common.runtime import StageError, run_until_signalled
@@ -32,7 +33,20 @@ def register(sub: Any) -> None:
     console.add_argument("--memory-address", metavar="HOST:PORT", help="the edge memory, for the health area only")
     console.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     console.add_argument("--port", type=int, help="port to listen on (default 8080; 0 = a free one)")
+    # The reasoning service's credentials (a chart-installed one serves TLS and admits Ask by token).
+    add_flags(console)
     console.set_defaults(func=cmd_console)
+
+
+def reasoning_security_flags(args: argparse.Namespace) -> dict[str, Any] | None:
+    """--tls/--ca/--cert/--key/--token-file/--server-name as console.reasoning_security (None: none given)."""
+    if not (args.tls or any(x is not None for x in (args.ca, args.cert, args.key, args.token_file))):
+        return None
+    tls = {k: str(v) for k, v in (("ca", args.ca), ("cert", args.cert), ("key", args.key)) if v is not None}
+    out: dict[str, Any] = {"tls": tls, "server_name": args.server_name}
+    if args.token_file is not None:
+        out["token_file"] = str(args.token_file)
+    return out
 
 
 def new_token() -> str:
@@ -57,6 +71,7 @@ def cmd_console(args: argparse.Namespace) -> int:
 
     flags = {"host": args.host, "port": args.port, "reasoning_address": args.reasoning}
     flags["memory_address"] = args.memory_address
+    flags["reasoning_security"] = reasoning_security_flags(args)
     overrides: dict[str, Any] = {"console": {k: v for k, v in flags.items() if v is not None}}
     if args.kafka:
         overrides["bus"] = {"kind": "kafka", "bootstrap": args.kafka}
