@@ -45,6 +45,7 @@ from scripts.helm_check import (
     variants,
 )
 from services.adapters.config import AdaptersSettings
+from services.common.auth import AllowList
 from services.common.config import BusConfig, GrpcClientSecurity, TlsConfig, TopicsConfig
 from services.common.grpc_runtime import ClientSecurity, open_channel
 from services.console.config import ConsoleSettings
@@ -1614,3 +1615,63 @@ def test_console_is_safe_by_default_and_reads_its_token_from_the_secret(
     )
     env = container_env(anonymous, only_container(kind(anonymous, "Deployment")["cloud-console"]))
     assert env["VIGIL_CONSOLE__ALLOW_ANONYMOUS"] == "true" and "VIGIL_CONSOLE__TOKEN" not in env
+
+
+def test_console_settings_carry_tls_its_token_and_the_signing_keys(
+    render_chart: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = render_chart("cloud", REPO / "helm" / "cloud" / "ci" / "console-values.yaml")
+    spec, c = _pod(objects, "cloud-console")
+    settings = load_settings("services.console", container_env(objects, c), monkeypatch)
+    assert isinstance(settings, ConsoleSettings)
+    # Ask: TLS trusting this release's CA, with the console's own token (never reasoning's or the operator's).
+    ask = settings.console.reasoning_security
+    assert ask is not None and ask.tls is not None
+    assert str(ask.tls.ca) == "/etc/vigil/reasoning-client/ca.crt" and ask.tls.cert is None
+    assert str(ask.token_file) == "/etc/vigil/reasoning-client/token"
+    # The edge memory's health probe: TLS with the edge CA, no token (health needs none).
+    probe = settings.console.memory_security
+    assert probe is not None and probe.tls is not None and probe.token_file is None
+    assert str(probe.tls.ca) == "/etc/vigil/memory-client/ca.crt"
+    # Only signed alerts and evidence are shown.
+    assert str(settings.signing.keys_file) == "/etc/vigil/signing/keys" and settings.signing.required
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["reasoning-client"]["projected"]["sources"] == [
+        {"secret": {"name": "vigil-grpc-tls", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"secret": {"name": "vigil-console-token", "items": [{"key": "token", "path": "token"}]}},
+    ]
+    assert volumes["memory-client"]["projected"]["sources"] == [
+        {"secret": {"name": "vigil-edge-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}
+    ]
+    assert volumes["signing"]["secret"]["secretName"] == "vigil-signing-keys"
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    for path in ("/etc/vigil/reasoning-client", "/etc/vigil/memory-client", "/etc/vigil/signing"):
+        assert mounts[path]["readOnly"], path
+    # The release's reasoning admits the console's identity for Ask (and still refuses anonymous callers).
+    _, reasoning = _pod(objects, "cloud-reasoning")
+    served = load_settings("services.reasoning", container_env(objects, reasoning), monkeypatch)
+    allow = AllowList(served.grpc_security.allow)  # type: ignore[attr-defined]
+    ask_method = "/vigil.reasoning.v1.ReasoningService/Ask"
+    assert allow.admits(ask_method, "console") and allow.admits(ask_method, "operator")
+    assert not allow.admits(ask_method, "anonymous") and not allow.admits(ask_method, "reasoning")
+
+    # A lab without link security: plaintext to this release's reasoning, nothing mounted, nothing verified.
+    lab = render_chart(
+        "cloud",
+        REPO / "helm" / "cloud" / "ci" / "console-values.yaml",
+        {"grpcSecurity": {"enabled": False}, "signing": {"enabled": False}},
+    )
+    lab_spec, lab_c = _pod(lab, "cloud-console")
+    plain = load_settings("services.console", container_env(lab, lab_c), monkeypatch)
+    assert isinstance(plain, ConsoleSettings)
+    assert plain.console.reasoning_security is None and plain.signing.keys_file is None
+    assert {"reasoning-client", "signing"}.isdisjoint(v["name"] for v in lab_spec["volumes"])
+    # Another release's reasoning: reasoningClient alone decides (TLS across the WAN even in a lab).
+    remote = render_chart(
+        "cloud",
+        REPO / "helm" / "cloud" / "ci" / "console-values.yaml",
+        {"grpcSecurity": {"enabled": False}, "console": {"reasoningAddress": "ask.cloud.example.com:443"}},
+    )
+    _, remote_c = _pod(remote, "cloud-console")
+    far = load_settings("services.console", container_env(remote, remote_c), monkeypatch)
+    assert isinstance(far, ConsoleSettings) and far.console.reasoning_security is not None

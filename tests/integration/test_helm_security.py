@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.cli.main import main as vigil
+from services.common.bus.inprocess import InProcessBus
 from services.common.grpc_runtime import ClientSecurity, open_channel
+from services.common.memory_api import MemoryUnavailable
+from services.console.backends import GrpcAsker
+from services.console.bootstrap import build as build_console
+from services.console.config import ConsoleSettings
 from services.reasoning.bootstrap import build
 from services.reasoning.config import ReasoningSettings
 from tests.fixtures.k8s_secrets import ChartSecrets
@@ -189,7 +196,7 @@ def test_a_client_without_credentials_is_refused_by_the_rendered_reasoning(
     finally:
         stop.set()
         stage.close(grace_s=0.2)
-    assert json.loads(settings.model_dump_json())["grpc_security"]["allow"] == {"*": ["operator"]}
+    assert json.loads(settings.model_dump_json())["grpc_security"]["allow"] == {"*": ["operator", "console"]}
 
 
 def test_kafka_credentials_and_mutual_tls_come_from_secrets(
@@ -240,3 +247,74 @@ def test_gating_and_the_uplink_sign_with_the_sites_key_and_the_alert_log_verifie
     cloud = render_chart("cloud", merged(CLOUD_MIN, {"alertsLog": {"enabled": True}}))
     _, log = _pod(cloud, "cloud-alerts-log")
     assert container_env(cloud, log)["VIGIL_SIGNING__KEYS_FILE"] == "/etc/vigil/signing/keys"
+
+
+def test_the_rendered_console_asks_the_rendered_reasoning_over_tls_with_its_own_token(
+    render_chart: Render, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    memory_port, health_port = free_port(), free_port()  # nothing listens on the memory port
+    values = merged(
+        CLOUD_REASONING,
+        {
+            "reasoning": {"memoryAddress": f"127.0.0.1:{memory_port}"},
+            "grpcSecurity": {"healthPort": health_port},
+            "console": {"enabled": True, "auth": {"existingSecret": "vigil-console"}},
+        },
+    )
+    objects = render_chart("cloud", values)
+    secrets = ChartSecrets(tmp_path / "secrets")
+    served = _mount_secrets(objects, "cloud-reasoning", secrets, tmp_path / "reasoning")
+    served["VIGIL_GRPC_ADDRESS"] = "127.0.0.1:0"
+    reasoning = build(load_settings("services.reasoning", served, monkeypatch))  # type: ignore[arg-type]
+    stop = threading.Event()
+    reasoning.start(stop)
+    assert reasoning.endpoint is not None
+    env = _mount_secrets(objects, "cloud-console", secrets, tmp_path / "console")
+    # Every credential setting is the chart's; only the addresses are this machine's (the certificate names
+    # localhost), the bus is in-process and the memory probe is left out (no edge memory here).
+    env |= {
+        "VIGIL_CONSOLE__REASONING_ADDRESS": f"localhost:{reasoning.endpoint.port}",
+        "VIGIL_CONSOLE__HOST": "127.0.0.1",
+        "VIGIL_CONSOLE__PORT": "0",
+        "VIGIL_CONSOLE__TOKEN": "console-page-token-0123456789",
+        "VIGIL_CONSOLE__HEALTH_INTERVAL_S": "0.5",
+        "VIGIL_BUS__KIND": "inprocess",
+    }
+    for key in ("VIGIL_CONSOLE__MEMORY_ADDRESS", "VIGIL_CONSOLE__MEMORY_SECURITY"):
+        env.pop(key)
+    settings = load_settings("services.console", env, monkeypatch)
+    assert isinstance(settings, ConsoleSettings)
+    assert settings.console.reasoning_security is not None and settings.signing.keys_file is not None
+    console = build_console(settings, InProcessBus())
+    console.start(stop, serve=False)
+    try:
+        client = httpx.Client(
+            base_url=console.url(), headers={"Authorization": "Bearer console-page-token-0123456789"}, timeout=30
+        )
+        # Admitted by reasoning's allow-list as "console": the question gets as far as the (absent) edge memory.
+        answer = client.post("/ask", data={"question": "a person at the door?"})
+        assert answer.status_code == 503, answer.text
+        assert f"edge memory at 127.0.0.1:{memory_port}" in answer.text
+        assert "PERMISSION_DENIED" not in answer.text and "UNAUTHENTICATED" not in answer.text
+        # The health probe speaks TLS too (the TLS port does not answer plaintext).
+        deadline = time.monotonic() + 20
+        health: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            health = {h["name"]: h for h in client.get("/api/health").json()}
+            if health["reasoning"]["ok"]:
+                break
+            time.sleep(0.3)
+        assert health["reasoning"]["ok"] and "(TLS)" in health["reasoning"]["detail"], health
+        # The console's Ask path with another identity's token, or none, is turned away before any work.
+        address = f"localhost:{reasoning.endpoint.port}"
+        for identity, code in (("reasoning", "PERMISSION_DENIED"), (None, "UNAUTHENTICATED")):
+            asker = GrpcAsker(address, ClientSecurity.load(secrets.client(identity), "t"))
+            try:
+                with pytest.raises(MemoryUnavailable, match=code):
+                    asker(reasoning_pb2.AskRequest(question="a person?"), 10.0)
+            finally:
+                asker.close()
+    finally:
+        stop.set()
+        console.close(join_timeout_s=10)
+        reasoning.close(grace_s=0.2)
