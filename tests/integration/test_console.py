@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,11 +15,22 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
+from services.common.bus import Message
 from services.common.bus.kafka import KafkaBus
-from services.common.config import TopicsConfig
+from services.common.config import BusConfig, GrpcClientSecurity, GrpcServerSecurity, SigningConfig, TopicsConfig
+from services.common.pki import new_signing_key
+from services.common.signing import Keyring, Signer
 from services.console.bootstrap import ConsoleStage, build
 from services.console.config import ConsoleConfig, ConsoleSettings
+from services.memory.config import RetrievalConfig
+from services.memory.frame_store import ClusterRecord, FrameStore, MemberFrame
+from services.memory.local import LocalMemory
+from services.memory.qdrant_edge_store import QdrantEdgeStore
+from services.memory.retriever import Retriever
+from services.memory.store import FramePayload, IndexPoint
+from tests.fixtures.pki import Pki
 from tests.fixtures.tcp_proxy import free_port
+from tests.unit.test_retriever import KeywordEmbedder
 from vigil.alert.v1 import alert_pb2
 from vigil.event.v1 import event_pb2
 
@@ -250,4 +262,201 @@ def test_a_question_the_reasoning_service_rejects_shows_its_message(kafka_bus_co
         stop.set()
         console.close(join_timeout_s=10)
         reasoning.close(grace_s=1)
+        bus.close()
+
+
+# -- link security: signed records only, Ask over TLS with the console's token ----------------------------
+
+
+def _rejected(topic: str, reason: str) -> float:
+    return REGISTRY.get_sample_value("vigil_signing_rejected_total", {"topic": topic, "reason": reason}) or 0.0
+
+
+def _wait(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+@pytest.mark.slow
+def test_only_signed_alerts_and_evidence_are_shown_forged_ones_are_dead_lettered(
+    kafka_bus_config: Callable[..., BusConfig], unique_topic: Callable[[str], str], tmp_path: Path
+) -> None:
+    keys = tmp_path / "signing-keys"
+    keys.write_text(f"site-1 {new_signing_key()}\n")
+    signer = Signer(Keyring.load(keys), "site-1")
+    # The same key id with another secret: what someone without the site's key can produce.
+    forger = Signer(Keyring.parse(f"site-1 {new_signing_key()}"), "site-1")
+    alerts, evidence = unique_topic("alerts"), unique_topic("evidence")
+    settings = ConsoleSettings(
+        bus=kafka_bus_config(),
+        topics=TopicsConfig(alerts=alerts, evidence=evidence),
+        signing=SigningConfig(keys_file=keys),
+        console=ConsoleConfig(port=0, token=SecretStr(TOKEN), evidence_deadline_s=30.0),
+    )
+    bus = KafkaBus(settings.bus)
+    bus.create_topics([alerts, evidence, alerts + ".dlq", evidence + ".dlq"], num_partitions=1)
+
+    def publish(topic: str, value: bytes, key: str, by: Signer | None) -> None:
+        bus.publish(topic, value, key=key, headers=by.headers(topic, key, value) if by is not None else None)
+
+    before = {r: _rejected(alerts, r) for r in ("forged", "unsigned")}
+    before_evidence = _rejected(evidence, "forged")
+    publish(alerts, _alert("ev-ok"), "ev-ok", signer)
+    publish(alerts, _alert("ev-forged"), "ev-forged", forger)
+    publish(alerts, _alert("ev-unsigned"), "ev-unsigned", None)
+    # A signed record whose payload was swapped on the way: the signature no longer matches.
+    genuine = signer.headers(alerts, "ev-altered", _alert("ev-altered"))
+    bus.publish(alerts, _alert("ev-altered", camera="cam-spoofed"), key="ev-altered", headers=genuine)
+    # A forged boxed image for the genuine alert, then its genuine ROI crop.
+    publish(evidence, _evidence("ev-ok", event_pb2.EVIDENCE_KIND_BOX), "ev-ok", forger)
+    publish(evidence, _evidence("ev-ok"), "ev-ok", signer)
+    # Records of one partition are handled in order: once ev-last shows, every alert before it was judged.
+    publish(alerts, _alert("ev-last"), "ev-last", signer)
+    bus.flush()
+
+    stop = threading.Event()
+    stage = build(settings, bus)
+    stage.start(stop, serve=False)
+    dead: list[Message] = []
+    readers = [bus.consumer([t + ".dlq"], unique_topic("dlq-reader"), dead.append) for t in (alerts, evidence)]
+    try:
+        client = httpx.Client(base_url=stage.url(), headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+
+        def shown() -> dict[str, list[str]]:
+            return {r["event_id"]: sorted(r["evidence"]) for r in client.get("/api/alerts").json()}
+
+        _wait(lambda: shown() == {"ev-ok": ["roi"], "ev-last": []}, 60, "the signed alerts and the ROI crop")
+        page = client.get("/").text
+        for never in ("ev-forged", "ev-unsigned", "ev-altered", "cam-spoofed"):
+            assert never not in page
+        assert client.get("/alerts/ev-forged").status_code == 404
+        assert _rejected(alerts, "forged") == before["forged"] + 2  # ev-forged and ev-altered
+        assert _rejected(alerts, "unsigned") == before["unsigned"] + 1
+        assert _rejected(evidence, "forged") == before_evidence + 1
+
+        def poll_dead() -> bool:
+            for reader in readers:
+                reader.poll(0.5)
+            return len(dead) >= 4
+
+        _wait(poll_dead, 60, "four dead letters")
+        assert sorted((m.topic, m.key) for m in dead) == [
+            (alerts + ".dlq", b"ev-altered"),
+            (alerts + ".dlq", b"ev-forged"),
+            (alerts + ".dlq", b"ev-unsigned"),
+            (evidence + ".dlq", b"ev-ok"),
+        ]
+        reasons = " ".join(m.headers["vigil-error"].decode() for m in dead)
+        assert "does not match the record" in reasons and "unsigned record" in reasons
+    finally:
+        for reader in readers:
+            reader.close()
+        stop.set()
+        stage.close(join_timeout_s=10)
+        bus.close()
+
+
+def _keyword_memory(root: Path) -> tuple[LocalMemory, QdrantEdgeStore]:
+    """A real Qdrant Edge shard and frame store with three scenes, read through a keyword stand-in embedder."""
+    embedder = KeywordEmbedder()
+    store = QdrantEdgeStore(root / "qdrant")
+    store.ensure_collection(embedder.vector_specs)
+    frames = FrameStore(root / "frames")
+    points = []
+    for k, (start, text) in enumerate([(0.0, "person"), (2.0, "car"), (4.0, "bicycle")]):
+        members = [MemberFrame(start + i * 0.2, 0, i) for i in range(10)]
+        for m in members:
+            frames.put_frame("cam-it", m.time_s, f"cam-it@{m.time_s:.1f}".encode())
+        point_id = f"00000000-0000-0000-0000-{k:012d}"
+        frames.put_cluster(ClusterRecord(point_id, "cam-it", members), b"index")
+        payload = FramePayload("cam-it", 0, k, start, members[-1].time_s, 5, 10, text, members[5].time_s, "keyword")
+        points.append(IndexPoint(point_id, {"text": embedder.vec(text)}, payload))
+    store.upsert(points)
+    config = RetrievalConfig(temperature=0.05, theta=0.8, lam=0.25, max_frames_cap=4)
+    return LocalMemory(Retriever(store, frames, embedder, config)), store
+
+
+@pytest.mark.slow
+def test_ask_goes_through_a_tls_reasoning_service_with_the_consoles_token(
+    kafka_bus_config: Callable[..., BusConfig], unique_topic: Callable[[str], str], tmp_path: Path
+) -> None:
+    from services.reasoning.bootstrap import build as build_reasoning
+    from services.reasoning.config import ReasoningSettings
+
+    pki = Pki.create(tmp_path / "pki")
+    tokens_file, tokens = pki.tokens("operator", "console", "reasoning")
+    memory, store = _keyword_memory(tmp_path / "memory")
+    # A real reasoning server on port 0 as the chart configures it: TLS, tokens, Ask for operator and console.
+    reasoning = build_reasoning(
+        ReasoningSettings(
+            grpc_address="127.0.0.1:0",
+            grpc_security=GrpcServerSecurity(
+                tls=pki.cert("reasoning"), tokens_file=tokens_file, allow={"Ask": ["operator", "console"]}
+            ),
+        ),
+        memory=memory,
+    )
+    stop = threading.Event()
+    reasoning.start(stop)
+    assert reasoning.endpoint is not None
+    address = f"localhost:{reasoning.endpoint.port}"
+
+    def console_with(security: GrpcClientSecurity | None) -> ConsoleStage:
+        settings = ConsoleSettings(
+            bus=kafka_bus_config(),
+            topics=TopicsConfig(alerts=unique_topic("alerts"), evidence=unique_topic("evidence")),
+            console=ConsoleConfig(
+                port=0,
+                token=SecretStr(TOKEN),
+                reasoning_address=address,
+                reasoning_security=security,
+                ask_timeout_s=20.0,
+                health_interval_s=0.5,
+            ),
+        )
+        stage = build(settings, bus)
+        stage.start(stop, serve=False)
+        return stage
+
+    bus = KafkaBus(kafka_bus_config())
+    consoles: list[ConsoleStage] = []
+    try:
+        consoles = [
+            console_with(pki.client(token=tokens["console"])),
+            console_with(pki.client(token=tokens["reasoning"])),  # a token, but not one Ask admits
+            console_with(None),  # plaintext against a TLS server
+        ]
+        ok, wrong, plain = (
+            httpx.Client(base_url=c.url(), headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) for c in consoles
+        )
+        answer = ok.post("/ask", data={"question": "a person", "camera": "cam-it", "mode": "top-k"})
+        assert answer.status_code == 200, answer.text
+        assert 'class="answer-text"' in answer.text and "keyword-test" in answer.text
+        assert answer.text.count('class="keyframe"') >= 1
+        denied = wrong.post("/ask", data={"question": "a person"})
+        assert (
+            denied.status_code == 503
+            and "PERMISSION_DENIED" in denied.text
+            and "not allowed for &#39;reasoning&#39;" in denied.text
+        )
+        refused = plain.post("/ask", data={"question": "a person"})
+        assert refused.status_code == 503 and "UNAVAILABLE" in refused.text
+        assert tokens["console"] not in answer.text + denied.text + refused.text
+
+        def reasoning_health(client: httpx.Client) -> dict[str, Any]:
+            return next(h for h in client.get("/api/health").json() if h["name"] == "reasoning")
+
+        _wait(lambda: reasoning_health(ok)["ok"] is True, 20, "the TLS health probe to pass")
+        assert "(TLS)" in reasoning_health(ok)["detail"]
+        _wait(lambda: reasoning_health(plain)["checked_ns"] > 0, 20, "the plaintext probe to run")
+        assert reasoning_health(plain)["ok"] is False
+    finally:
+        stop.set()
+        for stage in consoles:
+            stage.close(join_timeout_s=10)
+        reasoning.close(grace_s=1)
+        store.close()
         bus.close()
