@@ -18,6 +18,12 @@ Semantics (identical for the in-process bus and Kafka):
   ``max_attempts`` times in a row, sends the message to the dead-letter topic
   (original headers kept, plus ``vigil-error`` and ``vigil-origin``), then its
   offset is committed: one bad message never blocks or crashes the stream.
+* A consumer that keeps failing on *every* record is not one bad message: after
+  ``max_consecutive_failures`` records dead-lettered in a row for errors other than
+  :class:`PoisonMessage`, or ``max_failing_s`` without finishing a record (a retryable
+  failure that never passes, a flush that keeps failing), it raises
+  :class:`ConsumerFailing` from its thread, which fails its service (NOT_SERVING, exit 1)
+  so that a supervisor restarts it, instead of spinning or dead-lettering the whole stream.
 """
 
 from __future__ import annotations
@@ -59,6 +65,10 @@ class PoisonMessage(Exception):
 
 class RetryableError(Exception):
     """Handling failed for a reason that may pass (a dependency is down): retry the same message."""
+
+
+class ConsumerFailing(RuntimeError):
+    """A consumer's handling fails on every record, for too long: its service must fail and be restarted."""
 
 
 class Bus(ABC):
@@ -164,6 +174,8 @@ class Consumer(ABC):
         retry_backoff_s: float = 0.2,
         max_backoff_s: float = 5.0,
         manual_ack: bool = False,
+        max_failing_s: float = 300.0,
+        max_consecutive_failures: int = 20,
     ) -> None:
         self._bus = bus
         self._acks: AckTracker | None = AckTracker() if manual_ack else None
@@ -174,6 +186,12 @@ class Consumer(ABC):
         self._max_backoff = max_backoff_s
         self.handled = 0
         self.dead_lettered = 0
+        self._max_failing_s = max_failing_s
+        self._max_consecutive = max_consecutive_failures
+        # Records dead-lettered in a row for non-poison errors, and since when nothing was finished.
+        self._consecutive_failures = 0
+        self._failing_since: float | None = None
+        self._failure_lock = threading.Lock()
 
     @abstractmethod
     def poll(self, timeout_s: float = 0.5) -> int:
@@ -221,6 +239,7 @@ class Consumer(ABC):
         while True:
             try:
                 work()
+                self._succeeded()
                 return True
             except RetryableError as exc:
                 log.warning(
@@ -248,11 +267,37 @@ class Consumer(ABC):
                 if attempts >= self._max_attempts:
                     self._dead_letter(msg, f"{type(exc).__name__}: {exc}", kind="failed")
                     self._finish_without_ack(msg)
+                    self._failed(f"{type(exc).__name__}: {exc}", dead_lettered=True)
                     return True
+            self._failed(f"still failing on {msg.topic}[{msg.partition}]@{msg.offset}")
             if stop is not None and stop.is_set():
                 return False
             time.sleep(backoff)
             backoff = min(backoff * 2, self._max_backoff)
+
+    def _succeeded(self) -> None:
+        """A record was finished: the consumer is healthy again."""
+        with self._failure_lock:
+            self._consecutive_failures = 0
+            self._failing_since = None
+
+    def _failed(self, why: str, *, dead_lettered: bool = False) -> None:
+        """One more failure; ConsumerFailing once they show the handling is broken, not one message."""
+        now = time.monotonic()
+        with self._failure_lock:
+            if dead_lettered:
+                self._consecutive_failures += 1
+            if self._failing_since is None:
+                self._failing_since = now
+            failing_s = now - self._failing_since
+            consecutive = self._consecutive_failures
+        if consecutive >= self._max_consecutive:
+            raise ConsumerFailing(
+                f"{consecutive} records in a row failed and were dead-lettered (last: {why}); "
+                "the handler is broken, not the messages"
+            )
+        if failing_s > self._max_failing_s:
+            raise ConsumerFailing(f"no record finished for {failing_s:.0f}s (last: {why})")
 
     def _finish_without_ack(self, msg: Message) -> None:
         if self._acks is not None:

@@ -1,0 +1,190 @@
+"""Fail loudly, recover by themselves (issue 13): producers rebuilt after a broker restart, consumers that
+fail on every record back off and fail their service, a dead thread turns health NOT_SERVING."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY
+
+from services.common.bus import ConsumerFailing, Message, RetryableError
+from services.common.bus.kafka import BrokerUnavailable, KafkaBus
+from services.common.config import BusConfig
+from services.common.grpc_runtime import create_server
+from services.common.runtime import GrpcEndpoint, Stage
+from tests.fixtures.tansu import TansuBroker
+
+ConfigFactory = Callable[..., BusConfig]
+Names = Callable[[str], str]
+
+
+@pytest.fixture
+def own_broker() -> Iterator[TansuBroker]:
+    """A broker of this test alone: it is restarted (memory storage: everything is lost)."""
+    broker = TansuBroker().start()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+def _rebuilds() -> float:
+    return REGISTRY.get_sample_value("vigil_bus_producer_rebuilds_total") or 0.0
+
+
+def _health(port: int) -> int:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        return int(stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status)
+
+
+def _stage_with_health(name: str, **kwargs: object) -> Stage:
+    def serve() -> GrpcEndpoint:
+        return GrpcEndpoint(*create_server("127.0.0.1:0", lambda _server: None, [f"vigil.test.{name}"]))
+
+    return Stage(name, serve=serve, **kwargs)  # type: ignore[arg-type]
+
+
+def _wait(done: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_producer_is_rebuilt_after_the_broker_lost_its_state(own_broker: TansuBroker, unique_topic: Names) -> None:
+    """SIGKILL + start of a memory broker: the old producer id is unknown; the bus replaces the producer."""
+    topic = unique_topic("restart")
+    bus = KafkaBus(BusConfig(kind="kafka", bootstrap=own_broker.bootstrap, publish_timeout_s=10), client_id="rb")
+    try:
+        bus.publish(topic, b"before", key="k")
+        bus.flush()
+        assert own_broker._proc is not None
+        own_broker._proc.kill()
+        own_broker._proc.wait()
+        own_broker._proc = None
+        own_broker.start()
+        rebuilds = _rebuilds()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                bus.publish(topic, b"after", key="k")
+                bus.flush()
+                break
+            except BrokerUnavailable:
+                # Retryable, as every handler and ingest treat it: publish again.
+                assert attempts < 10, "the producer never recovered"
+                time.sleep(0.5)
+        seen: list[bytes] = []
+        consumer = bus.consumer([topic], unique_topic("g"), lambda m: seen.append(m.value))
+        deadline = time.monotonic() + 20
+        while b"after" not in seen and time.monotonic() < deadline:
+            consumer.poll(0.2)
+        assert b"after" in seen
+        # Idempotence of a dead producer id is not what let it through: a new producer was built.
+        assert _rebuilds() > rebuilds or attempts == 1
+    finally:
+        bus.close()
+
+
+@pytest.mark.slow
+def test_handler_failing_on_every_record_fails_the_service(
+    kafka_bus_config: ConfigFactory, unique_topic: Names
+) -> None:
+    """Not one poison message but a broken handler: after N dead-letters in a row, NOT_SERVING and a failure."""
+    topic, dlq = unique_topic("src"), unique_topic("dlq")
+    bus = KafkaBus(kafka_bus_config(max_consecutive_failures=3), client_id="broken")
+    calls: list[int] = []
+
+    def broken(msg: Message) -> None:
+        calls.append(msg.offset)
+        raise ValueError("the model server answers garbage")
+
+    try:
+        for i in range(10):
+            bus.publish(topic, b"%d" % i, key="k")
+        bus.flush()
+        consumer = bus.consumer([topic], unique_topic("g"), broken, dead_letter_topic=dlq)
+        stage = _stage_with_health("broken", consumers=[consumer])
+        stop = threading.Event()
+        stage.start(stop)
+        assert stage.endpoint is not None
+        assert _health(stage.endpoint.port) == health_pb2.HealthCheckResponse.SERVING
+        _wait(stop.is_set, 60, "the stage to fail")
+        assert stage.failure is not None and "ConsumerFailing" in stage.failure
+        assert _health(stage.endpoint.port) == health_pb2.HealthCheckResponse.NOT_SERVING
+        stage.close(grace_s=0.5)
+        # 3 records dead-lettered (3 attempts each), then it stopped instead of emptying the topic into the DLQ.
+        assert sorted(set(calls)) == [0, 1, 2]
+    finally:
+        bus.close()
+
+
+@pytest.mark.slow
+def test_retryable_failure_that_never_passes_backs_off_then_fails(
+    kafka_bus_config: ConfigFactory, unique_topic: Names
+) -> None:
+    """A dependency that never comes back: the same record is retried with back-off, then the consumer fails."""
+    src = unique_topic("src")
+    bus = KafkaBus(kafka_bus_config(max_failing_s=4.0), client_id="stuck")
+    attempts: list[int] = []
+
+    def stuck(msg: Message) -> None:
+        attempts.append(msg.offset)
+        raise RetryableError("the detector server is unreachable")
+
+    try:
+        bus.publish(src, b"x", key="k")
+        bus.flush()
+        consumer = bus.consumer([src], unique_topic("g"), stuck)
+        with pytest.raises(ConsumerFailing, match="no record finished"):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                consumer.poll(0.2)
+        # Back-off 0.2, 0.4, 0.8, 1.6, 3.2 s: a handful of attempts, not a spin.
+        assert 3 <= len(attempts) <= 8, attempts
+        consumer.close()
+    finally:
+        bus.close()
+
+
+def test_dead_thread_turns_health_not_serving_and_fails_the_stage() -> None:
+    """The uplink's interval thread died with PublishError and the process lived on: now the stage fails."""
+
+    def interval_loop(stop: threading.Event) -> None:
+        raise RuntimeError("PublishError: 1 of 1 records were not delivered")
+
+    def healthy_loop(stop: threading.Event) -> None:
+        stop.wait()
+
+    stage = _stage_with_health("dies", loops=[("intervals", interval_loop), ("other", healthy_loop)])
+    stop = threading.Event()
+    stage.start(stop)
+    assert stop.wait(10), "the stage was not stopped"
+    assert stage.endpoint is not None
+    assert _health(stage.endpoint.port) == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert stage.failure is not None and "dies-intervals died: RuntimeError" in stage.failure
+    stage.close(grace_s=0.5)
+
+
+def test_service_loop_returning_early_fails_the_stage() -> None:
+    """A service's loop that returns while the service runs is a death too (a job's loops may end)."""
+    stage = Stage("svc", loops=[("quits", lambda stop: None)])
+    stop = threading.Event()
+    stage.start(stop)
+    assert stop.wait(10)
+    assert stage.failure == "svc-quits returned while svc was running"
+    stage.close()
+    job = Stage("job", loops=[("done", lambda stop: None)], ends_by_itself=True)
+    job_stop = threading.Event()
+    job.start(job_stop)
+    job.wait(job_stop)
+    assert job.failure is None
+    job.close()
