@@ -122,6 +122,8 @@ def test_a_broker_that_goes_away_stops_the_run_instead_of_failing_one_camera(tmp
     """A bus error is every camera's: run() raises it, so `vigil run` exits 3 (rerun to resume)."""
     a, b = _frames(tmp_path, "test13"), _frames(tmp_path, "test12")
     settings = EdgeSettings()
+    # Ingest waits this long for the broker to come back (services/ingest/outbox.py), then gives up.
+    settings.ingest = settings.ingest.model_copy(update={"broker_wait_s": 1.0})
     pipeline = EmbeddedPipeline(settings, BrokerGoesAway(settings.topics.frames, good=3), with_memory=False)
     feeds = [CameraFeed("north", ImageSequenceSource(str(a))), CameraFeed("south", ImageSequenceSource(str(b)))]
     with pytest.raises(BrokerUnavailable, match="no broker"):
