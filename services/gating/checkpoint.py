@@ -41,20 +41,30 @@ _VERSION = 1
 
 @dataclass(frozen=True)
 class FramePosition:
-    """Where a frame sits in the frames topic."""
+    """Where a frame sits in the frames topic, and when it was captured."""
 
     topic: str
     partition: int
     offset: int
+    capture_time_ns: int = 0
 
     @classmethod
-    def of(cls, msg: Message) -> FramePosition:
-        """The position of `msg`."""
-        return cls(msg.topic, msg.partition, msg.offset)
+    def of(cls, msg: Message, capture_time_ns: int) -> FramePosition:
+        """The position of `msg`, whose frame was captured at `capture_time_ns`."""
+        return cls(msg.topic, msg.partition, msg.offset, capture_time_ns)
 
-    def covers(self, msg: Message) -> bool:
-        """True when `msg` is this frame or an earlier one of the same partition (its effect is already saved)."""
-        return msg.topic == self.topic and msg.partition == self.partition and msg.offset <= self.offset
+    def covers(self, msg: Message, capture_time_ns: int) -> bool:
+        """True when `msg` is this frame or an earlier one of the same partition (its effect is already saved).
+
+        A frame captured after this one is new even at a lower offset: the broker lost its log (a memory
+        broker restarted, a topic re-created) and offsets began again.
+        """
+        return (
+            msg.topic == self.topic
+            and msg.partition == self.partition
+            and msg.offset <= self.offset
+            and capture_time_ns <= self.capture_time_ns
+        )
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,9 @@ class IncidentStore:
             pos = data["position"]
             return CameraCheckpoint(
                 camera_id=camera_id,
-                position=FramePosition(str(pos["topic"]), int(pos["partition"]), int(pos["offset"])),
+                position=FramePosition(
+                    str(pos["topic"]), int(pos["partition"]), int(pos["offset"]), int(pos["capture_time_ns"])
+                ),
                 pts_s=float(data["pts_s"]),
                 incidents=list(data["incidents"]),
             )
@@ -113,7 +125,12 @@ class IncidentStore:
                 {
                     "version": _VERSION,
                     "camera_id": checkpoint.camera_id,
-                    "position": {"topic": pos.topic, "partition": pos.partition, "offset": pos.offset},
+                    "position": {
+                        "topic": pos.topic,
+                        "partition": pos.partition,
+                        "offset": pos.offset,
+                        "capture_time_ns": pos.capture_time_ns,
+                    },
                     "pts_s": checkpoint.pts_s,
                     "incidents": checkpoint.incidents,
                 }

@@ -157,7 +157,7 @@ class FrameHandler:
             self._restored.add(camera_id)
             self._restore(camera_id, decoded)
         position = self._positions.get(camera_id)
-        if position is not None and position.covers(decoded.msg):
+        if position is not None and position.covers(decoded.msg, decoded.frame.capture_time_ns):
             self.replayed += 1
             metrics.REPLAYED_SKIPPED.inc()
             return True
@@ -170,7 +170,9 @@ class FrameHandler:
         if checkpoint is None:
             return
         self._positions[camera_id] = checkpoint.position
-        if first.frame.pts_s < checkpoint.pts_s and not checkpoint.position.covers(first.msg):
+        if first.frame.pts_s < checkpoint.pts_s and not checkpoint.position.covers(
+            first.msg, first.frame.capture_time_ns
+        ):
             # Stream time went back on a frame after the checkpoint: the source was restarted, a new stream.
             log.info("%s: stream time restarted since the checkpoint; its incidents are closed", camera_id)
             return
@@ -191,7 +193,7 @@ class FrameHandler:
 
     def _checkpoint(self, decoded: DecodedFrame) -> None:
         camera_id = decoded.frame.camera_id
-        position = FramePosition.of(decoded.msg)
+        position = FramePosition.of(decoded.msg, decoded.frame.capture_time_ns)
         self._positions[camera_id] = position
         if self._store is not None:
             self._store.save(

@@ -3,9 +3,15 @@ fail on every record back off and fail their service, a dead thread turns health
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -18,7 +24,11 @@ from services.common.config import BusConfig
 from services.common.grpc_runtime import create_server
 from services.common.runtime import GrpcEndpoint, Stage
 from tests.fixtures.tansu import TansuBroker
+from tests.integration.test_gating_restart import clip_frames
+from vigil.event.v1 import event_pb2
+from vigil.media.v1 import frame_pb2
 
+ROOT = Path(__file__).resolve().parents[2]
 ConfigFactory = Callable[..., BusConfig]
 Names = Callable[[str], str]
 
@@ -188,3 +198,71 @@ def test_service_loop_returning_early_fails_the_stage() -> None:
     job.wait(job_stop)
     assert job.failure is None
     job.close()
+
+
+@pytest.mark.slow
+def test_gating_recovers_or_exits_across_a_broker_restart(own_broker: TansuBroker, tmp_path: Path) -> None:
+    """SIGKILL + start of a memory broker (issue 13: gating then spun on the same 50 frames, SERVING, publishing
+    nothing): gating must alert the incidents published after the restart, or exit non-zero; never stall."""
+    frames = clip_frames()
+    before, after = frames[:18], frames[18:45]
+    suffix = uuid.uuid4().hex[:8]
+    frames_topic, events_topic = f"rs.frames.{suffix}", f"rs.events.{suffix}"
+    env = {
+        **os.environ,
+        "VIGIL_BUS__KIND": "kafka",
+        "VIGIL_BUS__BOOTSTRAP": own_broker.bootstrap,
+        "VIGIL_BUS__PUBLISH_TIMEOUT_S": "10",
+        "VIGIL_BUS__MAX_FAILING_S": "60",
+        "VIGIL_TOPICS__FRAMES": frames_topic,
+        "VIGIL_TOPICS__EVENTS": events_topic,
+        "VIGIL_GATING__CONSUMER_GROUP": f"rs-gating-{suffix}",
+        "VIGIL_GATING__MOTION_GATE": "false",
+        "VIGIL_GATING__STATE_DIR": str(tmp_path / "state"),
+        "VIGIL_GRPC_ADDRESS": "127.0.0.1:0",
+    }
+
+    def publish(part: list[frame_pb2.Frame]) -> None:
+        bus = KafkaBus(BusConfig(kind="kafka", bootstrap=own_broker.bootstrap), client_id="rs-feed")
+        bus.create_topics([frames_topic, events_topic], num_partitions=1)
+        for f in part:
+            bus.publish(frames_topic, f.SerializeToString(), key=f.camera_id)
+        bus.flush()
+        bus.close()
+
+    def events_seen(timeout_s: float, want: set[int], proc: subprocess.Popen[bytes]) -> set[int]:
+        bus = KafkaBus(BusConfig(kind="kafka", bootstrap=own_broker.bootstrap), client_id="rs-read")
+        seen: set[int] = set()
+        reader = bus.consumer(
+            [events_topic], uuid.uuid4().hex, lambda m: seen.add(event_pb2.Event.FromString(m.value).frame_seq)
+        )
+        deadline = time.monotonic() + timeout_s
+        while not want <= seen and time.monotonic() < deadline and proc.poll() is None:
+            reader.poll(0.5)
+        bus.close()
+        return seen
+
+    log = tmp_path / "gating.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.gating"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            publish(before)
+            assert events_seen(180, {2, 11}, proc) >= {2, 11}, log.read_text()[-4000:]
+            assert own_broker._proc is not None
+            own_broker._proc.kill()
+            own_broker._proc.wait()
+            own_broker._proc = None
+            own_broker.start()
+            restarted = time.monotonic()
+            publish(after)
+            seen = events_seen(240, {29, 36, 41}, proc)
+            took = time.monotonic() - restarted
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+    recovered = {29, 36, 41} <= seen
+    print(f"broker restart: {'recovered' if recovered else f'exited {proc.returncode}'} after {took:.1f}s")
+    assert recovered or proc.returncode not in (0, None), log.read_text()[-4000:]
