@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -79,6 +80,8 @@ class FrameHandler:
         # Per camera: the last frame the grouper's state reflects (checkpointed, or gated by this process).
         self._positions: dict[str, FramePosition] = {}
         self._restored: set[str] = set()
+        # Per camera: the incidents last written to the store (a write is skipped when nothing changed).
+        self._saved: dict[str, list[dict[str, Any]]] = {}
         # Re-delivered frames skipped because the grouper already reflects them.
         self.replayed = 0
         self.frames = 0
@@ -195,10 +198,16 @@ class FrameHandler:
         camera_id = decoded.frame.camera_id
         position = FramePosition.of(decoded.msg, decoded.frame.capture_time_ns)
         self._positions[camera_id] = position
-        if self._store is not None:
-            self._store.save(
-                CameraCheckpoint(camera_id, position, decoded.frame.pts_s, self._gater.incident_state(camera_id))
-            )
+        if self._store is None:
+            return
+        incidents = self._gater.incident_state(camera_id)
+        # Unchanged incidents (a quiet scene) are not written again: the frames since the saved position are
+        # gated again after a restart, to the same effect, since they changed nothing. Every gated frame
+        # changes its incident (last seen, boxes), so no frame that counts is ever left behind.
+        if self._saved.get(camera_id) == incidents:
+            return
+        self._store.save(CameraCheckpoint(camera_id, position, decoded.frame.pts_s, incidents))
+        self._saved[camera_id] = incidents
 
     def _publish(self, outcome: FrameOutcome, capture_time_ns: int) -> None:
         assert outcome.event is not None
