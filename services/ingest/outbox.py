@@ -160,7 +160,7 @@ class FrameOutbox:
                     exc,
                     len(batch) + len(self),
                     self._capacity,
-                    "dropping the oldest" if self._live else "reading paused",
+                    "then the oldest drop" if self._live else "then reading pauses",
                     backoff,
                 )
                 if stop.wait(backoff):
