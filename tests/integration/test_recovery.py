@@ -3,6 +3,7 @@ fail on every record back off and fail their service, a dead thread turns health
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -265,4 +266,82 @@ def test_gating_recovers_or_exits_across_a_broker_restart(own_broker: TansuBroke
                 proc.wait(timeout=30)
     recovered = {29, 36, 41} <= seen
     print(f"broker restart: {'recovered' if recovered else f'exited {proc.returncode}'} after {took:.1f}s")
+    assert recovered or proc.returncode not in (0, None), log.read_text()[-4000:]
+
+
+@pytest.mark.slow
+def test_uplink_delivers_again_after_the_cloud_broker_restarts(
+    tansu: TansuBroker, own_broker: TansuBroker, tmp_path: Path, unique_topic: Names
+) -> None:
+    """Issue 13: after a cloud broker restart the uplink's interval thread died with PublishError and the
+    process delivered 0 alerts from then on. Now it delivers again, or exits non-zero; never both alive and mute."""
+    from tests.integration.test_uplink_service import make_event
+
+    topics = {k: unique_topic(k) for k in ("events", "alerts", "evidence")}
+    env = {
+        **os.environ,
+        "VIGIL_BUS__KIND": "kafka",
+        "VIGIL_BUS__BOOTSTRAP": tansu.bootstrap,
+        "VIGIL_BUS__PUBLISH_TIMEOUT_S": "5",
+        "VIGIL_TOPICS__EVENTS": topics["events"],
+        "VIGIL_TOPICS__ALERTS": topics["alerts"],
+        "VIGIL_TOPICS__EVIDENCE": topics["evidence"],
+        "VIGIL_UPLINK__CONSUMER_GROUP": unique_topic("uplink"),
+        "VIGIL_UPLINK__CLOUD_BUS": json.dumps(
+            {"kind": "kafka", "bootstrap": own_broker.bootstrap, "publish_timeout_s": 5}
+        ),
+        "VIGIL_UPLINK__INTERVAL_S": "0.5",
+    }
+    edge = KafkaBus(BusConfig(kind="kafka", bootstrap=tansu.bootstrap), client_id="ur-edge")
+
+    def publish(first: int) -> set[str]:
+        now = time.time_ns()
+        events = [make_event(i, 1, 0.9, now) for i in range(first, first + 5)]
+        for e in events:
+            edge.publish(topics["events"], e.SerializeToString(), key=e.camera_id)
+        edge.flush()
+        return {e.event_id for e in events}
+
+    def alerts(want: set[str], timeout_s: float, proc: subprocess.Popen[bytes]) -> set[str]:
+        cloud = KafkaBus(BusConfig(kind="kafka", bootstrap=own_broker.bootstrap), client_id="ur-cloud")
+        got: set[str] = set()
+        reader = cloud.consumer([topics["alerts"]], uuid.uuid4().hex, lambda m: got.add((m.key or b"").decode()))
+        deadline = time.monotonic() + timeout_s
+        while not want <= got and time.monotonic() < deadline and proc.poll() is None:
+            reader.poll(0.5)
+        cloud.close()
+        return got
+
+    def cloud_topics() -> None:
+        cloud = KafkaBus(BusConfig(kind="kafka", bootstrap=own_broker.bootstrap), client_id="ur-setup")
+        cloud.create_topics([topics["alerts"], topics["evidence"]], num_partitions=1)
+        cloud.close()
+
+    log = tmp_path / "uplink.log"
+    edge.create_topics([topics["events"]], num_partitions=1)
+    cloud_topics()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.uplink"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            before = publish(0)
+            assert before <= alerts(before, 60, proc), log.read_text()[-4000:]
+            assert own_broker._proc is not None
+            own_broker._proc.kill()
+            own_broker._proc.wait()
+            own_broker._proc = None
+            own_broker.start()
+            restarted = time.monotonic()
+            cloud_topics()
+            after = publish(100)
+            got = alerts(after, 120, proc)
+            took = time.monotonic() - restarted
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+            edge.close()
+    recovered = after <= got
+    print(f"cloud broker restart: {'recovered' if recovered else f'exited {proc.returncode}'} after {took:.1f}s")
     assert recovered or proc.returncode not in (0, None), log.read_text()[-4000:]
