@@ -32,6 +32,10 @@ class StageError(RuntimeError):
     """The stage cannot be built as configured (a source that will not open, missing weights): exit 2."""
 
 
+class StageFailed(RuntimeError):
+    """A stage's thread died while it ran (see Stage.fail): its work is incomplete."""
+
+
 @dataclass
 class GrpcEndpoint:
     """A built (not started) gRPC server, its bound port and its health servicer."""
