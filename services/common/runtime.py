@@ -122,14 +122,27 @@ class Stage:
         stop.set()
 
     def wait(self, stop: threading.Event) -> None:
-        """Block until `stop` is set or, for a job, until its loops have all returned."""
+        """Block until `stop` is set or, for a job, until its loops have all returned; watch the consumers."""
         if not self.ends_by_itself:
-            stop.wait()
+            while not stop.wait(1.0):
+                self.watch(stop)
             return
         for thread in self._threads:
             while thread.is_alive() and not stop.is_set():
                 thread.join(timeout=0.5)
+                self.watch(stop)
         stop.set()
+
+    def watch(self, stop: threading.Event) -> None:
+        """Fail the stage when a consumer's poll has shown no sign of life for longer than it may.
+
+        Issue 13's broker restart left a consumer inside its Kafka client's group rejoin, neither polling
+        nor raising: a thread alive but stuck is a death too.
+        """
+        for consumer in self.consumers:
+            stalled = consumer.stalled_s()
+            if stalled > consumer.max_stall_s:
+                self.fail(f"a consumer of {self.name} is stuck: no progress for {stalled:.0f}s", stop)
 
     def close(self, *, grace_s: float = 10.0, join_timeout_s: float = 30.0) -> None:
         """After `stop` is set: drain the server, join the threads, run the hooks, close consumers and resources."""

@@ -345,3 +345,34 @@ def test_uplink_delivers_again_after_the_cloud_broker_restarts(
     recovered = after <= got
     print(f"cloud broker restart: {'recovered' if recovered else f'exited {proc.returncode}'} after {took:.1f}s")
     assert recovered or proc.returncode not in (0, None), log.read_text()[-4000:]
+
+
+@pytest.mark.slow
+def test_consumer_stuck_inside_poll_fails_the_service(kafka_bus_config: ConfigFactory, unique_topic: Names) -> None:
+    """A thread alive but stuck (issue 13's broker restart left one inside the client's group rejoin) is
+    a death too: the stage's watch fails it once it shows no sign of life for bus.max_failing_s."""
+    topic = unique_topic("stuck")
+    bus = KafkaBus(kafka_bus_config(max_failing_s=3.0), client_id="stuck")
+    release = threading.Event()
+    try:
+        bus.publish(topic, b"x", key="k")
+        bus.flush()
+
+        def hangs(_msg: Message) -> None:
+            release.wait()  # a call that never returns (a client library, a model server without a timeout)
+
+        consumer = bus.consumer([topic], unique_topic("g"), hangs)
+        stage = _stage_with_health("stuck", consumers=[consumer])
+        stop = threading.Event()
+        stage.start(stop)
+        waiter = threading.Thread(target=stage.wait, args=(stop,), daemon=True)
+        waiter.start()
+        waiter.join(timeout=90)
+        assert not waiter.is_alive(), "the stuck consumer was never noticed"
+        assert stage.failure is not None and "is stuck: no progress" in stage.failure
+        assert stage.endpoint is not None
+        assert _health(stage.endpoint.port) == health_pb2.HealthCheckResponse.NOT_SERVING
+        stage.close(grace_s=0.5, join_timeout_s=1)  # returns although the poll never does
+    finally:
+        release.set()
+        bus.close()

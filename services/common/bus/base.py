@@ -192,6 +192,9 @@ class Consumer(ABC):
         self._consecutive_failures = 0
         self._failing_since: float | None = None
         self._failure_lock = threading.Lock()
+        # While run() is inside poll(): when it last showed a sign of life (poll began, a handler attempt
+        # began). A poll that stops moving inside a client library is the one stall no handler can report.
+        self._active_since: float | None = None
 
     @abstractmethod
     def poll(self, timeout_s: float = 0.5) -> int:
@@ -203,8 +206,22 @@ class Consumer(ABC):
 
     def run(self, stop: threading.Event, idle_timeout_s: float = 0.5) -> None:
         """Poll until `stop` is set."""
-        while not stop.is_set():
-            self.poll(idle_timeout_s)
+        try:
+            while not stop.is_set():
+                self._active_since = time.monotonic()
+                self.poll(idle_timeout_s)
+        finally:
+            self._active_since = None
+
+    @property
+    def max_stall_s(self) -> float:
+        """How long a poll may show no sign of life before :meth:`stalled_s` means the consumer is stuck."""
+        return self._max_failing_s
+
+    def stalled_s(self) -> float:
+        """Seconds the running poll has shown no sign of life (0 when not polling); the Stage watches it."""
+        since = self._active_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def ack(self, msg: Message) -> None:
         """With manual_ack: `msg`'s work is durable; its offset may be committed (thread-safe)."""
@@ -237,6 +254,8 @@ class Consumer(ABC):
         attempts = 0
         backoff = self._backoff0
         while True:
+            if self._active_since is not None:
+                self._active_since = time.monotonic()
             try:
                 work()
                 self._succeeded()

@@ -65,6 +65,8 @@ _METADATA_MAX_AGE_MS = 5000
 _COMMIT_TIMEOUT_MS = 5_000
 # How long a consumer waits before trying again to reach a broker it could not bootstrap from.
 _RECONNECT_PAUSE_S = 1.0
+# How long close() waits for a running poll to return before it gives up on a stuck one.
+_CLOSE_WAIT_S = 15.0
 # Broker answers that mean this producer's id/epoch/sequences are gone for good (a broker that lost its
 # log, as Tansu with memory storage after a restart, or another producer took over): only a new producer
 # (a new producer id) can publish again; kafka-python's own then stays in its fatal state forever.
@@ -604,18 +606,27 @@ class KafkaGroupConsumer(Consumer):
     def close(self) -> None:
         """Commit what was handled, leave the group; the group's offsets stay with the broker."""
         self._stop.set()
-        with self._poll_lock:
-            if self._closed:
-                return
-            self._closed = True
-            consumer, self._consumer = self._consumer, None
-            if consumer is None:
-                return
-            try:
-                self._commit(consumer)
-                consumer.close(autocommit=False, timeout_ms=_COMMIT_TIMEOUT_MS)
-            except KafkaError as exc:
-                log.warning("closing consumer of group %s: %s", self._group, exc)
+        # A poll stuck inside the client (see Stage.watch) holds the lock for good: do not wait on it.
+        if not self._poll_lock.acquire(timeout=_CLOSE_WAIT_S):
+            log.error("consumer of group %s is stuck in poll; leaving it (its offsets stay as committed)", self._group)
+            return
+        try:
+            self._close_locked()
+        finally:
+            self._poll_lock.release()
+
+    def _close_locked(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        consumer, self._consumer = self._consumer, None
+        if consumer is None:
+            return
+        try:
+            self._commit(consumer)
+            consumer.close(autocommit=False, timeout_ms=_COMMIT_TIMEOUT_MS)
+        except KafkaError as exc:
+            log.warning("closing consumer of group %s: %s", self._group, exc)
 
 
 def _to_message(record: Any) -> Message:
