@@ -23,7 +23,7 @@ from services.common.bus import Bus, Message
 from services.common.bus.kafka import PublishError
 from services.common.config import CommonSettings
 from services.common.metrics import LatencyRecorder
-from services.common.runtime import Stage, StageError
+from services.common.runtime import Stage, StageError, StageFailed
 from services.gating import bootstrap as gating
 from services.gating.config import GatingConfig, GatingSettings
 from services.gating.pipeline import FrameGater
@@ -395,6 +395,8 @@ class EmbeddedPipeline:
             with tracker.cond:
                 while len(tracker.frames_seen) < total_published or not set(frame_handler.event_ids) <= tracker.alerted:
                     remaining = deadline - time.monotonic()
+                    if stop.is_set():
+                        break  # a stage failed (Stage.fail): raised below, not waited out
                     if remaining <= 0:
                         log.error("pipeline did not drain within %.0fs", drain_timeout_s)
                         break
@@ -409,6 +411,10 @@ class EmbeddedPipeline:
             stop.set()
             for stage in stages:
                 stage.close(join_timeout_s=10)
+        failures = [stage.failure for stage in stages if stage.failure is not None]
+        if failures:
+            # A dead consumer or loop means frames went ungated or alerts unsent: no summary pretends otherwise.
+            raise StageFailed("; ".join(failures))
         gater = self.gating.gater
         for cam, report in reports.items():
             counts = frame_handler.camera(cam)

@@ -41,6 +41,11 @@ class BusConfig(BaseModel):
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     # How long a publish may block while the broker is away before it raises.
     publish_timeout_s: float = Field(default=120.0, gt=0)
+    # A consumer that has finished no record for this long (its handler or its flush failing on every
+    # record, with back-off) raises ConsumerFailing: its service turns NOT_SERVING and exits non-zero.
+    max_failing_s: float = Field(default=300.0, gt=0)
+    # ... and so does one that dead-letters this many records in a row for errors other than poison.
+    max_consecutive_failures: int = Field(default=20, ge=1)
     # TLS and SASL as kafka-python takes them. PLAINTEXT (the default) is for loopback and embedded runs;
     # a broker across a network wants SSL or SASL_SSL. Certificates are PEM files (mounted Secrets).
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

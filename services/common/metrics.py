@@ -18,6 +18,15 @@ DEAD_LETTERED = Counter(
     "Records sent to a dead-letter topic (or dropped when none is set), by source topic and reason",
     ["topic", "reason"],
 )
+PRODUCER_REBUILDS = Counter(
+    "vigil_bus_producer_rebuilds_total",
+    "Kafka producers replaced because the broker no longer knew their state (unknown producer id, fenced)",
+)
+CONSUMER_FAILING_BATCHES = Counter(
+    "vigil_bus_consumer_failing_batches_total",
+    "Polled batches in which no record could be finished (every handler failed, or the flush did)",
+    ["group"],
+)
 
 
 def start_metrics_server(port: int, host: str = "0.0.0.0") -> None:

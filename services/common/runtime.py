@@ -32,6 +32,10 @@ class StageError(RuntimeError):
     """The stage cannot be built as configured (a source that will not open, missing weights): exit 2."""
 
 
+class StageFailed(RuntimeError):
+    """A stage's thread died while it ran (see Stage.fail): its work is incomplete."""
+
+
 @dataclass
 class GrpcEndpoint:
     """A built (not started) gRPC server, its bound port and its health servicer."""
@@ -73,6 +77,9 @@ class Stage:
         self._serve = serve
         self.endpoint: GrpcEndpoint | None = None
         self._threads: list[threading.Thread] = []
+        # Why the stage failed (a thread died): set once, read by run_service for the exit code.
+        self.failure: str | None = None
+        self._failure_lock = threading.Lock()
 
     def start(self, stop: threading.Event, *, serve: bool = True) -> None:
         """Start every consumer and loop on its own thread (and the gRPC server when `serve`)."""
@@ -83,19 +90,59 @@ class Stage:
             (f"{self.name}-consumer-{i}", consumer.run) for i, consumer in enumerate(self.consumers)
         ]
         for name, body in [*bodies, *((f"{self.name}-{n}", b) for n, b in self.loops)]:
-            thread = threading.Thread(target=body, args=(stop,), name=name, daemon=True)
+            thread = threading.Thread(target=self._guard, args=(name, body, stop), name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
 
+    def _guard(self, name: str, body: Loop, stop: threading.Event) -> None:
+        """Run one thread's body; its death (an exception, or a service's loop returning) fails the stage.
+
+        A consumer or loop that dies while the process lives on stops the alert path silently (issue 13:
+        the uplink's interval thread died and the process delivered nothing more while reporting SERVING).
+        """
+        try:
+            body(stop)
+        except BaseException as exc:
+            log.exception("%s died", name)
+            self.fail(f"{name} died: {type(exc).__name__}: {exc}", stop)
+            return
+        if not stop.is_set() and not self.ends_by_itself:
+            self.fail(f"{name} returned while {self.name} was running", stop)
+
+    def fail(self, reason: str, stop: threading.Event) -> None:
+        """Mark the stage failed: health NOT_SERVING at once, then stop it (its process exits non-zero)."""
+        with self._failure_lock:
+            if self.failure is not None:
+                return
+            self.failure = reason
+        log.error("%s failed: %s; health NOT_SERVING, shutting down to be restarted", self.name, reason)
+        if self.endpoint is not None and self.endpoint.health is not None:
+            # Every service name, "" included, reports NOT_SERVING from now on.
+            self.endpoint.health.enter_graceful_shutdown()
+        stop.set()
+
     def wait(self, stop: threading.Event) -> None:
-        """Block until `stop` is set or, for a job, until its loops have all returned."""
+        """Block until `stop` is set or, for a job, until its loops have all returned; watch the consumers."""
         if not self.ends_by_itself:
-            stop.wait()
+            while not stop.wait(1.0):
+                self.watch(stop)
             return
         for thread in self._threads:
             while thread.is_alive() and not stop.is_set():
                 thread.join(timeout=0.5)
+                self.watch(stop)
         stop.set()
+
+    def watch(self, stop: threading.Event) -> None:
+        """Fail the stage when a consumer's poll has shown no sign of life for longer than it may.
+
+        Issue 13's broker restart left a consumer inside its Kafka client's group rejoin, neither polling
+        nor raising: a thread alive but stuck is a death too.
+        """
+        for consumer in self.consumers:
+            stalled = consumer.stalled_s()
+            if stalled > consumer.max_stall_s:
+                self.fail(f"a consumer of {self.name} is stuck: no progress for {stalled:.0f}s", stop)
 
     def close(self, *, grace_s: float = 10.0, join_timeout_s: float = 30.0) -> None:
         """After `stop` is set: drain the server, join the threads, run the hooks, close consumers and resources."""
@@ -159,4 +206,8 @@ def run_service(
     finally:
         if bus is not None:
             bus.close()
+    if stage.failure is not None:
+        # Non-zero so that Kubernetes (or any supervisor) restarts the process.
+        log.error("%s exits with 1: %s", stage.name, stage.failure)
+        return 1
     return 0

@@ -17,6 +17,7 @@ from services.common.runtime import GrpcEndpoint, Loop, Stage, StageError
 from services.common.signing import signer_from_config
 from services.gating import metrics
 from services.gating.adapters import AdapterManager, GrpcBundleFetcher, ManifestHandler
+from services.gating.checkpoint import IncidentStore
 from services.gating.config import AdapterUpdatesConfig, GatingConfig, GatingSettings
 from services.gating.consumer import DecodedFrame, FrameHandler
 from services.gating.grpc_server import create_server
@@ -263,5 +264,11 @@ def build(
         signer = signer_from_config(settings.signing)
     except CredentialsError as exc:
         raise StageError(str(exc)) from exc
-    handler = FrameHandler(gater, bus, settings.topics.events, latency, signer)
+    store = None
+    if settings.gating.state_dir is not None:
+        try:
+            store = IncidentStore(settings.gating.state_dir)
+        except OSError as exc:
+            raise StageError(f"cannot use gating.state_dir {settings.gating.state_dir}: {exc}") from exc
+    handler = FrameHandler(gater, bus, settings.topics.events, latency, signer, store)
     return GatingStage(settings, bus, gater, handler, on_handled, adapters, security)

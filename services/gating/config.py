@@ -98,6 +98,10 @@ class GatingConfig(BaseModel):
     # Detect() calls in flight at once; more are refused with RESOURCE_EXHAUSTED, not queued.
     max_concurrent_detect: int = Field(default=4, ge=1, le=256)
     consumer_group: str = "vigil-gating"
+    # Where each camera's open incidents are checkpointed after every gated batch (services/gating/checkpoint.py),
+    # so that a restarted gating never alerts an incident twice: a volume in a deployment. None: in memory only
+    # (a restart mid-incident may alert it again).
+    state_dir: Path | None = None
     # Frames gated together, at most one per camera, taken round-robin from per-camera queues
     # (services/gating/scheduler.py); 1 = each frame is gated as it arrives, in topic order.
     max_batch: int = Field(default=8, ge=1)

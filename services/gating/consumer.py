@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,6 +17,7 @@ from services.common.images import MAX_IMAGE_PIXELS, check_pixels
 from services.common.metrics import LatencyRecorder
 from services.common.signing import Signer
 from services.gating import metrics
+from services.gating.checkpoint import CameraCheckpoint, FramePosition, IncidentStore
 from services.gating.convert import event_to_proto
 from services.gating.pipeline import FrameGater, FrameInput, FrameOutcome
 from vigil.media.v1 import frame_pb2
@@ -65,6 +67,7 @@ class FrameHandler:
         events_topic: str,
         latency: LatencyRecorder | None = None,
         signer: Signer | None = None,
+        store: IncidentStore | None = None,
     ) -> None:
         self._gater = gater
         # The uplink forwards only events some gating signed: an event written to the topic by anyone
@@ -73,6 +76,14 @@ class FrameHandler:
         self._bus = bus
         self._events_topic = events_topic
         self._latency = latency
+        self._store = store
+        # Per camera: the last frame the grouper's state reflects (checkpointed, or gated by this process).
+        self._positions: dict[str, FramePosition] = {}
+        self._restored: set[str] = set()
+        # Per camera: the incidents last written to the store (a write is skipped when nothing changed).
+        self._saved: dict[str, list[dict[str, Any]]] = {}
+        # Re-delivered frames skipped because the grouper already reflects them.
+        self.replayed = 0
         self.frames = 0
         self.gated = 0
         self.detector_runs = 0
@@ -107,18 +118,96 @@ class FrameHandler:
         return DecodedFrame(msg, frame, image, (time.perf_counter() - t0) * 1e3)
 
     def handle(self, frames: Sequence[DecodedFrame]) -> None:
-        """Gate decoded frames (one per camera) in one detector batch, publish the events they open."""
-        outcomes = self._gater.process_batch(
-            [
-                FrameInput(f.frame.camera_id, f.frame.seq, f.frame.pts_s, f.frame.capture_time_ns, f.image)
-                for f in frames
-            ]
+        """Gate decoded frames (one per camera) in one detector batch, publish and flush the events they open,
+        then checkpoint the cameras' incidents: once this returns, the frames may be acknowledged.
+
+        All or nothing for the grouper: if gating, publishing or flushing fails, the cameras' incidents are
+        put back as they were, so the retry opens the same incidents and republishes the same event ids
+        (an incident marked alerted whose event was never delivered would never be alerted).
+        """
+        todo = [f for f in frames if not self._already_gated(f)]
+        if not todo:
+            return
+        before = {f.frame.camera_id: self._gater.incident_state(f.frame.camera_id) for f in todo}
+        try:
+            outcomes = self._gater.process_batch(
+                [
+                    FrameInput(f.frame.camera_id, f.frame.seq, f.frame.pts_s, f.frame.capture_time_ns, f.image)
+                    for f in todo
+                ]
+            )
+            published = False
+            for decoded, outcome in zip(todo, outcomes, strict=True):
+                outcome.stage_ms["decode"] = decoded.decode_ms
+                self._account(decoded.frame.camera_id, outcome)
+                if outcome.event is not None:
+                    self._publish(outcome, decoded.frame.capture_time_ns)
+                    published = True
+            if published:
+                # Durable before the checkpoint says these incidents are alerted.
+                self._bus.flush()
+        except BaseException:
+            for camera_id, incidents in before.items():
+                self._gater.restore_incidents(camera_id, incidents)
+            raise
+        for decoded in todo:
+            self._checkpoint(decoded)
+
+    def _already_gated(self, decoded: DecodedFrame) -> bool:
+        """Restore the camera's checkpoint on its first frame; True for a frame the grouper already reflects."""
+        camera_id = decoded.frame.camera_id
+        if camera_id not in self._restored:
+            self._restored.add(camera_id)
+            self._restore(camera_id, decoded)
+        position = self._positions.get(camera_id)
+        if position is not None and position.covers(decoded.msg, decoded.frame.capture_time_ns):
+            self.replayed += 1
+            metrics.REPLAYED_SKIPPED.inc()
+            return True
+        return False
+
+    def _restore(self, camera_id: str, first: DecodedFrame) -> None:
+        if self._store is None:
+            return
+        checkpoint = self._store.load(camera_id)
+        if checkpoint is None:
+            return
+        self._positions[camera_id] = checkpoint.position
+        if first.frame.pts_s < checkpoint.pts_s and not checkpoint.position.covers(
+            first.msg, first.frame.capture_time_ns
+        ):
+            # Stream time went back on a frame after the checkpoint: the source was restarted, a new stream.
+            log.info("%s: stream time restarted since the checkpoint; its incidents are closed", camera_id)
+            return
+        try:
+            self._gater.restore_incidents(camera_id, checkpoint.incidents)
+        except ValueError as exc:
+            log.error("%s: %s; starting without its incidents", camera_id, exc)
+            return
+        metrics.CHECKPOINTS_RESTORED.inc()
+        log.info(
+            "%s: restored %d open incidents as of %s[%d]@%d",
+            camera_id,
+            len(checkpoint.incidents),
+            checkpoint.position.topic,
+            checkpoint.position.partition,
+            checkpoint.position.offset,
         )
-        for decoded, outcome in zip(frames, outcomes, strict=True):
-            outcome.stage_ms["decode"] = decoded.decode_ms
-            self._account(decoded.frame.camera_id, outcome)
-            if outcome.event is not None:
-                self._publish(outcome, decoded.frame.capture_time_ns)
+
+    def _checkpoint(self, decoded: DecodedFrame) -> None:
+        camera_id = decoded.frame.camera_id
+        position = FramePosition.of(decoded.msg, decoded.frame.capture_time_ns)
+        self._positions[camera_id] = position
+        if self._store is None:
+            return
+        incidents = self._gater.incident_state(camera_id)
+        # Unchanged incidents (a quiet scene) are not written again: the frames since the saved position are
+        # gated again after a restart, to the same effect, since they changed nothing. Every gated frame
+        # changes its incident (last seen, boxes), so no frame that counts is ever left behind.
+        if self._saved.get(camera_id) == incidents:
+            return
+        self._store.save(CameraCheckpoint(camera_id, position, decoded.frame.pts_s, incidents))
+        self._saved[camera_id] = incidents
 
     def _publish(self, outcome: FrameOutcome, capture_time_ns: int) -> None:
         assert outcome.event is not None

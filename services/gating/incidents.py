@@ -6,6 +6,10 @@ and the incident was last seen at most `cooldown_s` ago (in stream time).
 Otherwise it opens a new incident, which is the only moment an event is
 written (and the MLLM invoked). Incidents not seen for `cooldown_s` close.
 Boxes are tracked as they move, so a slowly moving incident stays one.
+
+The open incidents of a camera are exported with :meth:`IncidentGrouper.snapshot` and put back with
+:meth:`IncidentGrouper.restore`: gating saves them with the frame they are as of, so that a restart
+continues an incident already alerted instead of opening (and alerting) it a second time.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from services.models.detections import Box, Detection
 
@@ -51,6 +56,45 @@ class IncidentGrouper:
         self._cooldown = cooldown_s
         self._open: dict[str, list[Incident]] = {}
         self._ids = itertools.count(1)
+
+    def snapshot(self, camera_id: str) -> list[dict[str, Any]]:
+        """The open incidents of `camera_id` as plain data (JSON-ready), for :meth:`restore`."""
+        return [
+            {
+                "incident_id": inc.incident_id,
+                "opened_at_s": inc.opened_at_s,
+                "last_seen_s": inc.last_seen_s,
+                "boxes": [[b.x1, b.y1, b.x2, b.y2] for b in inc.boxes],
+                "frames": inc.frames,
+                "event_id": inc.event_id,
+                "labels": sorted(inc.labels),
+            }
+            for inc in self._open.get(camera_id, [])
+        ]
+
+    def restore(self, camera_id: str, incidents: Sequence[dict[str, Any]]) -> None:
+        """Replace the open incidents of `camera_id` with a :meth:`snapshot`; ValueError if it is malformed."""
+        try:
+            restored = [
+                Incident(
+                    incident_id=int(d["incident_id"]),
+                    camera_id=camera_id,
+                    opened_at_s=float(d["opened_at_s"]),
+                    last_seen_s=float(d["last_seen_s"]),
+                    boxes=[Box(*map(float, b)) for b in d["boxes"]],
+                    frames=int(d["frames"]),
+                    event_id=str(d["event_id"]),
+                    labels=set(d["labels"]),
+                )
+                for d in incidents
+            ]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed incident snapshot for {camera_id}: {exc!r}") from exc
+        self._open[camera_id] = restored
+        if restored:
+            # New incidents of this process never reuse a restored number.
+            top = max(i.incident_id for i in restored)
+            self._ids = itertools.count(max(top + 1, next(self._ids)))
 
     def open_incidents(self, camera_id: str) -> list[Incident]:
         """Incidents currently open on `camera_id`."""

@@ -35,3 +35,11 @@ DROPPED = Counter(
 BATCH_FRAMES = Histogram(
     "vigil_gating_batch_frames", "Frames per detector batch (one per camera)", buckets=(1, 2, 4, 8, 16, 32, 64)
 )
+REPLAYED_SKIPPED = Counter(
+    "vigil_gating_frames_replayed_skipped_total",
+    "Re-delivered frames not gated again: the incident checkpoint already reflects them (after a restart)",
+)
+CHECKPOINTS_RESTORED = Counter(
+    "vigil_gating_checkpoints_restored_total",
+    "Cameras whose open incidents were restored from the incident checkpoint at start-up",
+)

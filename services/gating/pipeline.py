@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -142,6 +143,14 @@ class FrameGater:
                 max_skip_s=p.motion_max_skip_s,
             )
         return self._motion[camera_id]
+
+    def incident_state(self, camera_id: str) -> list[dict[str, Any]]:
+        """The open incidents of `camera_id` as plain data (see IncidentGrouper.snapshot)."""
+        return self._grouper.snapshot(camera_id)
+
+    def restore_incidents(self, camera_id: str, incidents: Sequence[dict[str, Any]]) -> None:
+        """Put back what :meth:`incident_state` returned (after a restart, or to undo a failed batch)."""
+        self._grouper.restore(camera_id, incidents)
 
     def detect_and_gate(self, image: np.ndarray, tau_g: float | None = None) -> tuple[list[Detection], GateResult]:
         """Run the detector and the gate on one image (the gRPC Detect path; no state)."""

@@ -1,6 +1,7 @@
 """`python -m services.ingest`: read the configured source and publish its frames until it ends.
 
-Exits 0 when the source was read to its end (or the job was stopped), 2 when it cannot be opened.
+Exits 0 when the source was read to its end (or the job was stopped), 2 when it cannot be opened, 1 when
+publishing failed for good (the broker away longer than ingest.broker_wait_s, or a frame it refuses).
 """
 
 from __future__ import annotations

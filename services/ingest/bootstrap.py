@@ -79,8 +79,15 @@ class IngestStage(Stage):
             stop=stop,
             on_frame=self._count,
             latency=self._latency,
+            outbox_frames=cfg.outbox_frames,
+            broker_wait_s=cfg.broker_wait_s,
         )
-        log.info("published %d frames (%d corrupt skipped)", self.result.published, self.result.stats.corrupt_frames)
+        log.info(
+            "published %d frames (%d corrupt skipped, %d dropped while the broker was away)",
+            self.result.published,
+            self.result.stats.corrupt_frames,
+            self.result.dropped,
+        )
         return self.result
 
 

@@ -23,6 +23,11 @@ class IngestConfig(BaseModel):
     open_timeout_s: float = Field(default=10.0, gt=0)
     # Pace a file at its own frame rate, as a live camera would deliver it.
     realtime: bool = False
+    # Encoded frames held while the broker is away (services/ingest/outbox.py): a file's reading pauses
+    # when they are all taken, a live camera drops its oldest. 250 frames: 50 s at 5 fps, ~25-75 MB of JPEG.
+    outbox_frames: int = Field(default=250, ge=1)
+    # How long ingest waits for an unreachable broker before it gives up and exits non-zero (to be restarted).
+    broker_wait_s: float = Field(default=600.0, gt=0)
 
 
 class IngestSettings(CommonSettings):

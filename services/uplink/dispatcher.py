@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from services.common.bus import RetryableError
 from services.uplink.estimator import BandwidthEstimator
 from services.uplink.scheduler import PendingEvent, Plan, Scheduler, Unit, UnitKind
 
@@ -142,7 +143,14 @@ class UplinkDispatcher:
                     self._on_expired(unit)
                 continue
             t0 = self._clock()
-            self._send(unit, entry.payload)
+            try:
+                self._send(unit, entry.payload)
+            except RetryableError as exc:
+                # The cloud broker is away (or its producer was just rebuilt): the unit stays pending and the
+                # next interval tries again. Anything else escapes and fails the service (exit 1, restarted).
+                log.warning("cloud unreachable, %d units wait for the next interval: %s", len(plan.units) - i, exc)
+                report.deferred = len(plan.units) - i
+                break
             t1 = self._clock()
             self.estimator.observe(unit.size_bytes, t1 - t0)
             self.stats.bytes_sent += unit.size_bytes

@@ -89,6 +89,9 @@ class FaultPipeline:
             # The uplink's delivery log on "its volume", as the chart mounts one: alerts sent before a crash
             # are not sent again after it.
             "VIGIL_UPLINK__STATE_DIR": str(workdir / "uplink-state"),
+            # Gating's incident checkpoint on its volume, as the edge chart mounts one: an incident alerted
+            # before a crash is continued after it, not alerted again with a new id.
+            "VIGIL_GATING__STATE_DIR": str(workdir / "gating-state"),
             "VIGIL_INGEST__SOURCE": str(video),
             "VIGIL_INGEST__CAMERA_ID": CAMERA,
             "VIGIL_INGEST__FPS": str(FPS),

@@ -12,8 +12,9 @@ import pytest
 
 from services.cli import main
 from services.common.bus.inprocess import InProcessBus
-from services.common.bus.kafka import BrokerUnavailable
+from services.common.bus.kafka import BrokerUnavailable, PublishError
 from services.common.frames import RawFrame
+from services.common.runtime import StageFailed
 from services.embedded import CameraFeed, EdgeSettings, EmbeddedPipeline
 from services.ingest.source import ImageSequenceSource
 from services.memory.frame_store import camera_dir_name
@@ -122,7 +123,32 @@ def test_a_broker_that_goes_away_stops_the_run_instead_of_failing_one_camera(tmp
     """A bus error is every camera's: run() raises it, so `vigil run` exits 3 (rerun to resume)."""
     a, b = _frames(tmp_path, "test13"), _frames(tmp_path, "test12")
     settings = EdgeSettings()
+    # Ingest waits this long for the broker to come back (services/ingest/outbox.py), then gives up.
+    settings.ingest = settings.ingest.model_copy(update={"broker_wait_s": 1.0})
     pipeline = EmbeddedPipeline(settings, BrokerGoesAway(settings.topics.frames, good=3), with_memory=False)
     feeds = [CameraFeed("north", ImageSequenceSource(str(a))), CameraFeed("south", ImageSequenceSource(str(b)))]
     with pytest.raises(BrokerUnavailable, match="no broker"):
         pipeline.run(feeds, drain_timeout_s=30)
+
+
+class CloudRefuses(InProcessBus):
+    """A bus whose cloud side refuses every alert for good (not an outage: waiting will not cure it)."""
+
+    def __init__(self, alerts_topic: str) -> None:
+        super().__init__()
+        self._alerts = alerts_topic
+
+    def publish(self, topic: str, value: bytes, **kwargs: Any) -> None:
+        if topic == self._alerts:
+            raise PublishError(f"publish to {topic!r} refused: MessageSizeTooLargeError")
+        super().publish(topic, value, **kwargs)
+
+
+def test_a_stage_whose_thread_dies_fails_the_run(tmp_path: Path) -> None:
+    """Issue 13: the uplink's interval thread died and the process went on as if nothing happened."""
+    settings = EdgeSettings()
+    pipeline = EmbeddedPipeline(settings, CloudRefuses(settings.topics.alerts), with_memory=False)
+    # test2 opens an incident within its first frames (test13's first four open none).
+    feeds = [CameraFeed("north", ImageSequenceSource(str(_frames(tmp_path, "test2"))))]
+    with pytest.raises(StageFailed, match="uplink-intervals died: PublishError"):
+        pipeline.run(feeds, drain_timeout_s=60)

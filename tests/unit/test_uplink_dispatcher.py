@@ -151,3 +151,27 @@ def test_event_driven_method_sends_on_arrival_not_at_the_boundary() -> None:
 
     assert run("vigil_eventdriven") < 0.5  # at once, on the idle link (loose: CI machines are busy)
     assert run("dat") > 0.6  # waits for the next boundary, 0.8 s away
+
+
+def test_cloud_away_defers_the_interval_instead_of_killing_the_loop() -> None:
+    """Issue 13: a send that raised killed the interval thread; a retryable failure now waits one interval."""
+    from services.common.bus import RetryableError
+
+    clock = FakeClock(100.0)
+    link = Link(clock, 20_000)
+    acked: list[str] = []
+    failures = [RetryableError("cloud broker unreachable")]
+
+    def flaky(unit: Unit, payload: object) -> None:
+        if failures:
+            raise failures.pop()
+        link(unit, payload)
+
+    d = UplinkDispatcher(
+        DatScheduler(), BandwidthEstimator(20_000, safety=1.0), flaky, ack=lambda tok: acked.append(tok), clock=clock
+    )
+    d.add(ev("a", 1, 0.9), "p", "a")
+    first = d.run_interval(clock.now)
+    assert first.sent == [] and first.deferred > 0 and acked == [] and len(d) == 1
+    d.run_interval(clock.now + 1.0)
+    assert link.sent[0] == ("a", UnitKind.JSON) and acked == ["a"]

@@ -3,10 +3,11 @@
 from services.common.bus.base import (
     Bus,
     Consumer,
+    ConsumerFailing,
     Handler,
     Message,
     PoisonMessage,
     RetryableError,
 )
 
-__all__ = ["Bus", "Consumer", "Handler", "Message", "PoisonMessage", "RetryableError"]
+__all__ = ["Bus", "Consumer", "ConsumerFailing", "Handler", "Message", "PoisonMessage", "RetryableError"]

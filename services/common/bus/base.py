@@ -18,6 +18,12 @@ Semantics (identical for the in-process bus and Kafka):
   ``max_attempts`` times in a row, sends the message to the dead-letter topic
   (original headers kept, plus ``vigil-error`` and ``vigil-origin``), then its
   offset is committed: one bad message never blocks or crashes the stream.
+* A consumer that keeps failing on *every* record is not one bad message: after
+  ``max_consecutive_failures`` records dead-lettered in a row for errors other than
+  :class:`PoisonMessage`, or ``max_failing_s`` without finishing a record (a retryable
+  failure that never passes, a flush that keeps failing), it raises
+  :class:`ConsumerFailing` from its thread, which fails its service (NOT_SERVING, exit 1)
+  so that a supervisor restarts it, instead of spinning or dead-lettering the whole stream.
 """
 
 from __future__ import annotations
@@ -59,6 +65,10 @@ class PoisonMessage(Exception):
 
 class RetryableError(Exception):
     """Handling failed for a reason that may pass (a dependency is down): retry the same message."""
+
+
+class ConsumerFailing(RuntimeError):
+    """A consumer's handling fails on every record, for too long: its service must fail and be restarted."""
 
 
 class Bus(ABC):
@@ -164,6 +174,8 @@ class Consumer(ABC):
         retry_backoff_s: float = 0.2,
         max_backoff_s: float = 5.0,
         manual_ack: bool = False,
+        max_failing_s: float = 300.0,
+        max_consecutive_failures: int = 20,
     ) -> None:
         self._bus = bus
         self._acks: AckTracker | None = AckTracker() if manual_ack else None
@@ -174,6 +186,15 @@ class Consumer(ABC):
         self._max_backoff = max_backoff_s
         self.handled = 0
         self.dead_lettered = 0
+        self._max_failing_s = max_failing_s
+        self._max_consecutive = max_consecutive_failures
+        # Records dead-lettered in a row for non-poison errors, and since when nothing was finished.
+        self._consecutive_failures = 0
+        self._failing_since: float | None = None
+        self._failure_lock = threading.Lock()
+        # While run() is inside poll(): when it last showed a sign of life (poll began, a handler attempt
+        # began). A poll that stops moving inside a client library is the one stall no handler can report.
+        self._active_since: float | None = None
 
     @abstractmethod
     def poll(self, timeout_s: float = 0.5) -> int:
@@ -185,8 +206,22 @@ class Consumer(ABC):
 
     def run(self, stop: threading.Event, idle_timeout_s: float = 0.5) -> None:
         """Poll until `stop` is set."""
-        while not stop.is_set():
-            self.poll(idle_timeout_s)
+        try:
+            while not stop.is_set():
+                self._active_since = time.monotonic()
+                self.poll(idle_timeout_s)
+        finally:
+            self._active_since = None
+
+    @property
+    def max_stall_s(self) -> float:
+        """How long a poll may show no sign of life before :meth:`stalled_s` means the consumer is stuck."""
+        return self._max_failing_s
+
+    def stalled_s(self) -> float:
+        """Seconds the running poll has shown no sign of life (0 when not polling); the Stage watches it."""
+        since = self._active_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def ack(self, msg: Message) -> None:
         """With manual_ack: `msg`'s work is durable; its offset may be committed (thread-safe)."""
@@ -219,8 +254,11 @@ class Consumer(ABC):
         attempts = 0
         backoff = self._backoff0
         while True:
+            if self._active_since is not None:
+                self._active_since = time.monotonic()
             try:
                 work()
+                self._succeeded()
                 return True
             except RetryableError as exc:
                 log.warning(
@@ -248,11 +286,37 @@ class Consumer(ABC):
                 if attempts >= self._max_attempts:
                     self._dead_letter(msg, f"{type(exc).__name__}: {exc}", kind="failed")
                     self._finish_without_ack(msg)
+                    self._failed(f"{type(exc).__name__}: {exc}", dead_lettered=True)
                     return True
+            self._failed(f"still failing on {msg.topic}[{msg.partition}]@{msg.offset}")
             if stop is not None and stop.is_set():
                 return False
             time.sleep(backoff)
             backoff = min(backoff * 2, self._max_backoff)
+
+    def _succeeded(self) -> None:
+        """A record was finished: the consumer is healthy again."""
+        with self._failure_lock:
+            self._consecutive_failures = 0
+            self._failing_since = None
+
+    def _failed(self, why: str, *, dead_lettered: bool = False) -> None:
+        """One more failure; ConsumerFailing once they show the handling is broken, not one message."""
+        now = time.monotonic()
+        with self._failure_lock:
+            if dead_lettered:
+                self._consecutive_failures += 1
+            if self._failing_since is None:
+                self._failing_since = now
+            failing_s = now - self._failing_since
+            consecutive = self._consecutive_failures
+        if consecutive >= self._max_consecutive:
+            raise ConsumerFailing(
+                f"{consecutive} records in a row failed and were dead-lettered (last: {why}); "
+                "the handler is broken, not the messages"
+            )
+        if failing_s > self._max_failing_s:
+            raise ConsumerFailing(f"no record finished for {failing_s:.0f}s (last: {why})")
 
     def _finish_without_ack(self, msg: Message) -> None:
         if self._acks is not None:

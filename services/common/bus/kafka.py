@@ -14,17 +14,29 @@ import logging
 import socket
 import ssl
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
-from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.errors import (
+    InvalidProducerEpochError,
+    InvalidProducerIdMappingError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    OutOfOrderSequenceNumberError,
+    ProducerFencedError,
+    TopicAlreadyExistsError,
+    UnknownProducerIdError,
+)
 from kafka.net import KafkaNetClient
 
 from services.common.bus.base import (
     Bus,
     Consumer,
+    ConsumerFailing,
     Handler,
     Message,
     RetryableError,
@@ -32,6 +44,7 @@ from services.common.bus.base import (
     encode_key,
 )
 from services.common.config import BusConfig
+from services.common.metrics import CONSUMER_FAILING_BATCHES, PRODUCER_REBUILDS
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +65,18 @@ _METADATA_MAX_AGE_MS = 5000
 _COMMIT_TIMEOUT_MS = 5_000
 # How long a consumer waits before trying again to reach a broker it could not bootstrap from.
 _RECONNECT_PAUSE_S = 1.0
+# How long close() waits for a running poll to return before it gives up on a stuck one.
+_CLOSE_WAIT_S = 15.0
+# Broker answers that mean this producer's id/epoch/sequences are gone for good (a broker that lost its
+# log, as Tansu with memory storage after a restart, or another producer took over): only a new producer
+# (a new producer id) can publish again; kafka-python's own then stays in its fatal state forever.
+_PRODUCER_STATE_LOST = (
+    UnknownProducerIdError,
+    OutOfOrderSequenceNumberError,
+    InvalidProducerEpochError,
+    InvalidProducerIdMappingError,
+    ProducerFencedError,
+)
 
 
 # kafka-python 3.0.12 puts no deadline on a TLS handshake: against a broker that does not speak TLS (it
@@ -174,6 +199,9 @@ class KafkaBus(Bus):
                 f"for {self._config.publish_timeout_s:.0f}s"
             ) from exc
         except KafkaError as exc:
+            if _producer_state_lost(producer, [exc]):
+                self._rebuild_producer(producer, exc)
+                raise BrokerUnavailable(f"publish to {topic!r}: producer rebuilt after {exc!r}; publish again") from exc
             raise PublishError(f"publish to {topic!r} refused: {exc}") from exc
         pending = self._pending()
         pending.append((topic, future))
@@ -205,6 +233,11 @@ class KafkaBus(Bus):
         if failures:
             topic, first = failures[0]
             message = f"{len(failures)} of {len(pending)} records were not delivered (first: {topic!r}: {first!r})"
+            if _producer_state_lost(producer, [exc for _, exc in failures]):
+                # Retryable: the caller publishes again, through a new producer.
+                self._local.pending = []
+                self._rebuild_producer(producer, first)
+                raise BrokerUnavailable(f"{message}; producer rebuilt, publish again") from first
             if all(_is_transient(exc) for _, exc in failures):
                 raise BrokerUnavailable(message) from first
             raise PublishError(message) from first
@@ -235,6 +268,12 @@ class KafkaBus(Bus):
             stale.close(timeout=0)
         except Exception as exc:  # closing a wedged client must not mask the original failure
             log.warning("closing a stalled producer: %s", exc)
+
+    def _rebuild_producer(self, stale: KafkaProducer, cause: BaseException | None) -> None:
+        """Drop a producer whose state the broker no longer knows; the next publish creates a new one."""
+        log.warning("producer state lost (%r): rebuilding the producer", cause)
+        PRODUCER_REBUILDS.inc()
+        self._reset_producer(stale)
 
     def _new_producer(self) -> KafkaProducer:
         cfg = self._config
@@ -381,9 +420,18 @@ class KafkaGroupConsumer(Consumer):
         manual_ack: bool = False,
     ) -> None:
         super().__init__(
-            bus, handler, dead_letter_topic=dead_letter_topic, max_attempts=max_attempts, manual_ack=manual_ack
+            bus,
+            handler,
+            dead_letter_topic=dead_letter_topic,
+            max_attempts=max_attempts,
+            manual_ack=manual_ack,
+            max_failing_s=bus.config.max_failing_s,
+            max_consecutive_failures=bus.config.max_consecutive_failures,
         )
         self._kbus = bus
+        # Back-off between batches that finished nothing, so a broken flush never spins, and since when.
+        self._batch_backoff_s = 0.0
+        self._batches_failing_since: float | None = None
         self._topics = topics
         self._group = group
         self._consumer: KafkaConsumer | None = None
@@ -435,6 +483,8 @@ class KafkaGroupConsumer(Consumer):
                 msg = _to_message(record)
                 try:
                     ok = self._handle(msg, self._stop)
+                except ConsumerFailing:
+                    raise
                 except Exception:
                     # The dead-letter publish failed (broker away): handle the record again later.
                     log.exception("could not finish %s[%d]@%d", msg.topic, msg.partition, msg.offset)
@@ -445,6 +495,7 @@ class KafkaGroupConsumer(Consumer):
                     break
                 handled[tp] = self._committable(msg)
                 n += 1
+        failing: str | None = None
         if handled:
             try:
                 self._bus.flush()
@@ -453,6 +504,9 @@ class KafkaGroupConsumer(Consumer):
                 log.error("flush failed, re-handling %d records: %s", sum(len(r) for r in batch.values()), exc)
                 handled, n = {}, 0
                 rewind = {tp: records[0].offset for tp, records in batch.items() if records}
+                failing = f"flush failed: {exc}"
+        elif interrupted and not self._stop.is_set():
+            failing = "no record of the batch could be finished"
         for tp, offset in rewind.items():
             try:
                 consumer.seek(tp, offset)
@@ -460,7 +514,29 @@ class KafkaGroupConsumer(Consumer):
                 log.info("%s was revoked; its new owner resumes from the committed offset", tp)
         self._uncommitted.update(handled)
         self._commit(consumer)
+        if failing is not None:
+            self._failing_batch(failing)
+        elif handled:
+            self._batch_backoff_s = 0.0
+            self._batches_failing_since = None
         return n
+
+    def _failing_batch(self, why: str) -> None:
+        """A batch finished nothing: count it, back off (exponentially), and fail once it has lasted too long.
+
+        Issue 13: with a producer the broker no longer knew, gating re-handled the same 50 frames 26 times
+        in 3 minutes at 80% CPU while reporting SERVING.
+        """
+        CONSUMER_FAILING_BATCHES.labels(self._group).inc()
+        now = time.monotonic()
+        if self._batches_failing_since is None:
+            self._batches_failing_since = now
+        failing_s = now - self._batches_failing_since
+        if failing_s > self._max_failing_s:
+            raise ConsumerFailing(f"group {self._group}: no batch finished for {failing_s:.0f}s (last: {why})")
+        self._batch_backoff_s = min(max(self._backoff0, self._batch_backoff_s * 2), self._max_backoff)
+        log.warning("group %s: %s; backing off %.1fs", self._group, why, self._batch_backoff_s)
+        self._stop.wait(self._batch_backoff_s)
 
     def _commit(self, consumer: KafkaConsumer) -> None:
         if self._acks is not None:
@@ -530,18 +606,27 @@ class KafkaGroupConsumer(Consumer):
     def close(self) -> None:
         """Commit what was handled, leave the group; the group's offsets stay with the broker."""
         self._stop.set()
-        with self._poll_lock:
-            if self._closed:
-                return
-            self._closed = True
-            consumer, self._consumer = self._consumer, None
-            if consumer is None:
-                return
-            try:
-                self._commit(consumer)
-                consumer.close(autocommit=False, timeout_ms=_COMMIT_TIMEOUT_MS)
-            except KafkaError as exc:
-                log.warning("closing consumer of group %s: %s", self._group, exc)
+        # A poll stuck inside the client (see Stage.watch) holds the lock for good: do not wait on it.
+        if not self._poll_lock.acquire(timeout=_CLOSE_WAIT_S):
+            log.error("consumer of group %s is stuck in poll; leaving it (its offsets stay as committed)", self._group)
+            return
+        try:
+            self._close_locked()
+        finally:
+            self._poll_lock.release()
+
+    def _close_locked(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        consumer, self._consumer = self._consumer, None
+        if consumer is None:
+            return
+        try:
+            self._commit(consumer)
+            consumer.close(autocommit=False, timeout_ms=_COMMIT_TIMEOUT_MS)
+        except KafkaError as exc:
+            log.warning("closing consumer of group %s: %s", self._group, exc)
 
 
 def _to_message(record: Any) -> Message:
@@ -554,6 +639,14 @@ def _to_message(record: Any) -> Message:
         headers={k: (v if v is not None else b"") for k, v in (record.headers or [])},
         timestamp_ms=int(record.timestamp or 0),
     )
+
+
+def _producer_state_lost(producer: KafkaProducer, errors: Iterable[BaseException | None]) -> bool:
+    """True when `producer` can never publish again: the broker forgot its id, or it is in its fatal state."""
+    if any(isinstance(exc, _PRODUCER_STATE_LOST) for exc in errors):
+        return True
+    manager = getattr(producer, "_transaction_manager", None)
+    return bool(manager is not None and manager.has_fatal_error())
 
 
 def _is_transient(exc: BaseException | None) -> bool:
