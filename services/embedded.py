@@ -366,9 +366,13 @@ class EmbeddedPipeline:
             else (0, 0)
         )
         stop = threading.Event()
+        # The memory's path (indexing -> memory) stops on its own event: a stage of it that fails costs the
+        # memory (the summary says why), never the alerts.
+        memory_path = [s for s in (self.indexing, self.memory) if s is not None]
+        memory_stop = threading.Event()
         for stage in stages:
             # Only the memory serves: its Retrieve is the way in for readers while the run holds the memory.
-            stage.start(stop, serve=stage is self.memory)
+            stage.start(memory_stop if stage in memory_path else stop, serve=stage is self.memory)
         memory_points: int | None = None
         total_published = 0
         bus_errors: list[PublishError] = []
@@ -403,15 +407,21 @@ class EmbeddedPipeline:
                     tracker.cond.wait(min(remaining, 0.5))
             if settle_evidence:
                 self._settle_uplink(drain_timeout_s)
-            if self.indexing is not None and self.memory is not None:
-                self._drain_memory(memory_before, total_published, drain_timeout_s)
-                # Counted before the stages close: closing the memory stage closes its store.
-                memory_points = self.memory.memory.count()
+            if self.indexing is not None and self.memory is not None and not memory_stop.is_set():
+                self._drain_memory(memory_before, total_published, drain_timeout_s, memory_stop)
+                if not memory_stop.is_set():
+                    # Counted before the stages close: closing the memory stage closes its store.
+                    memory_points = self.memory.memory.count()
         finally:
             stop.set()
+            memory_stop.set()
             for stage in stages:
                 stage.close(join_timeout_s=10)
-        failures = [stage.failure for stage in stages if stage.failure is not None]
+        memory_failures = [s.failure for s in memory_path if s.failure is not None]
+        if memory_failures:
+            self.memory_error = "; ".join(memory_failures)
+            log.error("the memory failed mid-run, the alerts went on: %s", self.memory_error)
+        failures = [stage.failure for stage in stages if stage.failure is not None and stage not in memory_path]
         if failures:
             # A dead consumer or loop means frames went ungated or alerts unsent: no summary pretends otherwise.
             raise StageFailed("; ".join(failures))
@@ -486,7 +496,9 @@ class EmbeddedPipeline:
         while len(dispatcher) and time.monotonic() < deadline:
             time.sleep(0.1)
 
-    def _drain_memory(self, before: tuple[int, int], published: int, stall_timeout_s: float) -> None:
+    def _drain_memory(
+        self, before: tuple[int, int], published: int, stall_timeout_s: float, failed: threading.Event
+    ) -> None:
         """Wait for indexing to see every frame, close the open clusters, wait for the memory to store it all.
 
         Indexing (OCR, embedding) lags gating; the wait lasts while it makes progress, so a
@@ -506,6 +518,8 @@ class EmbeddedPipeline:
         def wait(done: Callable[[tuple[int, int, int, int]], bool], what: str) -> None:
             last, deadline = progress(), time.monotonic() + stall_timeout_s
             while not done(now := progress()):
+                if failed.is_set():
+                    return  # a stage of the memory's path failed: nothing more will be stored
                 if now != last:
                     last, deadline = now, time.monotonic() + stall_timeout_s
                 if time.monotonic() > deadline:

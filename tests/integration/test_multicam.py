@@ -17,6 +17,7 @@ from services.common.frames import RawFrame
 from services.common.runtime import StageFailed
 from services.embedded import CameraFeed, EdgeSettings, EmbeddedPipeline
 from services.ingest.source import ImageSequenceSource
+from services.memory.config import MemoryConfig
 from services.memory.frame_store import camera_dir_name
 from tests.fixtures.media import shared
 from vigil.memory.v1 import memory_pb2
@@ -152,3 +153,36 @@ def test_a_stage_whose_thread_dies_fails_the_run(tmp_path: Path) -> None:
     feeds = [CameraFeed("north", ImageSequenceSource(str(_frames(tmp_path, "test2"))))]
     with pytest.raises(StageFailed, match="uplink-intervals died: PublishError"):
         pipeline.run(feeds, drain_timeout_s=60)
+
+
+class MemoryDies(InProcessBus):
+    """A bus on which the memory's frames consumer dies at once (its thread raises), as a broken disk would."""
+
+    def consumer(self, topics: Any, group: str, handler: Any, **kwargs: Any) -> Any:
+        consumer = super().consumer(topics, group, handler, **kwargs)
+        if group == MemoryConfig().frames_consumer_group:
+
+            def run(stop: Any, idle_timeout_s: float = 0.2) -> None:
+                raise RuntimeError("the memory's disk controller is gone")
+
+            consumer.run = run  # type: ignore[method-assign]
+        return consumer
+
+
+def test_a_memory_that_dies_costs_the_memory_not_the_alerts(tmp_path: Path) -> None:
+    """Issue 13: in embedded mode the memory's failures are isolated from the alert path."""
+    mem = tmp_path / "memory"
+    settings = EdgeSettings.model_validate(
+        {
+            "memory": {
+                "store": {"type": "qdrant-edge", "path": str(mem / "qdrant")},
+                "frames": {"path": str(mem / "frames")},
+            }
+        }
+    )
+    pipeline = EmbeddedPipeline(settings, MemoryDies())
+    feeds = [CameraFeed("north", ImageSequenceSource(str(_frames(tmp_path, "test2"))))]
+    summary = pipeline.run(feeds, drain_timeout_s=60)
+    assert summary.alerts == summary.events > 0
+    assert "memory-consumer-0 died: RuntimeError: the memory's disk controller is gone" in summary.memory_error
+    assert summary.memory_points is None
