@@ -183,12 +183,24 @@ class FaultPipeline:
                 raise AssertionError(f"timed out waiting for {what}\n{self.log_tails()}")
             time.sleep(0.2)
 
-    def settle(self, quiet_s: float = 15.0, timeout_s: float = 300.0) -> None:
-        """Wait for ingest to finish and then for no new alert during `quiet_s`."""
+    def unique_alerts(self) -> int:
+        """Distinct alerts seen so far."""
+        with self._lock:
+            return len({eid for _, eid in self.alerts})
+
+    def settle(self, expected: int | None = None, quiet_s: float = 10.0, timeout_s: float = 180.0) -> None:
+        """Wait for ingest to finish, for `expected` unique alerts (if given), then for `quiet_s` with no new alert.
+
+        Waiting for the count rather than only for quiet: after a broker outage the clients reconnect with
+        back-off, and a quiet spell during that is not the end. A count never reached is the case's failure,
+        reported by the caller after `timeout_s`; the quiet spell after it catches a late duplicate.
+        """
         ingest = self.procs.get("ingest")
         if ingest is not None:
             self.wait_for(lambda: ingest.poll() is not None, timeout_s, "ingest to finish")
         deadline = time.monotonic() + timeout_s
+        while expected is not None and self.unique_alerts() < expected and time.monotonic() < deadline:
+            time.sleep(0.5)
         last, since = self.alert_count(), time.monotonic()
         while time.monotonic() - since < quiet_s and time.monotonic() < deadline:
             time.sleep(0.5)

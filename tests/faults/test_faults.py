@@ -68,7 +68,7 @@ def undisturbed(tmp_path_factory: pytest.TempPathFactory) -> int:
         for name in p.services:
             p.start(name)
         p.start("ingest")
-        p.settle()
+        p.settle(quiet_s=15.0)
         outcome = p.outcome(t0)
     finally:
         p.close()
@@ -77,7 +77,7 @@ def undisturbed(tmp_path_factory: pytest.TempPathFactory) -> int:
     return outcome.unique
 
 
-def run_with(p: FaultPipeline, fault: object, *, settle_quiet_s: float = 15.0) -> Outcome:
+def run_with(p: FaultPipeline, fault: object, expected: int) -> Outcome:
     """Start everything, wait for the first alert, call `fault(p)` (returns when it is over), let it settle."""
     t0 = time.monotonic()
     for name in p.services:
@@ -86,7 +86,7 @@ def run_with(p: FaultPipeline, fault: object, *, settle_quiet_s: float = 15.0) -
     p.wait_for(lambda: p.alert_count() > 0, 240, "the first alert")
     fault(p)  # type: ignore[operator]
     fault_end = time.monotonic()
-    p.settle(quiet_s=settle_quiet_s)
+    p.settle(expected)
     return p.outcome(t0, fault_end)
 
 
@@ -113,7 +113,7 @@ def test_broker_sigkill_and_restart(pipeline: FaultPipeline, undisturbed: int) -
         time.sleep(2)
         p.broker.start()
 
-    check("broker SIGKILL + restart", undisturbed, run_with(pipeline, fault))
+    check("broker SIGKILL + restart", undisturbed, run_with(pipeline, fault, undisturbed))
 
 
 def test_broker_unreachable_for_30s(pipeline: FaultPipeline, undisturbed: int) -> None:
@@ -122,12 +122,12 @@ def test_broker_unreachable_for_30s(pipeline: FaultPipeline, undisturbed: int) -
         time.sleep(30)
         p.proxy.restore()
 
-    check("broker unreachable 30 s", undisturbed, run_with(pipeline, fault))
+    check("broker unreachable 30 s", undisturbed, run_with(pipeline, fault, undisturbed))
 
 
 @pytest.mark.parametrize("service", ["gating", "uplink"])
 def test_alert_path_service_sigkill(pipeline: FaultPipeline, undisturbed: int, service: str) -> None:
-    check(f"{service} SIGKILL", undisturbed, run_with(pipeline, restart(service)))
+    check(f"{service} SIGKILL", undisturbed, run_with(pipeline, restart(service), undisturbed))
 
 
 def describe(p: FaultPipeline) -> memory_pb2.DescribeResponse:
@@ -155,7 +155,7 @@ def memory_reaches_the_end(p: FaultPipeline, timeout_s: float = 240.0) -> memory
 @pytest.mark.parametrize("pipeline", [WITH_MEMORY], indirect=True)
 @pytest.mark.parametrize("service", ["indexing", "memory"])
 def test_memory_path_service_sigkill(pipeline: FaultPipeline, undisturbed: int, service: str) -> None:
-    outcome = run_with(pipeline, restart(service))
+    outcome = run_with(pipeline, restart(service), undisturbed)
     check(f"{service} SIGKILL", undisturbed, outcome)
     cam = memory_reaches_the_end(pipeline)
     assert cam.index_frames > 0 and cam.earliest_s < 5.0
@@ -178,7 +178,7 @@ def test_ask_while_the_memory_writes(pipeline: FaultPipeline, undisturbed: int) 
             )
         )
 
-    outcome = run_with(pipeline, fault)
+    outcome = run_with(pipeline, fault, undisturbed)
     check("concurrent ask", undisturbed, outcome)
     assert asked[0].returncode == 0, asked[0].stderr[-2000:]
     assert json.loads(asked[0].stdout)["keyframes"]
@@ -232,7 +232,7 @@ def test_memory_volume_fills_up(pipeline: FaultPipeline, undisturbed: int, small
             except OSError:
                 pass
 
-    outcome = run_with(pipeline, fault)
+    outcome = run_with(pipeline, fault, undisturbed)
     check("memory volume full", undisturbed, outcome)
     # The memory refused what did not fit instead of writing into a full disk (SIGBUS), and lives on.
     assert pipeline.procs["memory"].poll() is None
@@ -247,7 +247,7 @@ def test_poison_messages(pipeline: FaultPipeline, undisturbed: int) -> None:
         bus.flush()
         bus.close()
 
-    outcome = run_with(pipeline, fault)
+    outcome = run_with(pipeline, fault, undisturbed)
     check("poison messages", undisturbed, outcome)
     # Each went to its topic's dead-letter topic, with the reason in a header.
     for topic in (pipeline.topics["frames"], pipeline.topics["events"]):
