@@ -30,6 +30,7 @@ from services.memory.config import FrameStoreConfig, MemoryConfig
 from services.memory.grpc_server import create_server
 from services.memory.store import QdrantEdgeStoreConfig
 from services.models.embedders.base import AuxMiniLMEmbedderConfig
+from tests.fixtures.volumes import take_all_space, tmpfs
 from vigil.media.v1 import frame_pb2
 from vigil.memory.v1 import memory_pb2
 
@@ -83,17 +84,6 @@ def entry(memory: Memory, camera: str, start: float, text: str, jpeg: bytes) -> 
     return Message("index", 0, 0, camera.encode(), e.SerializeToString())
 
 
-def take_all_space(path: Path) -> None:
-    """Append to `path` until the volume says it is full."""
-    # Unbuffered: a buffered file would raise ENOSPC again on close.
-    with open(path, "ab", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * MiB)
-        except OSError:
-            pass
-
-
 def fill_volume(root: str, floor_mib: int) -> None:
     """Child-process body: write into a small volume until it would be full, twice over; print what happened."""
     mount = Path(root)
@@ -145,15 +135,8 @@ def fill_volume(root: str, floor_mib: int) -> None:
 
 @pytest.fixture
 def small_volume(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "vol"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a 64 MiB tmpfs here (needs root): {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "vol", 64) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.mark.slow
