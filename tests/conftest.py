@@ -10,6 +10,7 @@ import pytest
 
 from services.common.config import BusConfig
 from tests.fixtures.tansu import TansuBroker
+from tests.fixtures.tcp_proxy import TcpProxy
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +44,17 @@ def kafka_bus_config(tansu: TansuBroker) -> Callable[..., BusConfig]:
         return BusConfig(**fields)
 
     return make
+
+
+@pytest.fixture
+def proxied_broker() -> Iterator[tuple[TcpProxy, TansuBroker]]:
+    """A broker that clients reach only through a proxy (it advertises the proxy's port)."""
+    proxy = TcpProxy("127.0.0.1", 0)
+    broker = TansuBroker(advertised_port=proxy.port)
+    proxy.set_target("127.0.0.1", broker.port)
+    broker.start()
+    try:
+        yield proxy, broker
+    finally:
+        proxy.close()
+        broker.close()

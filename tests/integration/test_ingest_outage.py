@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,20 +26,6 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def proxied() -> Iterator[tuple[TcpProxy, TansuBroker]]:
-    """A broker that clients reach only through a proxy (it advertises the proxy's port)."""
-    proxy = TcpProxy("127.0.0.1", 0)
-    broker = TansuBroker(advertised_port=proxy.port)
-    proxy.set_target("127.0.0.1", broker.port)
-    broker.start()
-    try:
-        yield proxy, broker
-    finally:
-        proxy.close()
-        broker.close()
-
-
 def read_seqs(bus: KafkaBus, topic: str, want: int, timeout_s: float = 60.0) -> list[int]:
     """Every frame seq on `topic`, in topic order, once `want` distinct ones arrived (or the time is up)."""
     seqs: list[int] = []
@@ -55,10 +40,10 @@ def read_seqs(bus: KafkaBus, topic: str, want: int, timeout_s: float = 60.0) -> 
 
 
 def test_file_ingest_waits_out_a_35s_outage_and_publishes_every_frame(
-    proxied: tuple[TcpProxy, TansuBroker], tmp_path: Path
+    proxied_broker: tuple[TcpProxy, TansuBroker], tmp_path: Path
 ) -> None:
     """The issue's case: 35 s without a broker mid-file. Before: a traceback and 111 of 150 frames lost."""
-    proxy, _ = proxied
+    proxy, _ = proxied_broker
     video = shared("videos", "static_camera", "bgslibrary_video02.avi")
     topic = f"outage.frames.{uuid.uuid4().hex[:8]}"
     bus = KafkaBus(BusConfig(kind="kafka", bootstrap=proxy.address), client_id="outage-test")
@@ -99,9 +84,9 @@ def test_file_ingest_waits_out_a_35s_outage_and_publishes_every_frame(
     assert list(dict.fromkeys(seqs)) == sorted(set(seqs))
 
 
-def test_live_outbox_drops_oldest_frames_first_and_counts_them(proxied: tuple[TcpProxy, TansuBroker]) -> None:
+def test_live_outbox_drops_oldest_frames_first_and_counts_them(proxied_broker: tuple[TcpProxy, TansuBroker]) -> None:
     """A live camera keeps being read while the broker is away; the outbox keeps the newest frames."""
-    proxy, _ = proxied
+    proxy, _ = proxied_broker
     topic = f"live.frames.{uuid.uuid4().hex[:8]}"
     bus = KafkaBus(BusConfig(kind="kafka", bootstrap=proxy.address, publish_timeout_s=2), client_id="live-test")
     bus.create_topics([topic], num_partitions=1)

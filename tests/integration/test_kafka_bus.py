@@ -295,20 +295,6 @@ def test_publish_without_broker_raises_retryable_after_timeout() -> None:
 # -- the broker going away -------------------------------------------------------------
 
 
-@pytest.fixture
-def proxied_broker() -> Iterator[tuple[TcpProxy, TansuBroker]]:
-    """A broker that clients reach only through a proxy (it advertises the proxy's port)."""
-    proxy = TcpProxy("127.0.0.1", 0)
-    broker = TansuBroker(advertised_port=proxy.port)
-    proxy.set_target("127.0.0.1", broker.port)
-    broker.start()
-    try:
-        yield proxy, broker
-    finally:
-        proxy.close()
-        broker.close()
-
-
 @pytest.mark.slow
 def test_broker_away_mid_stream_loses_nothing(
     proxied_broker: tuple[TcpProxy, TansuBroker], unique_topic: Names
