@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError
 
+from services.common.alerts import alert_record
 from vigil.alert.v1 import alert_pb2
 
 SIGNATURE_VERSION = "v1"
@@ -50,22 +50,14 @@ def decode_alert(value: bytes) -> alert_pb2.Alert:
 
 
 def alert_payload(alert: alert_pb2.Alert) -> dict[str, Any]:
-    """The JSON object a webhook receives for one alert (documented in docs/notifier.md)."""
+    """The JSON object a webhook receives for one alert (documented in docs/notifier.md): the record
+    `vigil alerts --json` prints, typed for webhooks, with the alert's three timestamps."""
     return {
+        **alert_record(alert),
         "type": PAYLOAD_TYPE,
-        "event_id": alert.event_id,
-        "camera_id": alert.camera_id,
-        "frame_seq": alert.frame_seq,
-        "pts_s": round(alert.pts_s, 3),
         "capture_time_ns": alert.capture_time_ns,
         "created_time_ns": alert.created_time_ns,
         "sent_time_ns": alert.sent_time_ns,
-        "level": alert.level,
-        "score": round(alert.score, 4),
-        "event": json.loads(alert.event_json),
-        "producer": MessageToDict(alert.producer, preserving_proto_field_name=True),
-        "roi_bytes": alert.roi_bytes,
-        "box_bytes": alert.box_bytes,
     }
 
 
