@@ -51,7 +51,7 @@ class Memory:
             volumes.append(config.store.path)
         self._health: list[tuple[object, str]] = []
         self.floor = DiskFloor(volumes, config.min_free_bytes, make_room=self._evict, on_change=self._on_floor_change)
-        if not self.floor.admit(0, "open"):
+        if not self.floor.room_for(0):
             # A shard created or replayed on a full disk is where SIGBUS strikes: do not touch it at all.
             raise StoreError(
                 f"the memory's volume has {self.floor.free() / 2**20:.0f} MiB free, under its floor of "

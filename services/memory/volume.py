@@ -188,6 +188,18 @@ class DiskFloor:
 
     def admit(self, nbytes: int, kind: str) -> bool:
         """True when `nbytes` more still leave the floor free; otherwise make room once, then refuse (counted)."""
+        if self.room_for(nbytes):
+            return True
+        with self._lock:
+            self.refused += 1
+        metrics.REFUSED_WRITES.labels(kind).inc()
+        return False
+
+    def room_for(self, nbytes: int) -> bool:
+        """Whether `nbytes` more leave the floor free, after evicting the oldest raw frames if that helps.
+
+        Not a write: nothing is counted as refused (opening the memory asks this before it starts).
+        """
         if self.min_free_bytes <= 0:
             return True
         with self._lock:
@@ -201,13 +213,8 @@ class DiskFloor:
                     )
                     free = self.free()
                     short = self.min_free_bytes + nbytes - free
-            if short <= 0:
-                self._set_degraded(False, free)
-                return True
-            self.refused += 1
-            metrics.REFUSED_WRITES.labels(kind).inc()
-            self._set_degraded(True, free)
-            return False
+            self._set_degraded(short > 0, free)
+            return short <= 0
 
     def _set_degraded(self, degraded: bool, free: int) -> None:
         if degraded == self.degraded:

@@ -49,7 +49,9 @@ def exported_series() -> set[str]:
     """Every series name the services' metrics modules register, with the suffixes Prometheus scrapes."""
     for path in sorted((ROOT / "services").glob("*/metrics.py")):
         importlib.import_module(f"services.{path.parent.name}.metrics")
-    importlib.import_module("services.common.metrics")
+    # The shared layers define their metrics beside the code that counts them.
+    for module in ("metrics", "grpc_runtime", "signing"):
+        importlib.import_module(f"services.common.{module}")
     names: set[str] = set()
     for family in REGISTRY.collect():
         if not family.name.startswith("vigil_"):

@@ -66,6 +66,18 @@ def test_floor_makes_room_once_before_refusing(tmp_path: Path) -> None:
     assert len(asked) == 2
 
 
+def test_room_for_answers_without_counting_a_refused_write(tmp_path: Path) -> None:
+    """Opening the memory asks whether there is room; a no there is not a refused frame or cluster."""
+    disk = Disk(10 * MiB)
+    floor = DiskFloor([tmp_path], 50 * MiB, probe=disk.probe)
+    before = {kind: metrics.REFUSED_WRITES.labels(kind)._value.get() for kind in ("frame", "cluster")}
+    assert not floor.room_for(0)
+    assert floor.degraded and floor.refused == 0
+    assert {kind: metrics.REFUSED_WRITES.labels(kind)._value.get() for kind in ("frame", "cluster")} == before
+    disk.free = 60 * MiB
+    assert floor.room_for(0) and not floor.degraded
+
+
 def test_floor_zero_never_checks(tmp_path: Path) -> None:
     def probe(_path: Path) -> int:
         raise AssertionError("statvfs called with the check off")
