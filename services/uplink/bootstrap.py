@@ -71,6 +71,7 @@ class ScheduledUplink(Stage):
             self._send,
             ack=self._ack,
             on_expired=lambda _unit: metrics.EVIDENCE_EXPIRED.inc(),
+            on_probe=lambda _unit: metrics.PROBES.inc(),
         )
         metrics.PENDING_EVENTS.set_function(lambda: len(self.dispatcher))
         metrics.BANDWIDTH_ESTIMATE.set_function(self.dispatcher.estimator.estimate)

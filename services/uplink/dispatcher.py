@@ -12,6 +12,14 @@ D_vis) has passed is dropped and counted, never an alert; units still unsent
 when the interval is over stay pending and are planned again. An event is
 acknowledged (its edge offset may be committed) once its JSON is delivered
 and no visual unit can follow: sent, expired, or not revisited by the method.
+
+One rule is the service's, not Algorithm 1's: when the plan takes no alert
+although alerts are waiting, the best one (highest S_i / c_json_i) goes out
+anyway, alone. The estimate is learned only from this uplink's own sends, so
+an estimate too low for any JSON would never be corrected: one slow sample
+(the first send after the link came back, which waited for the reconnect)
+held every alert at the edge for good (issue 13, "broker unreachable 30 s").
+The probe sends at the link's real pace and its sample repairs the estimate.
 """
 
 from __future__ import annotations
@@ -58,6 +66,8 @@ class DispatcherStats:
     alerts_sent: int = 0
     visual_sent: int = 0
     visual_expired: int = 0
+    # Alerts sent alone because the plan took none (an estimate too low to fit one).
+    probes: int = 0
     bytes_sent: int = 0
     alert_delays_s: list[float] = field(default_factory=list)
     visual_delays_s: list[float] = field(default_factory=list)
@@ -74,6 +84,7 @@ class UplinkDispatcher:
         ack: Callable[[Any], None],
         clock: Callable[[], float] = time.time,
         on_expired: Callable[[Unit], None] | None = None,
+        on_probe: Callable[[Unit], None] | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.estimator = estimator
@@ -81,6 +92,7 @@ class UplinkDispatcher:
         self._ack = ack
         self._clock = clock
         self._on_expired = on_expired
+        self._on_probe = on_probe
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
@@ -109,10 +121,33 @@ class UplinkDispatcher:
         p = self.scheduler.params
         start = self._clock() if start_s is None else start_s
         bw = self.estimator.estimate()
-        plan = self.scheduler.plan(self.pending(), bw, start)
+        pending = self.pending()
+        plan = self._with_probe(self.scheduler.plan(pending, bw, start), pending)
         report = self._execute(plan, bw, start + p.interval_s)
         self.estimator.close_interval()
         return report
+
+    def _with_probe(self, plan: Plan, pending: list[PendingEvent]) -> Plan:
+        """`plan`, or the single best waiting alert when the plan takes none (see the module docstring)."""
+        waiting = [e for e in pending if not e.json_sent]
+        if not waiting or UnitKind.JSON not in self.scheduler.alert_kinds:
+            return plan
+        if any(u.kind is UnitKind.JSON for u in plan.units):
+            return plan
+        beta = self.scheduler.params.beta
+        # max() keeps the first of equals: the earliest arrival, as the scheduler's stable sort does.
+        best = max(waiting, key=lambda e: e.priority(beta) / max(e.c_json, 1))
+        self.stats.probes += 1
+        log.info(
+            "bandwidth estimate %.0f B/s fits no alert (%d waiting): sending %s alone to measure the link",
+            self.estimator.estimate(),
+            len(waiting),
+            best.event_id,
+        )
+        probe = Unit(best.event_id, UnitKind.JSON, best.c_json)
+        if self._on_probe is not None:
+            self._on_probe(probe)
+        return Plan(units=[probe], est_time_s=plan.est_time_s)
 
     def run_on_arrival(self, interval_end_s: float, spent_bytes: int) -> IntervalReport:
         """Event-driven methods: plan now over what is left of this interval's budget (link idle)."""

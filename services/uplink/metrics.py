@@ -13,5 +13,9 @@ ALERT_DELAY_SECONDS = Histogram(
 EVIDENCE_EXPIRED = Counter(
     "vigil_uplink_evidence_expired_total", "Evidence units dropped because they would miss arrival + D_vis"
 )
+PROBES = Counter(
+    "vigil_uplink_probes_total",
+    "Alerts sent alone because the bandwidth estimate fitted none in an interval (the estimate is re-measured)",
+)
 PENDING_EVENTS = Gauge("vigil_uplink_pending_events", "Events queued at the edge, not finished yet")
 BANDWIDTH_ESTIMATE = Gauge("vigil_uplink_bandwidth_estimate_bytes_per_second", "The estimate the scheduler plans with")

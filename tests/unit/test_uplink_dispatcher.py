@@ -175,3 +175,41 @@ def test_cloud_away_defers_the_interval_instead_of_killing_the_loop() -> None:
     assert first.sent == [] and first.deferred > 0 and acked == [] and len(d) == 1
     d.run_interval(clock.now + 1.0)
     assert link.sent[0] == ("a", UnitKind.JSON) and acked == ["a"]
+
+
+def test_an_estimate_too_low_for_any_alert_is_probed_not_kept_forever() -> None:
+    """Issue 13, broker unreachable 30 s: the first send after the link came back waited ~30 s for the
+    reconnect, the estimate fell to ~10 B/s, no JSON (300 B) fit a 1 s interval, and since the estimate only
+    learns from sends, the 7 alerts behind it never left the edge. The best waiting alert now goes out alone."""
+    clock = FakeClock(100.0)
+    link = Link(clock, 20_000)
+    acked: list[str] = []
+    reconnect = [30.0]
+
+    def send(unit: Unit, payload: object) -> None:
+        if reconnect:
+            clock.now += reconnect.pop()
+        link(unit, payload)
+
+    d = UplinkDispatcher(
+        DatScheduler(), BandwidthEstimator(20_000, safety=1.0), send, ack=lambda tok: acked.append(tok), clock=clock
+    )
+    d.add(ev("first", 1, 0.9), "p", "first")
+    d.run_interval(clock.now)
+    assert acked == ["first"] and d.estimator.estimate() < 300  # one JSON no longer fits an interval
+    for i in range(7):
+        d.add(ev(f"e{i}", 1, 0.9 - i / 100, arrival=clock.now), "p", f"e{i}")
+    for _ in range(10):
+        d.run_interval(clock.now)
+        clock.now += 1.0
+    # Highest priority first, one alone while the estimate is low, then the window forgets the slow sample.
+    assert acked[1:] == [f"e{i}" for i in range(7)]
+    assert d.stats.probes >= 1 and d.estimator.estimate() > 300
+
+
+def test_no_probe_when_the_plan_takes_an_alert_or_none_waits() -> None:
+    clock, _link, acked, d = make(rate=20_000, prior=20_000)
+    d.run_interval(clock.now)
+    d.add(ev("a", 1, 0.9), "p", "a")
+    d.run_interval(clock.now)
+    assert acked == ["a"] and d.stats.probes == 0
