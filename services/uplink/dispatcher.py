@@ -15,7 +15,7 @@ and no visual unit can follow: sent, expired, or not revisited by the method.
 
 One rule is the service's, not Algorithm 1's: when the plan takes no alert
 although alerts are waiting, the best one (highest S_i / c_json_i) goes out
-anyway, alone. The estimate is learned only from this uplink's own sends, so
+anyway, first. The estimate is learned only from this uplink's own sends, so
 an estimate too low for any JSON would never be corrected: one slow sample
 (the first send after the link came back, which waited for the reconnect)
 held every alert at the edge for good (issue 13, "broker unreachable 30 s").
@@ -66,7 +66,7 @@ class DispatcherStats:
     alerts_sent: int = 0
     visual_sent: int = 0
     visual_expired: int = 0
-    # Alerts sent alone because the plan took none (an estimate too low to fit one).
+    # Alerts sent first although the plan took none (an estimate too low to fit one).
     probes: int = 0
     bytes_sent: int = 0
     alert_delays_s: list[float] = field(default_factory=list)
@@ -122,13 +122,13 @@ class UplinkDispatcher:
         start = self._clock() if start_s is None else start_s
         bw = self.estimator.estimate()
         pending = self.pending()
-        plan = self._with_probe(self.scheduler.plan(pending, bw, start), pending)
+        plan = self._with_probe(self.scheduler.plan(pending, bw, start), pending, bw)
         report = self._execute(plan, bw, start + p.interval_s)
         self.estimator.close_interval()
         return report
 
-    def _with_probe(self, plan: Plan, pending: list[PendingEvent]) -> Plan:
-        """`plan`, or the single best waiting alert when the plan takes none (see the module docstring)."""
+    def _with_probe(self, plan: Plan, pending: list[PendingEvent], bw: float) -> Plan:
+        """`plan`, led by the best waiting alert when the plan takes none (see the module docstring)."""
         waiting = [e for e in pending if not e.json_sent]
         if not waiting or UnitKind.JSON not in self.scheduler.alert_kinds:
             return plan
@@ -139,15 +139,16 @@ class UplinkDispatcher:
         best = max(waiting, key=lambda e: e.priority(beta) / max(e.c_json, 1))
         self.stats.probes += 1
         log.info(
-            "bandwidth estimate %.0f B/s fits no alert (%d waiting): sending %s alone to measure the link",
-            self.estimator.estimate(),
+            "bandwidth estimate %.0f B/s fits no alert (%d waiting): sending %s first to measure the link",
+            bw,
             len(waiting),
             best.event_id,
         )
         probe = Unit(best.event_id, UnitKind.JSON, best.c_json)
         if self._on_probe is not None:
             self._on_probe(probe)
-        return Plan(units=[probe], est_time_s=plan.est_time_s)
+        # Whatever else fitted (evidence of alerts already sent) follows, or waits if the probe takes the interval.
+        return Plan(units=[probe, *plan.units], est_time_s=plan.est_time_s + probe.size_bytes / max(bw, 1e-9))
 
     def run_on_arrival(self, interval_end_s: float, spent_bytes: int) -> IntervalReport:
         """Event-driven methods: plan now over what is left of this interval's budget (link idle)."""

@@ -15,7 +15,7 @@ EVIDENCE_EXPIRED = Counter(
 )
 PROBES = Counter(
     "vigil_uplink_probes_total",
-    "Alerts sent alone because the bandwidth estimate fitted none in an interval (the estimate is re-measured)",
+    "Alerts sent although the bandwidth estimate fitted none in an interval (the estimate is re-measured)",
 )
 PENDING_EVENTS = Gauge("vigil_uplink_pending_events", "Events queued at the edge, not finished yet")
 BANDWIDTH_ESTIMATE = Gauge("vigil_uplink_bandwidth_estimate_bytes_per_second", "The estimate the scheduler plans with")

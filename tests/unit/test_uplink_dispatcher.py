@@ -180,7 +180,7 @@ def test_cloud_away_defers_the_interval_instead_of_killing_the_loop() -> None:
 def test_an_estimate_too_low_for_any_alert_is_probed_not_kept_forever() -> None:
     """Issue 13, broker unreachable 30 s: the first send after the link came back waited ~30 s for the
     reconnect, the estimate fell to ~10 B/s, no JSON (300 B) fit a 1 s interval, and since the estimate only
-    learns from sends, the 7 alerts behind it never left the edge. The best waiting alert now goes out alone."""
+    learns from sends, the 7 alerts behind it never left the edge. The best waiting alert now goes out first."""
     clock = FakeClock(100.0)
     link = Link(clock, 20_000)
     acked: list[str] = []
@@ -202,7 +202,7 @@ def test_an_estimate_too_low_for_any_alert_is_probed_not_kept_forever() -> None:
     for _ in range(10):
         d.run_interval(clock.now)
         clock.now += 1.0
-    # Highest priority first, one alone while the estimate is low, then the window forgets the slow sample.
+    # Highest priority first, one per interval while the estimate is low, then the window forgets the slow sample.
     assert acked[1:] == [f"e{i}" for i in range(7)]
     assert d.stats.probes >= 1 and d.estimator.estimate() > 300
 
@@ -213,3 +213,15 @@ def test_no_probe_when_the_plan_takes_an_alert_or_none_waits() -> None:
     d.add(ev("a", 1, 0.9), "p", "a")
     d.run_interval(clock.now)
     assert acked == ["a"] and d.stats.probes == 0
+
+
+def test_a_probe_leads_the_plan_and_keeps_what_else_fitted() -> None:
+    """Evidence already planned for an alert sent earlier (revisiting methods) is not dropped for the probe."""
+    from services.uplink.scheduler import Plan
+
+    _clock, _link, _acked, d = make(rate=20_000, prior=20_000)
+    waiting = ev("new", 1, 0.9)
+    sent = PendingEvent("old", 100.0, 1, 0.9, c_json=300, c_roi=100, c_box=50_000, json_sent=True)
+    evidence = Unit("old", UnitKind.ROI, 100)
+    plan = d._with_probe(Plan(units=[evidence], est_time_s=0.005), [sent, waiting], 20_000)
+    assert plan.units == [Unit("new", UnitKind.JSON, 300), evidence] and d.stats.probes == 1
