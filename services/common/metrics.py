@@ -22,11 +22,6 @@ PRODUCER_REBUILDS = Counter(
     "vigil_bus_producer_rebuilds_total",
     "Kafka producers replaced because the broker no longer knew their state (unknown producer id, fenced)",
 )
-CONSUMER_REJOINS = Counter(
-    "vigil_bus_consumer_rejoins_total",
-    "Kafka consumers replaced because their group no longer knew them (a commit refused: unknown member)",
-    ["group"],
-)
 CONSUMER_FAILING_BATCHES = Counter(
     "vigil_bus_consumer_failing_batches_total",
     "Polled batches in which no record could be finished (every handler failed, or the flush did)",

@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.errors import (
-    CommitFailedError,
     InvalidProducerEpochError,
     InvalidProducerIdMappingError,
     KafkaConnectionError,
@@ -29,7 +28,6 @@ from kafka.errors import (
     KafkaTimeoutError,
     OutOfOrderSequenceNumberError,
     ProducerFencedError,
-    RebalanceInProgressError,
     TopicAlreadyExistsError,
     UnknownProducerIdError,
 )
@@ -46,7 +44,7 @@ from services.common.bus.base import (
     encode_key,
 )
 from services.common.config import BusConfig
-from services.common.metrics import CONSUMER_FAILING_BATCHES, CONSUMER_REJOINS, PRODUCER_REBUILDS
+from services.common.metrics import CONSUMER_FAILING_BATCHES, PRODUCER_REBUILDS
 
 log = logging.getLogger(__name__)
 
@@ -460,8 +458,6 @@ class KafkaGroupConsumer(Consumer):
                 self._stop.wait(min(timeout_s, _RECONNECT_PAUSE_S))
                 return 0
             self._commit(consumer)
-            if self._consumer is None:
-                return 0  # the commit found this member forgotten and dropped the client (_rejoin_fresh)
             try:
                 batch = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=MAX_POLL_RECORDS)
             except KafkaError as exc:
@@ -557,12 +553,6 @@ class KafkaGroupConsumer(Consumer):
         if offsets:
             try:
                 consumer.commit(offsets=offsets, timeout_ms=_COMMIT_TIMEOUT_MS)
-            except CommitFailedError as exc:
-                if exc.args and isinstance(exc.args[0], RebalanceInProgressError):
-                    log.info("commit of group %s waits for the rebalance in progress", self._group)
-                    return
-                self._rejoin_fresh(consumer, exc)
-                return
             except KafkaError as exc:
                 log.warning(
                     "commit of %d partitions (group %s) failed, retrying next poll: %s",
@@ -573,33 +563,6 @@ class KafkaGroupConsumer(Consumer):
                 return
         self._committed.update({tp: o.offset for tp, o in offsets.items()})
         self._uncommitted.clear()
-
-    def _rejoin_fresh(self, consumer: KafkaConsumer, exc: CommitFailedError) -> None:
-        """The group no longer knows this member: forget its offsets, drop the client, join with a new one.
-
-        The usual cause is a broker that lost its state (restarted without its log, which then numbers
-        records from 0 again) or an eviction. The offsets this member tracked belong to the old log: kept,
-        they were committed onto the new one, and gating stopped at offset 18 of 27 with the rest never
-        gated, healthy and idle (issue 13, a memory broker restarted). A new client starts from the group's
-        committed offsets (none on a broker that lost them: the earliest record); what this member handled
-        but did not commit is handled again (at least once; event ids are stable).
-        """
-        log.warning(
-            "group %s no longer knows this member (%s): forgetting its offsets and joining again with a new client",
-            self._group,
-            exc,
-        )
-        CONSUMER_REJOINS.labels(self._group).inc()
-        self._consumer = None
-        self._uncommitted.clear()
-        self._committed.clear()
-        if self._acks is not None:
-            for topic, partition in list(self._acks.committable()):
-                self._acks.forget(topic, partition)
-        try:
-            consumer.close(autocommit=False, timeout_ms=_COMMIT_TIMEOUT_MS)
-        except KafkaError as close_exc:
-            log.warning("closing the forgotten member of group %s: %s", self._group, close_exc)
 
     def _connect(self) -> KafkaConsumer | None:
         if self._consumer is not None:
