@@ -7,7 +7,7 @@ import pytest
 from services.uplink.dispatcher import UplinkDispatcher
 from services.uplink.emulated_link import TraceClock
 from services.uplink.estimator import BandwidthEstimator
-from services.uplink.scheduler import DatScheduler, PendingEvent, SchedulerParams, Unit, UnitKind
+from services.uplink.scheduler import DatScheduler, PendingEvent, Plan, SchedulerParams, Unit, UnitKind
 from tests.fakes import FakeClock
 
 
@@ -217,8 +217,6 @@ def test_no_probe_when_the_plan_takes_an_alert_or_none_waits() -> None:
 
 def test_a_probe_leads_the_plan_and_keeps_what_else_fitted() -> None:
     """Evidence already planned for an alert sent earlier (revisiting methods) is not dropped for the probe."""
-    from services.uplink.scheduler import Plan
-
     _clock, _link, _acked, d = make(rate=20_000, prior=20_000)
     waiting = ev("new", 1, 0.9)
     sent = PendingEvent("old", 100.0, 1, 0.9, c_json=300, c_roi=100, c_box=50_000, json_sent=True)
